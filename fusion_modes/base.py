@@ -1,0 +1,164 @@
+"""What a fusion mode is handed and what it returns. Modes never touch HTTP: the judge and, for debate,
+the members are callables the pipeline provides."""
+
+from __future__ import annotations
+
+import abc
+import random
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal, Protocol
+
+import orjson
+
+JudgeStatus = Literal["ok", "fallback", "skipped", "error"]
+
+
+def content_text(content: Any) -> str:
+    """A message's text: the string, or the text parts of a content array (images are not shown)."""
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):
+        return "".join(p["text"] for p in content if isinstance(p, dict) and isinstance(p.get("text"), str))
+    return ""
+
+
+class JudgeFailed(Exception):
+    """The judge gave no usable answer: an upstream error, a timeout, or a verdict that failed strict parsing.
+
+    ``reason`` is a short, bounded label (``timeout``, ``upstream_error``, ``not_json``, ``unknown_label``,
+    ``extra_keys`` ...) used in metadata and metrics.
+    """
+
+    def __init__(self, reason: str, detail: str = "") -> None:
+        super().__init__(f"{reason}: {detail}" if detail else reason)
+        self.reason = reason
+        self.detail = detail
+
+
+class FusionError(Exception):
+    """The pool cannot produce an answer in this mode (judge failed with ``fallback: error``)."""
+
+    def __init__(self, message: str, reason: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+
+
+@dataclass(slots=True)
+class Candidate:
+    """One member's successful answer."""
+
+    member: int  # position in the pool's member list
+    model: str
+    message: dict[str, Any]
+    finish_reason: str | None
+
+    @property
+    def text(self) -> str:
+        """What a judge reads: the content, or the tool calls written out."""
+        content = self.message.get("content")
+        text = content if isinstance(content, str) else ""
+        calls = self.message.get("tool_calls")
+        if calls:
+            rendered = [
+                {
+                    "function": (c.get("function") or {}).get("name"),
+                    "arguments": (c.get("function") or {}).get("arguments"),
+                }
+                for c in calls
+            ]
+            text = (text + "\n" if text else "") + "Tool calls: " + orjson.dumps(rendered).decode()
+        refusal = self.message.get("refusal")
+        if not text and isinstance(refusal, str):
+            text = "Refusal: " + refusal
+        return text
+
+
+class Judge(Protocol):
+    """The pool's judge model, as the modes see it."""
+
+    async def verdict(self, messages: list[dict[str, Any]], response_format: dict[str, Any]) -> str:
+        """Ask for a structured verdict; returns the raw text. Raises JudgeFailed."""
+        ...
+
+    async def write(self, messages: list[dict[str, Any]], on_delta: Callable[[str], Awaitable[None]]) -> str:
+        """Ask for free text, passing each piece to ``on_delta`` as it arrives. Raises JudgeFailed."""
+        ...
+
+
+Reviser = Callable[[int, Sequence[Candidate]], Awaitable[list[Candidate]]]
+"""Debate: (round number, latest answers) -> the members' revised answers."""
+
+Emit = Callable[[str], Awaitable[None]]
+
+
+@dataclass
+class FusionContext:
+    pool: str
+    conversation: list[dict[str, Any]]
+    judge: Judge | None
+    criteria: str | None
+    fallback: Literal["first-success", "error"]
+    rng: random.Random
+    max_candidate_chars: int = 16_000
+    swap: bool = False
+    #: debate
+    rounds: int = 0
+    final: Literal["best-of", "merge"] = "best-of"
+    reviser: Reviser | None = None
+    #: merge streams the judge's words here when the caller streams
+    emit: Emit | None = None
+    #: pool member order, for position-independent tie-breaks
+    member_order: Sequence[str] = ()
+
+
+@dataclass
+class Verdict:
+    winner: Candidate
+    analysis: str
+    #: False when the order-swapped judgement disagreed
+    consistent: bool = True
+    labels: dict[str, str] = field(default_factory=dict)  # label -> model, for the record
+
+
+@dataclass
+class RoundRecord:
+    round: int
+    answers: int
+    agreed: bool
+    latency_ms: float = 0.0
+
+
+@dataclass
+class FusionResult:
+    message: dict[str, Any]
+    finish_reason: str | None
+    winner: Candidate | None = None
+    verdict: Verdict | None = None
+    judge_status: JudgeStatus = "ok"
+    fallback_reason: str | None = None
+    #: the content already went out through ``emit``
+    streamed: bool = False
+    rounds: list[RoundRecord] = field(default_factory=list)
+
+
+class FusionMode(abc.ABC):
+    name: str
+
+    @abc.abstractmethod
+    async def run(self, ctx: FusionContext, candidates: Sequence[Candidate]) -> FusionResult:
+        """Combine the candidates (in the order they finished) into one answer."""
+
+
+def first_success(ctx: FusionContext, candidates: Sequence[Candidate], reason: str) -> FusionResult:
+    """The judge failed: apply the pool's fallback rule."""
+    if ctx.fallback == "error" or not candidates:
+        raise FusionError(f"pool '{ctx.pool}': the judge failed ({reason}) and fallback is 'error'", reason)
+    first = candidates[0]  # candidates arrive in finishing order
+    return FusionResult(
+        message=first.message,
+        finish_reason=first.finish_reason,
+        winner=first,
+        judge_status="fallback",
+        fallback_reason=reason,
+    )

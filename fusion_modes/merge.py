@@ -1,0 +1,57 @@
+"""merge: the judge writes one answer from all candidates, streamed word by word when the caller streams."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from fusion_modes.base import (
+    Candidate,
+    FusionContext,
+    FusionError,
+    FusionMode,
+    FusionResult,
+    JudgeFailed,
+    first_success,
+)
+from fusion_modes.judge import make_ballot, merge_messages
+
+
+class Merge(FusionMode):
+    name = "merge"
+
+    async def run(self, ctx: FusionContext, candidates: Sequence[Candidate]) -> FusionResult:
+        if len(candidates) == 1:
+            only = candidates[0]
+            return FusionResult(only.message, only.finish_reason, winner=only, judge_status="skipped")
+        return await merge(ctx, candidates)
+
+
+async def merge(ctx: FusionContext, candidates: Sequence[Candidate]) -> FusionResult:
+    if ctx.judge is None:
+        return first_success(ctx, candidates, "no_judge")
+    ballot = make_ballot(candidates, ctx.rng)
+    if not ballot.by_label:
+        return first_success(ctx, candidates, "no_candidates")
+    messages = merge_messages(ctx.conversation, ballot, ctx.criteria, ctx.max_candidate_chars)
+    emitted = False
+
+    async def on_delta(text: str) -> None:
+        nonlocal emitted
+        if ctx.emit is not None and text:
+            emitted = True
+            await ctx.emit(text)
+
+    try:
+        text = await ctx.judge.write(messages, on_delta)
+        if not text.strip():
+            raise JudgeFailed("empty", "the judge wrote nothing")
+    except JudgeFailed as exc:
+        if emitted:
+            # Part of the merged answer already reached the caller: a fallback now would splice two answers.
+            raise FusionError(f"pool '{ctx.pool}': the judge failed mid-answer ({exc.reason})", exc.reason) from exc
+        return first_success(ctx, candidates, exc.reason)
+    return FusionResult(
+        message={"role": "assistant", "content": text, "refusal": None},
+        finish_reason="stop",
+        streamed=emitted,
+    )

@@ -1,0 +1,34 @@
+"""Exact cost of upstream calls, in ``Decimal`` USD.
+
+cost = uncached prompt tokens x input + cached prompt tokens x cached_input + completion tokens x output,
+prices per 1M tokens. Reasoning tokens are completion tokens. A model without a price costs ``None``,
+never 0: an unknown cost must not look free.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from decimal import Decimal
+
+from gateway.config.schema import Price
+from gateway.usage import Usage
+
+MILLION = Decimal(1_000_000)
+
+
+def call_cost(price: Price | None, usage: Usage | None) -> Decimal | None:
+    if price is None or usage is None:
+        return None
+    uncached = usage.prompt_tokens - usage.cached_tokens
+    micro = uncached * price.input + usage.cached_tokens * price.cached + usage.completion_tokens * price.output
+    return micro / MILLION
+
+
+def sum_costs(costs: Iterable[Decimal | None]) -> Decimal | None:
+    """Sum of known costs; None if any part is unknown (a partial sum would understate)."""
+    out = Decimal(0)
+    for c in costs:
+        if c is None:
+            return None
+        out += c
+    return out

@@ -1,0 +1,111 @@
+"""The app factory. No import-time side effects: everything is built here, owned by one :class:`Gateway`.
+
+``POST /v1/chat/completions`` is served by a raw ASGI handler in front of FastAPI: it is the hot path,
+and FastAPI's request validation and middleware stack cost about half the throughput there (measured,
+see README). Every other route is ordinary FastAPI, and one exception handler answers the OpenAI
+error envelope for all of them.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from gateway.asgi import Receive, Scope, Send, send_error
+from gateway.config import GatewayConfig, default_config_path, load_config
+from gateway.errors import GatewayError, InvalidRequest, ModelNotFound, envelope
+from gateway.routes import models, ops
+from gateway.routes.chat import chat_completions
+from gateway.state import Gateway
+
+CHAT_PATH = "/v1/chat/completions"
+log = logging.getLogger("fusion_gateway")
+
+
+class GatewayApp:
+    """ASGI entry: the chat completions hot path, then FastAPI for the rest."""
+
+    def __init__(self, gateway: Gateway, api: FastAPI) -> None:
+        self.gateway = gateway
+        self.api = api
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["path"] == CHAT_PATH:
+            if scope["method"] == "POST":
+                try:
+                    await chat_completions(self.gateway, scope, receive, send)
+                except Exception:
+                    # A bug, not a caller or upstream error. Log it; answer the envelope if we still can.
+                    log.exception("unhandled error in %s", CHAT_PATH)
+                    with contextlib.suppress(Exception):
+                        await send_error(send, GatewayError("internal error"))
+            else:
+                await send_error(send, _MethodNotAllowed("only POST is allowed on /v1/chat/completions"))
+            return
+        await self.api(scope, receive, send)
+
+
+class _MethodNotAllowed(InvalidRequest):
+    status = 405
+    default_code = "method_not_allowed"
+
+
+def create_app(config: GatewayConfig) -> GatewayApp:
+    gateway = Gateway(config)
+    api = FastAPI(
+        title="fusion-gateway",
+        lifespan=gateway.lifespan,
+        docs_url=None,
+        redoc_url=None,
+        openapi_url=None,
+    )
+    api.state.gateway = gateway
+    api.include_router(models.router)
+    api.include_router(ops.router)
+    _install_error_handlers(api)
+    return GatewayApp(gateway, api)
+
+
+def create_app_from_env() -> GatewayApp:
+    """Factory for ``uvicorn --factory`` and worker processes: the config path comes from the environment."""
+    return create_app(load_config(default_config_path()))
+
+
+def _install_error_handlers(api: FastAPI) -> None:
+    def respond(exc: GatewayError) -> JSONResponse:
+        return JSONResponse(exc.envelope(), status_code=exc.http_status, headers=exc.headers())
+
+    async def gateway_error(_: Request, exc: Exception) -> JSONResponse:
+        assert isinstance(exc, GatewayError)
+        return respond(exc)
+
+    async def validation_error(_: Request, exc: Exception) -> JSONResponse:
+        assert isinstance(exc, RequestValidationError)
+        first: dict[str, Any] = exc.errors()[0] if exc.errors() else {}
+        param = ".".join(str(p) for p in first.get("loc", ())[1:]) or None
+        return respond(InvalidRequest(str(first.get("msg", "invalid request")), param=param))
+
+    async def http_error(_: Request, exc: Exception) -> JSONResponse:
+        assert isinstance(exc, StarletteHTTPException)
+        if exc.status_code == 404:
+            return respond(_NotFound("no such route"))
+        kind = "invalid_request_error" if exc.status_code < 500 else "api_error"
+        return JSONResponse(envelope(str(exc.detail), kind), status_code=exc.status_code)
+
+    async def unexpected(_: Request, exc: Exception) -> JSONResponse:
+        return respond(GatewayError("internal error"))
+
+    api.add_exception_handler(GatewayError, gateway_error)
+    api.add_exception_handler(RequestValidationError, validation_error)
+    api.add_exception_handler(StarletteHTTPException, http_error)
+    api.add_exception_handler(Exception, unexpected)
+
+
+class _NotFound(ModelNotFound):
+    default_code = "not_found"

@@ -1,0 +1,73 @@
+"""Chunks -> one assistant message, the way OpenAI's own stream helper assembles them."""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class Accumulator:
+    """Assembles choice 0 of a chunk stream. Partial results stay readable after a cut or a cancel."""
+
+    __slots__ = ("_content", "_refusal", "_tools", "finish_reason", "role")
+
+    def __init__(self) -> None:
+        self._content: list[str] = []
+        self._refusal: list[str] = []
+        self._tools: dict[int, dict[str, Any]] = {}
+        self.finish_reason: str | None = None
+        self.role = "assistant"
+
+    def add(self, chunk: dict[str, Any]) -> str:
+        """Take one chunk; return the content text it added (for live relays)."""
+        added = ""
+        for choice in chunk.get("choices") or ():
+            if choice.get("index", 0) != 0:
+                continue
+            delta = choice.get("delta") or {}
+            text = delta.get("content")
+            if isinstance(text, str) and text:
+                self._content.append(text)
+                added += text
+            refusal = delta.get("refusal")
+            if isinstance(refusal, str) and refusal:
+                self._refusal.append(refusal)
+            for tc in delta.get("tool_calls") or ():
+                self._tool_delta(tc)
+            if choice.get("finish_reason"):
+                self.finish_reason = choice["finish_reason"]
+        return added
+
+    def _tool_delta(self, tc: dict[str, Any]) -> None:
+        idx = tc.get("index", len(self._tools))
+        slot = self._tools.setdefault(idx, {"id": None, "type": "function", "function": {"name": "", "arguments": ""}})
+        if tc.get("id"):
+            slot["id"] = tc["id"]
+        if tc.get("type"):
+            slot["type"] = tc["type"]
+        fn = tc.get("function") or {}
+        if fn.get("name"):
+            slot["function"]["name"] += fn["name"]
+        if fn.get("arguments"):
+            slot["function"]["arguments"] += fn["arguments"]
+
+    @property
+    def content(self) -> str:
+        return "".join(self._content)
+
+    def produced_text(self) -> str:
+        """Everything generated so far, for estimating tokens when the upstream gave no usage."""
+        parts = [self.content, "".join(self._refusal)]
+        for tc in self._tools.values():
+            parts.append(tc["function"]["name"])
+            parts.append(tc["function"]["arguments"])
+        return "".join(parts)
+
+    def message(self) -> dict[str, Any]:
+        msg: dict[str, Any] = {
+            "role": self.role,
+            "content": self.content if self._content or not self._tools else None,
+            "refusal": "".join(self._refusal) if self._refusal else None,
+        }
+        if self._tools:
+            msg["tool_calls"] = [self._tools[i] for i in sorted(self._tools)]
+        return msg

@@ -1,0 +1,305 @@
+"""One upstream call, done right: retries, deadlines, and a record of what it cost and how long it took.
+
+Every call the gateway makes (passthrough, pool member, judge, baseline, comparison) goes through
+:class:`UpstreamCaller`, and every call leaves a :class:`CallRecord` in its request's :class:`Ledger`,
+whether it succeeded, failed, timed out or was cancelled. A call that was cut or cancelled is charged
+for what it produced; when the upstream did not report usage, the gateway counts (``estimated``).
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from contextlib import AsyncExitStack, asynccontextmanager
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import Any
+
+import anyio
+
+from gateway.accounting import call_cost, sum_costs
+from gateway.assemble import Accumulator
+from gateway.config.loader import ModelSpec
+from gateway.errors import UpstreamError, UpstreamTimeout
+from gateway.metrics import Metrics
+from gateway.providers.base import ChunkStream, Provider
+from gateway.tokens import count_messages, count_text
+from gateway.usage import Usage, total
+
+OnDelta = Callable[[str], Awaitable[None]]
+
+
+@dataclass(slots=True)
+class CallRecord:
+    model: str
+    role: str  # passthrough | member | judge | baseline | comparison
+    pool: str
+    status: str = "pending"  # ok | error | timeout | cancelled
+    error: UpstreamError | None = None
+    usage: Usage | None = None
+    cost: Decimal | None = None
+    started: float = 0.0
+    ended: float = 0.0
+    attempts: int = 0
+    #: debate round (0 = the fan-out)
+    round: int = 0
+
+    @property
+    def latency_ms(self) -> float:
+        return max(0.0, (self.ended - self.started) * 1000)
+
+    @property
+    def error_type(self) -> str | None:
+        if self.status == "ok":
+            return None
+        if self.status == "cancelled":
+            return "cancelled"
+        return self.error.kind if self.error is not None else self.status
+
+
+@dataclass
+class Ledger:
+    """Every upstream call one request made."""
+
+    records: list[CallRecord] = field(default_factory=list)
+
+    def add(self, record: CallRecord) -> CallRecord:
+        self.records.append(record)
+        return record
+
+    def by_role(self, *roles: str) -> list[CallRecord]:
+        return [r for r in self.records if r.role in roles]
+
+    def cost(self, *roles: str) -> Decimal | None:
+        recs = self.by_role(*roles) if roles else self.records
+        return sum_costs(r.cost for r in recs if r.usage is not None)
+
+    def usage(self, *roles: str) -> Usage:
+        recs = self.by_role(*roles) if roles else self.records
+        return total(r.usage for r in recs)
+
+
+def backoff_s(attempt: int, base: float, cap: float, rng: random.Random) -> float:
+    """Full-jitter exponential backoff (AWS architecture blog): uniform in [0, min(cap, base * 2^n)]."""
+    return rng.uniform(0, min(cap, base * 2**attempt))
+
+
+class UpstreamCaller:
+    def __init__(self, providers: Mapping[str, Provider], metrics: Metrics, rng: random.Random | None = None) -> None:
+        self.providers = providers
+        self.metrics = metrics
+        self._rng = rng or random.Random()
+
+    def provider(self, spec: ModelSpec) -> Provider:
+        return self.providers[spec.provider]
+
+    # ------------------------------------------------------------------ public calls
+
+    async def complete(
+        self, spec: ModelSpec, body: dict[str, Any], record: CallRecord, deadline: float
+    ) -> dict[str, Any]:
+        """A non-streamed call (passthrough of a non-streamed request)."""
+        provider = self.provider(spec)
+        result: dict[str, Any] = {}
+
+        async def attempt() -> None:
+            nonlocal result
+            result = await provider.complete(spec, body)
+
+        try:
+            await self._run(spec, body, record, deadline, attempt, produced=lambda: "")
+            record.usage = Usage.from_openai(result.get("usage"))
+        finally:
+            self._settle(spec, body, record, "")
+        return result
+
+    async def collect(
+        self,
+        spec: ModelSpec,
+        body: dict[str, Any],
+        record: CallRecord,
+        deadline: float,
+        on_delta: OnDelta | None = None,
+    ) -> Accumulator:
+        """A streamed call assembled into one message (members, judges). ``on_delta`` sees text as it comes."""
+        provider = self.provider(spec)
+        acc = Accumulator()
+        upstream_usage: list[Usage | None] = [None]
+
+        async def attempt() -> None:
+            async with provider.stream(spec, body) as chunks:
+                async for chunk in chunks:
+                    added = acc.add(chunk)
+                    if added and on_delta is not None:
+                        await on_delta(added)
+                upstream_usage[0] = chunks.usage
+
+        try:
+            await self._run(spec, body, record, deadline, attempt, produced=acc.produced_text)
+        finally:
+            record.usage = upstream_usage[0]
+            self._settle(spec, body, record, acc.produced_text())
+        return acc
+
+    @asynccontextmanager
+    async def relay(
+        self, spec: ModelSpec, body: dict[str, Any], record: CallRecord, deadline: float
+    ) -> AsyncIterator[Relay]:
+        """A streamed call relayed chunk by chunk (passthrough). Retries happen only before the first chunk."""
+        provider = self.provider(spec)
+        async with AsyncExitStack() as stack:
+            holder: list[ChunkStream] = []
+
+            async def attempt() -> None:
+                holder.append(await stack.enter_async_context(provider.stream(spec, body)))
+
+            relay = Relay(Accumulator(), deadline, spec.name)
+            record.started = time.monotonic()
+            opened = False
+            try:
+                await self._run(spec, body, record, deadline, attempt, produced=lambda: "", finish=False)
+                opened = True
+                relay.chunks = holder[-1]
+                yield relay
+                record.status = "ok"
+            except BaseException as exc:
+                self._fail(record, exc)
+                raise
+            finally:
+                record.ended = time.monotonic()
+                if relay.chunks is not None:
+                    record.usage = relay.chunks.usage
+                self._settle(spec, body, record, relay.acc.produced_text())
+                if opened:  # attempts that failed to open were observed one by one
+                    outcome = record.error or (None if record.status == "ok" else CancelledMarker())
+                    self._observe(spec, record.started, outcome)
+
+    # ------------------------------------------------------------------ machinery
+
+    async def _run(
+        self,
+        spec: ModelSpec,
+        body: dict[str, Any],
+        record: CallRecord,
+        deadline: float,
+        attempt: Callable[[], Awaitable[None]],
+        produced: Callable[[], str],
+        finish: bool = True,
+    ) -> None:
+        """Attempts with retries on 429/5xx/connect errors, honouring Retry-After, only within ``deadline``
+        and only while nothing has been produced (a half-streamed answer is never silently restarted)."""
+        policy = self.provider(spec).config.retry
+        if not record.started:
+            record.started = time.monotonic()
+        n = 0
+        try:
+            while True:
+                record.attempts += 1
+                t0 = time.monotonic()
+                try:
+                    remaining = deadline - t0
+                    if remaining <= 0:
+                        raise UpstreamTimeout(f"upstream '{spec.name}' had no time left before the deadline")
+                    try:
+                        with anyio.fail_after(remaining):
+                            await attempt()
+                    except TimeoutError as exc:
+                        raise UpstreamTimeout(f"upstream '{spec.name}' timed out") from exc
+                except UpstreamError as exc:
+                    self._observe(spec, t0, exc)
+                    wait = backoff_s(n, policy.backoff_base_s, policy.backoff_max_s, self._rng)
+                    if exc.retry_after_s is not None:
+                        wait = max(wait, exc.retry_after_s)
+                    if (
+                        not exc.retryable
+                        or n >= policy.max_retries
+                        or produced()
+                        or time.monotonic() + wait >= deadline
+                    ):
+                        raise
+                    n += 1
+                    await anyio.sleep(wait)
+                    continue
+                if finish:
+                    self._observe(spec, t0, None)
+                    record.status = "ok"
+                return
+        except BaseException as exc:
+            if finish:
+                self._fail(record, exc)
+            raise
+        finally:
+            if finish:
+                record.ended = time.monotonic()
+
+    @staticmethod
+    def _fail(record: CallRecord, exc: BaseException) -> None:
+        if isinstance(exc, UpstreamTimeout):
+            record.status, record.error = "timeout", exc
+        elif isinstance(exc, UpstreamError):
+            record.status, record.error = "error", exc
+        else:
+            record.status = "cancelled"  # cancelled by quorum/grace, the deadline or the client leaving
+
+    def _settle(self, spec: ModelSpec, body: dict[str, Any], record: CallRecord, produced: str) -> None:
+        """Fill in usage (estimated if the upstream did not say) and cost, and count them."""
+        if record.usage is None and _billable(record, produced):
+            record.usage = Usage(
+                prompt_tokens=count_messages(body.get("messages") or (), count_text),
+                completion_tokens=count_text(produced) if produced else 0,
+                estimated=True,
+            )
+        record.cost = call_cost(spec.price, record.usage)
+        if record.usage is None:
+            return
+        if spec.price is None:
+            self.metrics.unpriced_calls.labels(spec.name).inc()
+        self.metrics.add_cost(record.pool, _cost_role(record.role), record.cost)
+        provider = self.provider(spec).kind
+        self.metrics.token_usage.labels("chat", provider, spec.name, "input").observe(record.usage.prompt_tokens)
+        self.metrics.token_usage.labels("chat", provider, spec.name, "output").observe(record.usage.completion_tokens)
+
+    def _observe(self, spec: ModelSpec, t0: float, error: BaseException | None) -> None:
+        kind = "" if error is None else error.kind if isinstance(error, UpstreamError) else "cancelled"
+        self.metrics.call_duration.labels("chat", self.provider(spec).kind, spec.name, kind).observe(
+            time.monotonic() - t0
+        )
+
+
+class CancelledMarker(Exception):
+    """Stands for a cancellation in metrics (the real cancel exception is not kept)."""
+
+
+def _billable(record: CallRecord, produced: str) -> bool:
+    """Was this call (probably) billed upstream although it reported no usage?
+
+    A call that produced text was. A call cancelled or timed out while the upstream worked on it is
+    charged its prompt (conservative: an unknown cost must not look free). One the upstream refused
+    with an error status was not.
+    """
+    if produced:
+        return True
+    if record.status in ("cancelled", "timeout"):
+        return record.attempts > 0
+    return record.status == "ok"
+
+
+def _cost_role(role: str) -> str:
+    return "member" if role == "passthrough" else role
+
+
+class Relay:
+    """A passthrough stream: iterate for chunks; text is also assembled, for accounting."""
+
+    def __init__(self, acc: Accumulator, deadline: float, model: str) -> None:
+        self.acc = acc
+        self.deadline = deadline
+        self.model = model
+        self.chunks: ChunkStream | None = None
+
+    async def __aiter__(self) -> AsyncIterator[dict[str, Any]]:
+        assert self.chunks is not None
+        async for chunk in self.chunks:
+            self.acc.add(chunk)
+            yield chunk

@@ -1,0 +1,142 @@
+"""``fusion-gateway``: serve, check, simulate."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+from gateway.config import GatewayConfig, default_config_path, load_config
+from gateway.config.schema import SimulatorProviderConfig
+from gateway.errors import ConfigError
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="fusion-gateway", description="Multi-model fusion gateway.")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    serve = sub.add_parser("serve", help="run the gateway")
+    serve.add_argument(
+        "--config", default=None, help="config file (default: $FUSION_GATEWAY_CONFIG or config/gateway.yaml)"
+    )
+    serve.add_argument("--host", default=None, help="override server.host")
+    serve.add_argument("--port", type=int, default=None, help="override server.port")
+
+    check = sub.add_parser("check", help="validate a config file and print a summary")
+    check.add_argument("path", nargs="?", default=None)
+
+    sim = sub.add_parser("simulate", help="serve the simulated models as an OpenAI-compatible server")
+    sim.add_argument("--config", default=None, help="take simulator profiles from this config")
+    sim.add_argument("--provider", default=None, help="which simulator provider of the config (default: the first)")
+    sim.add_argument("--host", default="127.0.0.1")
+    sim.add_argument("--port", type=int, default=8100)
+
+    args = parser.parse_args(argv)
+    if args.command == "serve":
+        return _serve(args)
+    if args.command == "check":
+        return _check(args.path or default_config_path())
+    if args.command == "simulate":
+        return _simulate(args)
+    return 2
+
+
+def _load(path: str) -> GatewayConfig | None:
+    try:
+        return load_config(path)
+    except ConfigError as exc:
+        print(exc.message, file=sys.stderr)
+        return None
+
+
+def _check(path: str) -> int:
+    config = _load(path)
+    if config is None:
+        return 1
+    print(summary(config))
+    return 0
+
+
+def summary(config: GatewayConfig) -> str:
+    lines = [f"{config.path}: OK", f"server: http://{config.server.host}:{config.server.port}/v1"]
+    lines.append(f"providers ({len(config.providers)}):")
+    for name, p in config.providers.items():
+        where = getattr(p, "base_url", "in-process")
+        lines.append(f"  {name:<16} {p.type:<10} {where}")
+    lines.append(f"models ({len(config.models)}):")
+    for name, m in config.models.items():
+        price = f"${m.price.input}/${m.price.output} per 1M in/out" if m.price else "no price (cost unknown)"
+        lines.append(f"  {name:<16} {m.provider}:{m.upstream}  {price}")
+    lines.append(f"pools ({len(config.pools)}):")
+    for name, pool in config.pools.items():
+        judge = pool.judge.model if pool.judge else "-"
+        extra = f", baseline {pool.baseline.model} @ {pool.baseline.sample_rate:.0%}" if pool.baseline else ""
+        lines.append(f"  {name:<16} {pool.mode:<8} members {', '.join(pool.members)}; judge {judge}{extra}")
+    return "\n".join(lines)
+
+
+def _serve(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from gateway.app import create_app
+
+    path = args.config or default_config_path()
+    config = _load(path)
+    if config is None:
+        return 1
+    host = args.host or config.server.host
+    port = args.port if args.port is not None else config.server.port
+    uvicorn.run(
+        create_app(config),
+        host=host,
+        port=port,
+        loop="uvloop" if _has("uvloop") else "asyncio",
+        http="httptools" if _has("httptools") else "h11",
+        access_log=False,
+        log_level="info",
+        timeout_graceful_shutdown=int(config.server.shutdown_grace_s) or None,
+        backlog=4096,
+    )
+    return 0
+
+
+def _simulate(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from gateway.providers.simulator.server import SimulatorApp
+
+    sim_config = SimulatorProviderConfig(type="simulator")
+    if args.config:
+        config = _load(args.config)
+        if config is None:
+            return 1
+        sims = {n: p for n, p in config.providers.items() if isinstance(p, SimulatorProviderConfig)}
+        if args.provider:
+            if args.provider not in sims:
+                print(
+                    f"no simulator provider '{args.provider}' in {args.config} (have: {', '.join(sims) or 'none'})",
+                    file=sys.stderr,
+                )
+                return 1
+            sim_config = sims[args.provider]
+        elif sims:
+            sim_config = next(iter(sims.values()))
+    uvicorn.run(
+        SimulatorApp(sim_config),
+        host=args.host,
+        port=args.port,
+        loop="uvloop" if _has("uvloop") else "asyncio",
+        access_log=False,
+        log_level="warning",
+    )
+    return 0
+
+
+def _has(module: str) -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec(module) is not None
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,21 @@
+"""Gateway configuration: YAML source with line numbers, typed schema, two-step loader."""
+
+from gateway.config.loader import (
+    CONFIG_ENV,
+    DEFAULT_CONFIG_PATH,
+    GatewayConfig,
+    ModelSpec,
+    default_config_path,
+    load_config,
+    parse_config,
+)
+
+__all__ = [
+    "CONFIG_ENV",
+    "DEFAULT_CONFIG_PATH",
+    "GatewayConfig",
+    "ModelSpec",
+    "default_config_path",
+    "load_config",
+    "parse_config",
+]

@@ -1,0 +1,244 @@
+"""Typed shape of the gateway's YAML. Every model rejects unknown keys.
+
+Names here are a contract: operators' files, the docs and the dashboards rely on them.
+Cross-references between sections (a model's provider, a pool's members) are checked in ``loader``.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from decimal import Decimal
+from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
+
+PositiveSeconds = Annotated[float, Field(gt=0)]
+Usd = Annotated[Decimal, Field(ge=0)]
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+# --------------------------------------------------------------------------- server
+
+
+class ServerConfig(Strict):
+    host: str = "127.0.0.1"
+    port: int = Field(8000, ge=0, le=65535)
+    max_body_bytes: int = Field(4 * 1024 * 1024, gt=0)
+    max_messages: int = Field(2048, gt=0)
+    #: SSE comment lines sent while a fused stream has nothing else to say
+    keepalive_s: PositiveSeconds = 2.5
+    #: on SIGTERM, how long in-flight requests may finish before open streams are ended
+    shutdown_grace_s: float = Field(10.0, ge=0)
+
+
+# --------------------------------------------------------------------------- providers
+
+
+class Timeouts(Strict):
+    connect_s: PositiveSeconds = 5.0
+    #: headers must arrive within this long after the request was sent
+    first_byte_s: PositiveSeconds = 120.0
+    #: wall clock for the whole call, body included: a drip-feeding upstream cannot outlive it
+    total_s: PositiveSeconds = 600.0
+
+
+class RetryPolicy(Strict):
+    max_retries: int = Field(2, ge=0, le=10)
+    backoff_base_s: float = Field(0.25, ge=0)
+    backoff_max_s: float = Field(4.0, ge=0)
+
+
+class ProviderBase(Strict):
+    timeouts: Timeouts = Timeouts()
+    retry: RetryPolicy = RetryPolicy()
+
+
+_METADATA_HOSTS = frozenset({"metadata.google.internal", "metadata", "instance-data"})
+
+
+def link_local_reason(url: str) -> str | None:
+    """Why ``url`` points at a link-local or cloud-metadata address, or None if it does not."""
+    host = (urlsplit(url).hostname or "").lower()
+    if host in _METADATA_HOSTS:
+        return f"host '{host}' is a cloud metadata service"
+    try:
+        ip = ipaddress.ip_address(host)
+    except ValueError:
+        return None
+    if ip.is_link_local:
+        return f"{ip} is a link-local address (cloud metadata services live there)"
+    return None
+
+
+class OpenAIProviderConfig(ProviderBase):
+    """Any OpenAI-compatible endpoint: OpenAI, vLLM, Ollama, llama.cpp, OpenRouter, ..."""
+
+    type: Literal["openai"]
+    base_url: str
+    api_key: SecretStr | None = None
+    headers: dict[str, str] = {}
+    #: 0 means no limit: the gateway lives at high in-flight concurrency
+    max_connections: int = Field(0, ge=0)
+    allow_link_local: bool = False
+
+    @field_validator("base_url")
+    @classmethod
+    def _url(cls, v: str) -> str:
+        parts = urlsplit(v)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError(f"must be an http(s) URL, got '{v}'")
+        return v.rstrip("/")
+
+    @model_validator(mode="after")
+    def _no_link_local(self) -> OpenAIProviderConfig:
+        reason = link_local_reason(self.base_url)
+        if reason and not self.allow_link_local:
+            raise ValueError(f"base_url refused: {reason}; set allow_link_local: true if you mean it")
+        return self
+
+
+class FailureInjection(Strict):
+    #: share of calls answered with ``status`` instead of an answer
+    rate: float = Field(0.0, ge=0, le=1)
+    status: int = Field(503, ge=400, le=599)
+    #: share of calls that never answer (the caller's timeout decides)
+    timeout_rate: float = Field(0.0, ge=0, le=1)
+    #: share of streams cut mid-way without finish_reason or [DONE]
+    cut_rate: float = Field(0.0, ge=0, le=1)
+
+
+class HeavyTail(Strict):
+    probability: float = Field(0.0, ge=0, le=1)
+    multiplier: float = Field(5.0, ge=1)
+
+
+class SimulatorProfile(Strict):
+    """How one simulated model behaves."""
+
+    ttft_ms: float = Field(120.0, ge=0)
+    tokens_per_s: float = Field(80.0, gt=0)
+    jitter_ms: float = Field(0.0, ge=0)
+    tail: HeavyTail = HeavyTail()
+    #: probability of a correct answer to an arithmetic question
+    accuracy: float = Field(0.7, ge=0, le=1)
+    #: length of the deterministic text answer to anything that is not arithmetic
+    answer_tokens: int = Field(48, ge=1, le=4096)
+    failures: FailureInjection = FailureInjection()
+    #: False: streams carry no usage chunk (an upstream that omits it)
+    stream_usage: bool = True
+
+
+class SimulatorProviderConfig(ProviderBase):
+    """Offline, deterministic OpenAI-compatible models (no network, no key)."""
+
+    type: Literal["simulator"]
+    seed: int = 0
+    #: upstream model name -> profile; other names get the default profile
+    profiles: dict[str, SimulatorProfile] = {}
+
+    def profile(self, model: str) -> SimulatorProfile:
+        return self.profiles.get(model) or SimulatorProfile()
+
+
+ProviderConfig = OpenAIProviderConfig | SimulatorProviderConfig
+
+PROVIDER_CONFIG_TYPES: dict[str, type[ProviderBase]] = {
+    "openai": OpenAIProviderConfig,
+    "simulator": SimulatorProviderConfig,
+}
+
+
+# --------------------------------------------------------------------------- models
+
+
+class Price(Strict):
+    """USD per 1M tokens."""
+
+    input: Usd
+    output: Usd
+    #: defaults to ``input``
+    cached_input: Usd | None = None
+
+    @property
+    def cached(self) -> Decimal:
+        return self.input if self.cached_input is None else self.cached_input
+
+
+class ModelConfig(Strict):
+    provider: str
+    #: name sent upstream; defaults to the key under ``models:``
+    model: str | None = None
+    price: Price | None = None
+    timeouts: Timeouts | None = None
+
+
+# --------------------------------------------------------------------------- pools
+
+
+class JudgeConfig(Strict):
+    model: str
+    criteria: str | None = None
+    #: best-of: also judge with the candidates in reversed order
+    swap: bool = False
+    timeout_s: PositiveSeconds = 30.0
+    #: candidates longer than this are cut (with a marker) before the judge sees them
+    max_candidate_chars: int = Field(16_000, ge=100)
+    #: how the verdict is asked for: a JSON schema (OpenAI, vLLM, Ollama ...), plain JSON mode, or the prompt only
+    structured_output: Literal["json_schema", "json_object", "none"] = "json_schema"
+    #: extra request fields for judge calls, e.g. {temperature: 0}
+    params: dict[str, Any] = {}
+
+
+class DebateConfig(Strict):
+    rounds: int = Field(2, ge=0, le=6)
+    final: Literal["best-of", "merge"] = "best-of"
+
+
+class BaselineConfig(Strict):
+    model: str
+    sample_rate: float = Field(0.1, ge=0, le=1)
+    compare: Literal["judge", "none"] = "judge"
+    compare_judge: str | None = None
+
+
+Mode = Literal["best-of", "merge", "debate"]
+
+
+class PoolConfig(Strict):
+    mode: Mode
+    members: list[str] = Field(min_length=1, max_length=8)
+    judge: JudgeConfig | None = None
+    fallback: Literal["first-success", "error"] = "first-success"
+    timeout_s: PositiveSeconds = 30.0
+    deadline_s: PositiveSeconds = 60.0
+    #: successful members needed before judging; default: all members
+    quorum: int | None = Field(None, ge=1)
+    #: a quorum miss fails the request instead of judging what did answer
+    require_quorum: bool = False
+    #: once quorum is met, wait this long for the rest, then cancel them; default: until timeout_s
+    grace_ms: float | None = Field(None, ge=0)
+    debate: DebateConfig | None = None
+    baseline: BaselineConfig | None = None
+    max_tokens_cap: int | None = Field(None, ge=1)
+    max_tokens_policy: Literal["clamp", "reject"] = "clamp"
+    max_cost_usd: Usd | None = None
+
+    @property
+    def effective_quorum(self) -> int:
+        return self.quorum if self.quorum is not None else len(self.members)
+
+
+# --------------------------------------------------------------------------- root
+
+
+class RawConfig(Strict):
+    """Top level, with providers kept raw: they are validated per ``type`` through the registry."""
+
+    server: ServerConfig = ServerConfig()
+    providers: dict[str, dict[str, object]] = {}
+    models: dict[str, ModelConfig] = {}
+    pools: dict[str, PoolConfig] = {}

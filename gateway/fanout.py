@@ -1,0 +1,118 @@
+"""Fan-out: every member at once, under one task group.
+
+All members start together; each has its own wall-clock limit (``timeout_s``, inside the request's
+deadline). Once ``quorum`` members have answered, the rest get ``grace_s`` more, then are cancelled,
+and a cancelled call closes its upstream connection. The fan-out therefore waits for the slowest
+*useful* member, never for the sum, and a hung member costs at most the grace period.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import anyio
+
+from gateway.assemble import Accumulator
+from gateway.calls import CallRecord, Ledger, UpstreamCaller
+from gateway.config.loader import ModelSpec
+from gateway.errors import UpstreamError
+
+
+@dataclass(frozen=True, slots=True)
+class MemberCall:
+    index: int  # position in the pool's members
+    spec: ModelSpec
+    body: dict[str, Any]
+
+
+@dataclass(slots=True)
+class MemberResult:
+    call: MemberCall
+    record: CallRecord
+    answer: Accumulator | None  # None unless the call succeeded
+
+    @property
+    def ok(self) -> bool:
+        return self.answer is not None
+
+
+@dataclass(frozen=True, slots=True)
+class FanoutPolicy:
+    quorum: int
+    grace_s: float | None  # None: wait for every member (each bounded by its timeout)
+    timeout_s: float
+    deadline: float  # time.monotonic() value for the whole request
+
+
+class FanoutObserver:
+    """Hooks for live progress (fusion events); the default does nothing."""
+
+    async def started(self, call: MemberCall, round: int) -> None:
+        return None
+
+    async def delta(self, call: MemberCall, round: int, text: str) -> None:
+        return None
+
+    async def finished(self, result: MemberResult, round: int) -> None:
+        return None
+
+
+async def fan_out(
+    caller: UpstreamCaller,
+    calls: Sequence[MemberCall],
+    policy: FanoutPolicy,
+    ledger: Ledger,
+    pool: str,
+    *,
+    round: int = 0,
+    observer: FanoutObserver | None = None,
+) -> list[MemberResult]:
+    """Run ``calls`` concurrently; results in the order the members finished (successes first by time)."""
+    obs = observer or FanoutObserver()
+    finished: list[MemberResult] = []
+    ok_count = 0
+    enough = anyio.Event()  # quorum met, or nothing left to wait for
+    all_done = anyio.Event()
+
+    async def run(call: MemberCall) -> None:
+        nonlocal ok_count
+        record = ledger.add(CallRecord(model=call.spec.name, role="member", pool=pool, round=round))
+        deadline = min(policy.deadline, time.monotonic() + policy.timeout_s)
+        answer: Accumulator | None = None
+        on_delta: Callable[[str], Awaitable[None]] = lambda text: obs.delta(call, round, text)  # noqa: E731
+        try:
+            await obs.started(call, round)
+            answer = await caller.collect(call.spec, call.body, record, deadline, on_delta)
+        except UpstreamError:
+            pass  # recorded in ``record``; one member failing never fails the pool
+        finally:
+            result = MemberResult(call, record, answer if record.status == "ok" else None)
+            finished.append(result)
+            if result.ok:
+                ok_count += 1
+            if ok_count >= policy.quorum or len(finished) == len(calls):
+                enough.set()
+            if len(finished) == len(calls):
+                all_done.set()
+        # Outside ``finally``: a cancelled member reports nothing (the request is going away, or the
+        # fan-out has moved on and reports stragglers itself).
+        await obs.finished(result, round)
+
+    async with anyio.create_task_group() as tg:
+        for call in calls:
+            tg.start_soon(run, call)
+        await enough.wait()
+        if not all_done.is_set():
+            if policy.grace_s is None:
+                await all_done.wait()
+            else:
+                with anyio.move_on_after(policy.grace_s):
+                    await all_done.wait()
+            tg.cancel_scope.cancel()
+    for r in finished:
+        if r.record.status == "cancelled":
+            await obs.finished(r, round)
+    return sorted(finished, key=lambda r: (not r.ok, r.record.ended))

@@ -1,0 +1,166 @@
+"""Prometheus metrics. The names are a contract: the Grafana dashboard and the alert rules use them.
+
+Per upstream call, OpenTelemetry's GenAI names (``gen_ai_client_*``); per fusion request, ``fusion_*``.
+No label takes unbounded values: pools, models and providers come from the operator's config, every
+other label from a fixed set. Each app owns its registry (no global state); with several worker
+processes (``PROMETHEUS_MULTIPROC_DIR`` set), values go through prometheus_client's multiprocess files
+and a scrape of any worker shows them all.
+"""
+
+from __future__ import annotations
+
+import os
+from decimal import Decimal
+
+import prometheus_client
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client.multiprocess import MultiProcessCollector
+
+CONTENT_TYPE = prometheus_client.CONTENT_TYPE_LATEST
+
+# OpenTelemetry GenAI semantic-convention buckets
+DURATION_BUCKETS = tuple(0.01 * 2**i for i in range(14))  # 0.01 ... 81.92 s
+TOKEN_BUCKETS = tuple(float(4**i) for i in range(14))  # 1, 4, 16 ... 67,108,864
+REQUEST_BUCKETS = (0.05, 0.1, 0.2, 0.3, 0.5, 0.75, 1, 1.5, 2, 3, 5, 8, 13, 21, 34, 55, 89)
+STAGE_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.2, 0.3, 0.5, 1, 2, 5, 10, 30, 60)
+RATIO_BUCKETS = (0.1, 0.25, 0.5, 0.75, 1, 1.25, 1.5, 2, 2.5, 3, 4, 5, 7.5, 10, 20)
+
+
+def multiprocess_dir() -> str | None:
+    return os.environ.get("PROMETHEUS_MULTIPROC_DIR") or None
+
+
+class Metrics:
+    def __init__(self) -> None:
+        prometheus_client.disable_created_metrics()  # type: ignore[no-untyped-call]  # no *_created series: they only add cardinality
+        self.multiprocess = multiprocess_dir() is not None
+        # In multiprocess mode the values live in files; collectors must not also sit in a registry
+        # that is exposed, or every series would be reported twice.
+        self.registry = CollectorRegistry(auto_describe=True)
+        reg = None if self.multiprocess else self.registry
+
+        self.call_duration = Histogram(
+            "gen_ai_client_operation_duration_seconds",
+            "Duration of upstream model calls (one per attempt).",
+            ["gen_ai_operation_name", "gen_ai_provider_name", "gen_ai_request_model", "error_type"],
+            buckets=DURATION_BUCKETS,
+            registry=reg,
+        )
+        self.token_usage = Histogram(
+            "gen_ai_client_token_usage",
+            "Tokens used per upstream call.",
+            ["gen_ai_operation_name", "gen_ai_provider_name", "gen_ai_request_model", "gen_ai_token_type"],
+            buckets=TOKEN_BUCKETS,
+            registry=reg,
+        )
+        self.requests = Counter(
+            "fusion_requests",
+            "Requests by pool (or model, mode=passthrough) and outcome.",
+            ["pool", "mode", "outcome"],
+            registry=reg,
+        )
+        self.request_duration = Histogram(
+            "fusion_request_duration_seconds",
+            "Wall-clock time of whole requests.",
+            ["pool", "mode"],
+            buckets=REQUEST_BUCKETS,
+            registry=reg,
+        )
+        self.stage_duration = Histogram(
+            "fusion_stage_duration_seconds",
+            "Time per stage of a fused request.",
+            ["pool", "stage"],
+            buckets=STAGE_BUCKETS,
+            registry=reg,
+        )
+        self.member_calls = Counter(
+            "fusion_member_calls",
+            "Pool member calls by outcome.",
+            ["pool", "model", "outcome"],
+            registry=reg,
+        )
+        self.cost = Counter(
+            "fusion_cost_usd",
+            "Spend in USD by pool and role.",
+            ["pool", "role"],
+            registry=reg,
+        )
+        self.baseline_latency_ratio = Histogram(
+            "fusion_baseline_latency_ratio",
+            "Fused latency / baseline latency, per sampled request.",
+            ["pool"],
+            buckets=RATIO_BUCKETS,
+            registry=reg,
+        )
+        self.baseline_cost_ratio = Histogram(
+            "fusion_baseline_cost_ratio",
+            "Fused cost / baseline cost, per sampled request.",
+            ["pool"],
+            buckets=RATIO_BUCKETS,
+            registry=reg,
+        )
+        self.baseline_comparisons = Counter(
+            "fusion_baseline_comparisons",
+            "Pairwise judge verdicts, fused answer vs baseline.",
+            ["pool", "result"],
+            registry=reg,
+        )
+        self.baseline_skipped = Counter(
+            "fusion_baseline_skipped",
+            "Sampled baseline calls not made because background work was full.",
+            ["pool"],
+            registry=reg,
+        )
+        self.judge_verdicts = Counter(
+            "fusion_judge_verdicts",
+            "Judge outcomes.",
+            ["pool", "outcome"],
+            registry=reg,
+        )
+        self.winners = Counter(
+            "fusion_winner",
+            "Which member's answer was returned.",
+            ["pool", "model"],
+            registry=reg,
+        )
+        self.quorum_misses = Counter(
+            "fusion_quorum_misses",
+            "Requests judged with fewer successful members than the quorum.",
+            ["pool"],
+            registry=reg,
+        )
+        self.unpriced_calls = Counter(
+            "fusion_unpriced_calls",
+            "Upstream calls whose model has no price (cost unknown).",
+            ["model"],
+            registry=reg,
+        )
+        self.inflight = Gauge(
+            "fusion_inflight_requests",
+            "Requests being served.",
+            registry=reg,
+            multiprocess_mode="livesum",
+        )
+        self.reload_ok = Gauge(
+            "fusion_config_last_reload_successful",
+            "1 if the last config (re)load succeeded.",
+            registry=reg,
+            multiprocess_mode="livemin",
+        )
+        self.reload_ts = Gauge(
+            "fusion_config_last_reload_success_timestamp_seconds",
+            "When the config last loaded successfully.",
+            registry=reg,
+            multiprocess_mode="livemax",
+        )
+
+    def add_cost(self, pool: str, role: str, usd: Decimal | None) -> None:
+        if usd is not None and usd > 0:
+            self.cost.labels(pool, role).inc(float(usd))
+
+    def exposition(self) -> bytes:
+        if self.multiprocess:
+            registry = CollectorRegistry()
+            MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
+            return prometheus_client.generate_latest(registry)
+        return prometheus_client.generate_latest(self.registry)

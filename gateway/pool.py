@@ -1,0 +1,135 @@
+"""Running a pool: fan out, fuse through the mode, and account for every part of it."""
+
+from __future__ import annotations
+
+import random
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from fusion_modes import MODES
+from fusion_modes.base import Candidate, Emit, FusionContext, FusionResult
+from fusion_modes.debate import revision_messages
+from gateway.calls import Ledger, UpstreamCaller
+from gateway.errors import PoolFailed
+from gateway.fanout import FanoutObserver, FanoutPolicy, MemberCall, MemberResult, fan_out
+from gateway.judging import ModelJudge
+from gateway.plan import PoolPlan
+
+
+@dataclass
+class Timeline:
+    """Wall-clock marks of one fused request (``time.monotonic`` values)."""
+
+    start: float
+    fanout_start: float = 0.0
+    fanout_end: float = 0.0
+    rounds_ms: list[float] = field(default_factory=list)
+
+
+@dataclass
+class PoolOutcome:
+    plan: PoolPlan
+    result: FusionResult
+    members: list[MemberResult]  # round 0, in finishing order
+    ledger: Ledger
+    timeline: Timeline
+
+    @property
+    def degraded(self) -> bool:
+        return any(not m.ok for m in self.members) or self.result.judge_status == "fallback"
+
+
+def candidate(result: MemberResult) -> Candidate:
+    assert result.answer is not None
+    return Candidate(
+        member=result.call.index,
+        model=result.call.spec.name,
+        message=result.answer.message(),
+        finish_reason=result.answer.finish_reason,
+    )
+
+
+async def run_pool(
+    caller: UpstreamCaller,
+    plan: PoolPlan,
+    ledger: Ledger,
+    timeline: Timeline,
+    *,
+    deadline: float,
+    rng: random.Random,
+    emit: Emit | None = None,
+    observer: FanoutObserver | None = None,
+) -> PoolOutcome:
+    pool = plan.pool
+    calls = [MemberCall(i, spec, {**plan.body, "model": spec.upstream}) for i, spec in plan.members]
+    quorum = min(pool.effective_quorum, len(calls))
+    policy = FanoutPolicy(
+        quorum=quorum,
+        grace_s=None if pool.grace_ms is None else pool.grace_ms / 1000,
+        timeout_s=pool.timeout_s,
+        deadline=deadline,
+    )
+    timeline.fanout_start = time.monotonic()
+    results = await fan_out(caller, calls, policy, ledger, plan.name, observer=observer)
+    timeline.fanout_end = time.monotonic()
+    ok = [r for r in results if r.ok]
+    if not ok or (pool.require_quorum and len(ok) < quorum):
+        raise PoolFailed(plan.name, [r.record.error for r in results])
+
+    judge = ModelJudge(caller, plan.judge, pool.judge, ledger, plan.name, deadline) if plan.judge is not None else None
+    ctx = FusionContext(
+        pool=plan.name,
+        conversation=plan.body["messages"],
+        judge=judge,
+        criteria=plan.criteria,
+        fallback=pool.fallback,
+        rng=rng,
+        max_candidate_chars=pool.judge.max_candidate_chars if pool.judge else 16_000,
+        swap=bool(pool.judge and pool.judge.swap),
+        rounds=plan.rounds,
+        final=plan.final,
+        reviser=_Reviser(caller, plan, ledger, policy, observer) if plan.mode == "debate" else None,
+        emit=emit,
+        member_order=pool.members,
+    )
+    result = await MODES[plan.mode].run(ctx, [candidate(r) for r in ok])
+    timeline.rounds_ms = [r.latency_ms for r in result.rounds]
+    return PoolOutcome(plan=plan, result=result, members=results, ledger=ledger, timeline=timeline)
+
+
+class _Reviser:
+    """Debate rounds: each surviving member revises, seeing the others' latest answers."""
+
+    def __init__(
+        self,
+        caller: UpstreamCaller,
+        plan: PoolPlan,
+        ledger: Ledger,
+        policy: FanoutPolicy,
+        observer: FanoutObserver | None,
+    ) -> None:
+        self._caller = caller
+        self._plan = plan
+        self._ledger = ledger
+        self._policy = policy
+        self._observer = observer
+        self._specs = dict(plan.members)
+
+    async def __call__(self, round: int, latest: Sequence[Candidate]) -> list[Candidate]:
+        calls = []
+        for own in latest:
+            others = [c for c in latest if c is not own]
+            messages = revision_messages(self._plan.body["messages"], own, others)
+            spec = self._specs[own.member]
+            calls.append(
+                MemberCall(own.member, spec, {**self._plan.body, "model": spec.upstream, "messages": messages})
+            )
+        # Every revision counts: a round waits for all survivors (each bounded by timeout_s and the deadline).
+        policy = FanoutPolicy(
+            quorum=len(calls), grace_s=None, timeout_s=self._policy.timeout_s, deadline=self._policy.deadline
+        )
+        results = await fan_out(
+            self._caller, calls, policy, self._ledger, self._plan.name, round=round, observer=self._observer
+        )
+        return [candidate(r) for r in results if r.ok]

@@ -1,0 +1,194 @@
+"""OpenAI Chat Completions on the wire: request checks, response and chunk shapes.
+
+The hot path never builds pydantic models of the request: it parses once with orjson, checks what the
+gateway relies on (with the offending ``param`` in the error, as OpenAI does), and passes every other
+field through untouched.
+"""
+
+from __future__ import annotations
+
+import secrets
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from gateway import jsonutil
+from gateway.errors import InvalidRequest, PayloadTooLarge
+
+ROLES = frozenset({"system", "developer", "user", "assistant", "tool", "function"})
+
+#: Fields that would let a caller redirect upstream traffic or credentials. Refused at any depth,
+#: except inside JSON schemas the caller wrote (a tool may well have a parameter called api_key).
+FORBIDDEN_KEYS = frozenset({"api_base", "base_url", "api_key", "extra_headers"})
+_SCHEMA_KEYS = frozenset({"parameters", "schema", "json_schema"})
+
+
+@dataclass(slots=True)
+class ChatRequest:
+    """A checked chat completion request. ``body`` is what the caller sent, minus ``fusion``."""
+
+    body: dict[str, Any]
+    model: str
+    stream: bool
+    include_usage: bool
+    fusion: dict[str, Any] | None
+
+    @property
+    def messages(self) -> list[dict[str, Any]]:
+        messages: list[dict[str, Any]] = self.body["messages"]
+        return messages
+
+
+def parse_chat_request(raw: bytes, *, max_messages: int) -> ChatRequest:
+    try:
+        body = jsonutil.loads(raw)
+    except jsonutil.JSONDecodeError as exc:
+        raise InvalidRequest(f"request body is not valid JSON: {exc}", code="invalid_json") from exc
+    if not isinstance(body, dict):
+        raise InvalidRequest("request body must be a JSON object", code="invalid_type")
+    model = body.get("model")
+    if not isinstance(model, str) or not model:
+        raise _missing_or_type("model", model, "a non-empty string")
+    _check_messages(body.get("messages"), max_messages)
+    stream = body.get("stream", False)
+    if stream is None:
+        stream = False
+    if not isinstance(stream, bool):
+        raise _type("stream", "a boolean")
+    include_usage = False
+    opts = body.get("stream_options")
+    if opts is not None:
+        if not isinstance(opts, dict):
+            raise _type("stream_options", "an object")
+        iu = opts.get("include_usage", False)
+        if not isinstance(iu, bool):
+            raise _type("stream_options.include_usage", "a boolean")
+        include_usage = iu and stream
+    for key in ("n", "max_tokens", "max_completion_tokens"):
+        v = body.get(key)
+        if v is not None and (not isinstance(v, int) or isinstance(v, bool) or v < 1):
+            raise InvalidRequest(f"'{key}' must be an integer >= 1", param=key, code="invalid_value")
+    tools = body.get("tools")
+    if tools is not None and not isinstance(tools, list):
+        raise _type("tools", "an array")
+    _check_forbidden(body, "")
+    fusion = body.pop("fusion", None)
+    if fusion is not None and not isinstance(fusion, dict):
+        raise _type("fusion", "an object")
+    return ChatRequest(body=body, model=model, stream=stream, include_usage=include_usage, fusion=fusion)
+
+
+def read_limit_error(limit: int) -> PayloadTooLarge:
+    return PayloadTooLarge(f"request body exceeds the {limit} byte limit")
+
+
+def _check_messages(messages: Any, max_messages: int) -> None:
+    if not isinstance(messages, list) or not messages:
+        if messages is None:
+            raise InvalidRequest("'messages' is a required property", param="messages", code="missing_required")
+        raise InvalidRequest("'messages' must be a non-empty array", param="messages", code="invalid_type")
+    if len(messages) > max_messages:
+        raise InvalidRequest(
+            f"too many messages: {len(messages)} (limit {max_messages})", param="messages", code="too_many_messages"
+        )
+    for i, msg in enumerate(messages):
+        where = f"messages[{i}]"
+        if not isinstance(msg, dict):
+            raise _type(where, "an object")
+        role = msg.get("role")
+        if not isinstance(role, str):
+            raise _missing_or_type(f"{where}.role", role, "a string")
+        if role not in ROLES:
+            raise InvalidRequest(
+                f"'{where}.role' must be one of {', '.join(sorted(ROLES))}; got '{role}'",
+                param=f"{where}.role",
+                code="invalid_value",
+            )
+        content = msg.get("content")
+        if content is not None and not isinstance(content, str | list):
+            raise _type(f"{where}.content", "a string or an array of content parts")
+        if content is None and role in ("user", "system", "developer"):
+            raise InvalidRequest(
+                f"'{where}.content' is required for role '{role}'", param=f"{where}.content", code="missing_required"
+            )
+
+
+def _check_forbidden(node: Any, path: str) -> None:
+    if isinstance(node, dict):
+        for key, value in node.items():
+            if key in FORBIDDEN_KEYS:
+                p = f"{path}.{key}" if path else key
+                raise InvalidRequest(
+                    f"'{p}' is not accepted: upstream endpoints and credentials are set by the gateway's config",
+                    param=p,
+                    code="forbidden_parameter",
+                )
+            if key in _SCHEMA_KEYS or isinstance(value, str):
+                continue
+            _check_forbidden(value, f"{path}.{key}" if path else key)
+    elif isinstance(node, list):
+        for i, item in enumerate(node):
+            if isinstance(item, dict | list):
+                _check_forbidden(item, f"{path}[{i}]")
+
+
+def _type(param: str, what: str) -> InvalidRequest:
+    return InvalidRequest(f"'{param}' must be {what}", param=param, code="invalid_type")
+
+
+def _missing_or_type(param: str, value: Any, what: str) -> InvalidRequest:
+    if value is None:
+        return InvalidRequest(f"'{param}' is a required property", param=param, code="missing_required")
+    return _type(param, what)
+
+
+# --------------------------------------------------------------------------- responses
+
+
+def new_completion_id() -> str:
+    return "chatcmpl-" + secrets.token_hex(12)
+
+
+def now_s() -> int:
+    return int(time.time())
+
+
+def completion(
+    *,
+    id: str,
+    created: int,
+    model: str,
+    message: dict[str, Any],
+    finish_reason: str | None,
+    usage: dict[str, Any] | None,
+) -> dict[str, Any]:
+    out: dict[str, Any] = {
+        "id": id,
+        "object": "chat.completion",
+        "created": created,
+        "model": model,
+        "choices": [{"index": 0, "message": message, "finish_reason": finish_reason, "logprobs": None}],
+    }
+    if usage is not None:
+        out["usage"] = usage
+    return out
+
+
+def chunk(
+    *,
+    id: str,
+    created: int,
+    model: str,
+    delta: dict[str, Any] | None,
+    finish_reason: str | None = None,
+    with_usage: bool = False,
+) -> dict[str, Any]:
+    """One ``chat.completion.chunk``; ``delta=None`` gives the empty-choices shape of the usage chunk.
+    ``with_usage``: the caller asked for usage, so every chunk carries ``usage: null`` until the last."""
+    choices: list[dict[str, Any]] = (
+        [] if delta is None else [{"index": 0, "delta": delta, "finish_reason": finish_reason, "logprobs": None}]
+    )
+    out = {"id": id, "object": "chat.completion.chunk", "created": created, "model": model, "choices": choices}
+    if with_usage:
+        out["usage"] = None
+    return out

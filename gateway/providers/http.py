@@ -1,0 +1,136 @@
+"""What every HTTP provider shares: the aiohttp session, error translation, upstream error bodies.
+
+aiohttp, not httpx: at 256 requests in flight httpx's pool delivered 41 rps where aiohttp delivered
+1,193 (of 1,280 possible) on the same machine; a fusion request makes N+1 upstream calls, so the
+upstream client sets the gateway's ceiling.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import re
+import time
+from collections.abc import AsyncIterator, Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import aiohttp
+
+from gateway import jsonutil
+from gateway.config.schema import Timeouts
+from gateway.errors import (
+    UpstreamConnectError,
+    UpstreamError,
+    UpstreamProtocolError,
+    UpstreamStatusError,
+    UpstreamTimeout,
+)
+
+_KEYLIKE = re.compile(r"(sk|pk|rk|key|AIza)[-_A-Za-z0-9]{12,}")
+_MAX_MESSAGE = 300
+
+
+def new_session(max_connections: int, timeouts: Timeouts) -> aiohttp.ClientSession:
+    connector = aiohttp.TCPConnector(
+        limit=max_connections,  # 0: unlimited
+        limit_per_host=0,
+        ttl_dns_cache=60,
+        keepalive_timeout=60,
+    )
+    return aiohttp.ClientSession(
+        connector=connector,
+        # Connect timeouts live here; first-byte and wall-clock deadlines are enforced per call, and there
+        # is deliberately no per-read timeout: a drip-feeding upstream is cut by the wall clock instead.
+        timeout=aiohttp.ClientTimeout(total=None, connect=timeouts.connect_s, sock_connect=timeouts.connect_s),
+        json_serialize=lambda o: jsonutil.dumps(o).decode(),
+        auto_decompress=True,
+        trust_env=False,
+    )
+
+
+@contextmanager
+def upstream_errors(model: str) -> Iterator[None]:
+    """Translate transport errors into the gateway's tree (see :mod:`gateway.errors`)."""
+    try:
+        yield
+    except UpstreamError:
+        raise
+    except TimeoutError as exc:
+        raise UpstreamTimeout(f"upstream '{model}' timed out") from exc
+    except aiohttp.ClientConnectorError as exc:
+        raise UpstreamConnectError(f"upstream '{model}' is unreachable") from exc
+    except (aiohttp.ServerDisconnectedError, aiohttp.ClientPayloadError, aiohttp.ClientOSError) as exc:
+        raise UpstreamProtocolError(f"upstream '{model}' closed the connection mid-answer") from exc
+    except aiohttp.ClientError as exc:
+        raise UpstreamProtocolError(f"upstream '{model}' failed: {type(exc).__name__}") from exc
+
+
+def retry_after_seconds(value: str | None, *, now: float | None = None) -> float | None:
+    """``Retry-After`` as seconds: delta-seconds or an HTTP date."""
+    if not value:
+        return None
+    value = value.strip()
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return max(0.0, when.timestamp() - (time.time() if now is None else now))
+
+
+def status_error(
+    model: str, status: int, body: bytes, headers: Any, secrets: tuple[str, ...] = ()
+) -> UpstreamStatusError:
+    """The error for an upstream error status. The upstream's own message is kept only when the caller's
+    request was at fault (400-class), cut short and scrubbed of anything key-shaped; otherwise the
+    body is dropped entirely."""
+    retry_after = retry_after_seconds(headers.get("retry-after")) if headers is not None else None
+    if status in (400, 413, 422):
+        detail = _upstream_message(body, secrets)
+        msg = f"upstream '{model}' rejected the request ({status})" + (f": {detail}" if detail else "")
+    elif status in (401, 403):
+        msg = (
+            f"upstream '{model}' refused the gateway's credentials ({status}); "
+            "the operator must fix the provider's api_key"
+        )
+    else:
+        msg = f"upstream '{model}' answered {status}"
+    return UpstreamStatusError(msg, upstream_status=status, retry_after_s=retry_after)
+
+
+def _upstream_message(body: bytes, secrets: tuple[str, ...]) -> str:
+    try:
+        data = jsonutil.loads(body)
+    except jsonutil.JSONDecodeError:
+        return ""
+    err = data.get("error") if isinstance(data, dict) else None
+    msg = err.get("message") if isinstance(err, dict) else err if isinstance(err, str) else None
+    if not isinstance(msg, str):
+        return ""
+    for s in secrets:
+        if s:
+            msg = msg.replace(s, "***")
+    msg = _KEYLIKE.sub("***", msg)
+    return msg if len(msg) <= _MAX_MESSAGE else msg[: _MAX_MESSAGE - 1] + "…"
+
+
+async def iter_body(resp: aiohttp.ClientResponse, deadline: float, model: str) -> AsyncIterator[bytes]:
+    """The response body as it arrives, cut at the wall-clock ``deadline`` (a ``time.monotonic`` value)."""
+    import anyio
+
+    content = resp.content
+    while True:
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            raise UpstreamTimeout(f"upstream '{model}' exceeded its wall-clock limit")
+        try:
+            with anyio.fail_after(remaining):
+                data = await content.readany()
+        except TimeoutError as exc:
+            raise UpstreamTimeout(f"upstream '{model}' exceeded its wall-clock limit") from exc
+        if not data:
+            return
+        yield data

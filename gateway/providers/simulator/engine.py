@@ -1,0 +1,316 @@
+"""What a simulated model answers, and how long it takes.
+
+Answers are deterministic per (seed, model, prompt): the same question gets the same answer every time,
+so demos and tests are repeatable. Timing noise and injected failures come from a separate stateful
+random stream, so a retry of a failed call can succeed, as it would upstream.
+
+- Arithmetic ("What is 37 * 12?"): correct with the profile's ``accuracy``, else off by a small amount.
+- A judge prompt built by :mod:`fusion_modes.judge`: the simulated judge votes. It picks the answer most
+  candidates agree on (ties broken by a hash of the text, so neither label nor position matters), and
+  its merge writes that answer. This keeps the offline demo honest: fusion really beats one member.
+- A debate revision prompt: the member adopts the majority answer of the round, if there is one.
+- A request with ``tools``: a call of the first tool, with placeholder arguments.
+- Anything else: deterministic filler text of the profile's length.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import random
+import re
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass
+from decimal import Decimal, InvalidOperation
+from typing import Any
+
+import orjson
+
+from fusion_modes.base import content_text
+from fusion_modes.debate import read_debate_task
+from fusion_modes.judge import read_judge_task
+from gateway.config.schema import SimulatorProfile
+from gateway.tokens import approximate, count_messages
+from gateway.usage import Usage
+
+_ARITH = re.compile(r"(-?\d+(?:\.\d+)?)\s*([-+*/×x])\s*(-?\d+(?:\.\d+)?)")
+_NUMBER = re.compile(r"-?\d+(?:\.\d+)?")
+# One piece per approximate token (see gateway.tokens), leading whitespace attached: joined, they give
+# back the text, and their count is the completion's token count.
+_PIECE = re.compile(r"\s*(?:[^\W\d_]{1,4}|\d{1,3}|[^\w\s]|_)")
+
+_WORDS = [
+    "the",
+    "gateway",
+    "sends",
+    "each",
+    "request",
+    "to",
+    "every",
+    "member",
+    "and",
+    "a",
+    "judge",
+    "combines",
+    "what",
+    "they",
+    "say",
+    "so",
+    "the",
+    "answer",
+    "is",
+    "checked",
+    "against",
+    "several",
+    "views",
+    "before",
+    "it",
+    "reaches",
+    "you",
+    "latency",
+    "follows",
+    "the",
+    "slowest",
+    "member",
+    "while",
+    "cost",
+    "adds",
+    "up",
+    "across",
+    "all",
+    "of",
+    "them",
+    "which",
+    "is",
+    "why",
+    "the",
+    "numbers",
+    "matter",
+    "a",
+    "fine",
+    "tuned",
+    "model",
+    "may",
+    "match",
+    "this",
+    "on",
+    "narrow",
+    "tasks",
+    "at",
+    "a",
+    "fraction",
+    "of",
+    "the",
+    "price",
+]
+
+
+def stable_rng(*parts: object) -> random.Random:
+    digest = hashlib.sha256("\x00".join(str(p) for p in parts).encode()).digest()
+    return random.Random(int.from_bytes(digest[:8], "big"))
+
+
+def pieces(text: str) -> list[str]:
+    return _PIECE.findall(text)
+
+
+@dataclass
+class Answer:
+    message: dict[str, Any]
+    finish_reason: str
+    usage: Usage
+    #: streamed content, one approximate token per piece
+    pieces: list[str]
+
+
+@dataclass
+class Timing:
+    ttft_s: float
+    per_token_s: float
+
+
+@dataclass
+class Fault:
+    kind: str  # "status" | "hang" | "cut"
+    status: int = 0
+
+
+class SimulatedModel:
+    def __init__(self, name: str, profile: SimulatorProfile, seed: int, chaos: random.Random) -> None:
+        self.name = name
+        self.profile = profile
+        self.seed = seed
+        self._chaos = chaos
+
+    # ---------------------------------------------------------------- chaos: timing and faults
+
+    def timing(self) -> Timing:
+        p = self.profile
+        ttft = p.ttft_ms
+        if p.jitter_ms:
+            ttft = max(0.0, ttft + self._chaos.uniform(-p.jitter_ms, p.jitter_ms))
+        if p.tail.probability and self._chaos.random() < p.tail.probability:
+            ttft *= p.tail.multiplier
+        return Timing(ttft_s=ttft / 1000, per_token_s=1.0 / p.tokens_per_s)
+
+    def fault(self, *, stream: bool) -> Fault | None:
+        f = self.profile.failures
+        r = self._chaos.random()
+        if r < f.rate:
+            return Fault("status", f.status)
+        if r < f.rate + f.timeout_rate:
+            return Fault("hang")
+        if stream and f.cut_rate and self._chaos.random() < f.cut_rate:
+            return Fault("cut")
+        return None
+
+    # ---------------------------------------------------------------- the answer
+
+    def answer(self, body: dict[str, Any]) -> Answer:
+        messages: list[dict[str, Any]] = body.get("messages") or []
+        message, finish = self._message(body, messages)
+        text = message.get("content") or ""
+        out_pieces = pieces(text)
+        limit = body.get("max_completion_tokens") or body.get("max_tokens")
+        if isinstance(limit, int) and limit < len(out_pieces) and not message.get("tool_calls"):
+            out_pieces = out_pieces[:limit]
+            message = {**message, "content": "".join(out_pieces)}
+            finish = "length"
+        if message.get("tool_calls"):
+            fn = message["tool_calls"][0]["function"]
+            completion = approximate(fn["name"]) + approximate(fn["arguments"])
+        else:
+            completion = len(out_pieces)
+        prompt = count_messages(messages)
+        if body.get("tools"):
+            prompt += approximate(orjson.dumps(body["tools"]).decode())
+        usage = Usage(prompt_tokens=prompt, completion_tokens=completion)
+        return Answer(message=message, finish_reason=finish, usage=usage, pieces=out_pieces)
+
+    def _message(self, body: dict[str, Any], messages: list[dict[str, Any]]) -> tuple[dict[str, Any], str]:
+        judge = read_judge_task(messages, body.get("response_format"))
+        if judge is not None:
+            texts = [b.body for b in judge.candidates]
+            best = _vote(texts, keys=[b.label for b in judge.candidates])
+            if judge.wants_verdict:
+                label = judge.candidates[best].label
+                verdict = {
+                    "analysis": f"Candidate {label} gives the answer most candidates support and shows no error.",
+                    "winner": label,
+                }
+                return _text(orjson.dumps(verdict).decode()), "stop"
+            number = _majority_number(texts)
+            return _text(f"The answer is {number}." if number is not None else texts[best]), "stop"
+        debate = read_debate_task(messages)
+        if debate is not None:
+            texts = [debate.own, *(b.body for b in debate.others)]
+            number = _majority_number(texts)
+            if number is not None:
+                return _text(f"The answer is {number}."), "stop"
+            return _text(texts[_vote(texts)]), "stop"
+        tools = body.get("tools")
+        if tools and body.get("tool_choice") != "none" and messages and messages[-1].get("role") == "user":
+            return self._tool_call(tools, messages), "tool_calls"
+        question = _last_user_text(messages)
+        rng = stable_rng(self.seed, self.name, question)
+        m = _ARITH.search(question)
+        if m is not None:
+            value = _evaluate(m.group(1), m.group(2), m.group(3))
+            if value is not None:
+                correct = rng.random() < self.profile.accuracy
+                shown = value if correct else _wrong(value, rng)
+                expr = f"{m.group(1)} {m.group(2)} {m.group(3)}"
+                return _text(f"Working it out: {expr} = {_fmt(shown)}. The answer is {_fmt(shown)}."), "stop"
+        return _text(self._filler(rng)), "stop"
+
+    def _filler(self, rng: random.Random) -> str:
+        words: list[str] = []
+        # approximately answer_tokens tokens; most filler words are one or two tokens
+        while sum(approximate(w) for w in words) < self.profile.answer_tokens:
+            words.append(rng.choice(_WORDS))
+        return f"({self.name}) " + " ".join(words).capitalize() + "."
+
+    def _tool_call(self, tools: Sequence[Any], messages: list[dict[str, Any]]) -> dict[str, Any]:
+        fn = (tools[0] or {}).get("function") or {}
+        params = fn.get("parameters") or {}
+        args = {k: "sim" for k in params.get("required", [])}
+        call_id = "call_" + hashlib.sha256(f"{self.name}{_last_user_text(messages)}".encode()).hexdigest()[:20]
+        return {
+            "role": "assistant",
+            "content": None,
+            "refusal": None,
+            "tool_calls": [
+                {
+                    "id": call_id,
+                    "type": "function",
+                    "function": {"name": str(fn.get("name", "tool")), "arguments": orjson.dumps(args).decode()},
+                }
+            ],
+        }
+
+
+def _text(content: str) -> dict[str, Any]:
+    return {"role": "assistant", "content": content.strip(), "refusal": None}
+
+
+def _last_user_text(messages: Sequence[dict[str, Any]]) -> str:
+    for msg in reversed(messages):
+        if msg.get("role") == "user":
+            return content_text(msg.get("content"))
+    return ""
+
+
+def _evaluate(a: str, op: str, b: str) -> Decimal | None:
+    try:
+        x, y = Decimal(a), Decimal(b)
+        if op == "+":
+            return x + y
+        if op == "-":
+            return x - y
+        if op in "*×x":
+            return x * y
+        if y == 0:
+            return None
+        return (x / y).quantize(Decimal("0.0001")).normalize()
+    except InvalidOperation:
+        return None
+
+
+def _wrong(value: Decimal, rng: random.Random) -> Decimal:
+    delta = rng.choice([d for d in range(-12, 13) if d != 0])
+    return value + delta
+
+
+def _fmt(value: Decimal) -> str:
+    if value == value.to_integral_value():
+        return str(int(value))
+    return format(value.normalize(), "f")
+
+
+def final_number(text: str) -> str | None:
+    """The last number in ``text``: how answers to arithmetic questions are read."""
+    found = _NUMBER.findall(text)
+    if not found:
+        return None
+    return _fmt(Decimal(found[-1]))
+
+
+def _majority_number(texts: Sequence[str]) -> str | None:
+    counts = Counter(n for n in (final_number(t) for t in texts) if n is not None)
+    if not counts:
+        return None
+    (top, n), *rest = counts.most_common()
+    if n < 2 or (rest and rest[0][1] == n):
+        return None
+    return top
+
+
+def _vote(texts: Sequence[str], keys: Sequence[str] | None = None) -> int:
+    """Index of the text a fair judge would pick: the majority number if any; ties by a hash of the text,
+    then by ``keys`` (labels), so that neither the order shown nor anything else positional decides."""
+    majority = _majority_number(texts)
+    pool = [i for i, t in enumerate(texts) if majority is not None and final_number(t) == majority]
+    if not pool:
+        pool = list(range(len(texts)))
+    tiebreak = keys or [""] * len(texts)
+    return min(pool, key=lambda i: (hashlib.sha256(texts[i].encode()).digest(), tiebreak[i]))

@@ -1,0 +1,150 @@
+"""``type: simulator``: simulated models served in-process, with the timing of their profile."""
+
+from __future__ import annotations
+
+import random
+import secrets
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+import anyio
+
+from gateway.config.loader import ModelSpec
+from gateway.config.schema import SimulatorProviderConfig
+from gateway.errors import UpstreamProtocolError
+from gateway.providers.base import ChunkStream, Provider
+from gateway.providers.http import status_error
+from gateway.providers.simulator.engine import Answer, SimulatedModel, Timing
+from gateway.usage import Usage
+
+#: Simulated streams send a chunk at most this often; faster token rates batch several tokens per chunk.
+CHUNK_INTERVAL_S = 0.02
+
+
+class SimulatorProvider(Provider):
+    config: SimulatorProviderConfig
+
+    def __init__(self, name: str, config: SimulatorProviderConfig) -> None:
+        super().__init__(name, config)
+        # Timing noise and faults: one seeded stream per provider (deterministic sequence, not per prompt).
+        self._chaos = random.Random(config.seed)
+
+    def model(self, upstream: str) -> SimulatedModel:
+        return SimulatedModel(upstream, self.config.profile(upstream), self.config.seed, self._chaos)
+
+    async def complete(self, spec: ModelSpec, body: dict[str, Any]) -> dict[str, Any]:
+        sim = self.model(str(body.get("model", spec.upstream)))
+        fault = sim.fault(stream=False)
+        timing = sim.timing()
+        if fault is not None and fault.kind == "hang":
+            await anyio.sleep_forever()
+        await anyio.sleep(timing.ttft_s)
+        if fault is not None and fault.kind == "status":
+            raise status_error(
+                spec.name, fault.status, b'{"error":{"message":"simulated failure"}}', _retry_headers(fault.status)
+            )
+        answer = sim.answer(body)
+        await anyio.sleep(len(answer.pieces) * timing.per_token_s)
+        return completion_body(sim.name, answer)
+
+    @asynccontextmanager
+    async def stream(self, spec: ModelSpec, body: dict[str, Any]) -> AsyncIterator[ChunkStream]:
+        sim = self.model(str(body.get("model", spec.upstream)))
+        fault = sim.fault(stream=True)
+        timing = sim.timing()
+        if fault is not None and fault.kind == "hang":
+            await anyio.sleep_forever()
+        await anyio.sleep(timing.ttft_s)
+        if fault is not None and fault.kind == "status":
+            raise status_error(
+                spec.name, fault.status, b'{"error":{"message":"simulated failure"}}', _retry_headers(fault.status)
+            )
+        answer = sim.answer(body)
+        opts = body.get("stream_options") or {}
+        include_usage = bool(opts.get("include_usage")) and sim.profile.stream_usage
+        yield _SimStream(spec.name, sim.name, answer, timing, include_usage, cut=fault is not None)
+
+
+def _retry_headers(status: int) -> dict[str, str]:
+    return {"retry-after": "1"} if status == 429 else {}
+
+
+def completion_body(model: str, answer: Answer) -> dict[str, Any]:
+    return {
+        "id": "chatcmpl-sim-" + secrets.token_hex(8),
+        "object": "chat.completion",
+        "created": int(time.time()),
+        "model": model,
+        "choices": [{"index": 0, "message": answer.message, "finish_reason": answer.finish_reason, "logprobs": None}],
+        "usage": answer.usage.to_openai(),
+    }
+
+
+def stream_chunks(model: str, answer: Answer, include_usage: bool) -> list[tuple[int, dict[str, Any]]]:
+    """(tokens this chunk carries, chunk) pairs for a streamed answer, in order."""
+    base = {
+        "id": "chatcmpl-sim-" + secrets.token_hex(8),
+        "object": "chat.completion.chunk",
+        "created": int(time.time()),
+        "model": model,
+    }
+    extra: dict[str, Any] = {"usage": None} if include_usage else {}
+
+    def chunk(delta: dict[str, Any], finish: str | None = None) -> dict[str, Any]:
+        return {**base, "choices": [{"index": 0, "delta": delta, "finish_reason": finish, "logprobs": None}], **extra}
+
+    out: list[tuple[int, dict[str, Any]]] = [(0, chunk({"role": "assistant", "content": ""}))]
+    calls = answer.message.get("tool_calls")
+    if calls:
+        out.append((answer.usage.completion_tokens, chunk({"tool_calls": [{"index": 0, **calls[0]}]})))
+    else:
+        out.extend((1, chunk({"content": p})) for p in answer.pieces)
+    out.append((0, chunk({}, answer.finish_reason)))
+    if include_usage:
+        out.append((0, {**base, "choices": [], "usage": answer.usage.to_openai()}))
+    return out
+
+
+class StreamCut(Exception):
+    """The simulated stream stops here, as a dropped connection would."""
+
+
+async def paced(
+    chunks: list[tuple[int, dict[str, Any]]], timing: Timing, *, cut: bool
+) -> AsyncIterator[dict[str, Any]]:
+    """Chunks at the profile's token rate, batched to one chunk per ``CHUNK_INTERVAL_S`` at most.
+    With ``cut``, raises :class:`StreamCut` half-way: no finish_reason, no usage, no [DONE]."""
+    per_chunk = max(1, round(CHUNK_INTERVAL_S / timing.per_token_s))
+    cut_at = len(chunks) // 2 if cut else None
+    owed = 0
+    for i, (tokens, c) in enumerate(chunks):
+        if cut_at is not None and i >= cut_at:
+            raise StreamCut
+        owed += tokens
+        if owed >= per_chunk or (tokens == 0 and owed):
+            await anyio.sleep(owed * timing.per_token_s)
+            owed = 0
+        yield c
+
+
+class _SimStream(ChunkStream):
+    def __init__(self, name: str, model: str, answer: Answer, timing: Timing, include_usage: bool, cut: bool) -> None:
+        self._name = name
+        self._chunks = stream_chunks(model, answer, include_usage)
+        self._timing = timing
+        self._cut = cut
+        self._final_usage = answer.usage if include_usage else None
+        self.usage: Usage | None = None
+
+    async def __aiter__(self) -> AsyncIterator[dict[str, Any]]:
+        try:
+            async for c in paced(self._chunks, self._timing, cut=self._cut):
+                if c.get("usage") is not None:
+                    self.usage = self._final_usage
+                yield c
+        except StreamCut:
+            raise UpstreamProtocolError(
+                f"upstream '{self._name}' stream ended before the answer was complete"
+            ) from None

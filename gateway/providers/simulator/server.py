@@ -1,0 +1,151 @@
+"""``fusion-gateway simulate``: the simulated models as a standalone OpenAI-compatible HTTP server.
+
+Same answers and timing as the in-process provider, over a real socket, so the gateway can be run and
+tested against a real upstream: faults included (error statuses, hangs, streams cut mid-way).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, MutableMapping
+from typing import Any
+
+import anyio
+
+from gateway import jsonutil, sse
+from gateway.config.schema import SimulatorProviderConfig
+from gateway.providers.simulator.engine import Timing
+from gateway.providers.simulator.provider import (
+    SimulatorProvider,
+    StreamCut,
+    completion_body,
+    paced,
+    stream_chunks,
+)
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+
+
+class SimulatorApp:
+    """Raw ASGI: ``POST /v1/chat/completions``, ``GET /v1/models``, ``GET /health``."""
+
+    def __init__(self, config: SimulatorProviderConfig) -> None:
+        self._provider = SimulatorProvider("simulate", config)
+        self._config = config
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "lifespan":
+            await _lifespan(receive, send)
+            return
+        if scope["type"] != "http":
+            return
+        path, method = scope["path"].rstrip("/"), scope["method"]
+        if method == "GET" and path in ("/health", "/v1/health"):
+            await _json(send, 200, {"status": "ok"})
+        elif method == "GET" and path == "/v1/models":
+            data = [{"id": m, "object": "model", "created": 0, "owned_by": "simulator"} for m in self._config.profiles]
+            await _json(send, 200, {"object": "list", "data": data})
+        elif method == "POST" and path == "/v1/chat/completions":
+            body = await _read_body(receive)
+            async with anyio.create_task_group() as tg:
+                # The client hanging up cancels whatever this request is doing (sleeping, streaming).
+                tg.start_soon(_cancel_on_disconnect, receive, tg.cancel_scope)
+                await self._chat(body, send)
+                tg.cancel_scope.cancel()
+        else:
+            await _json(send, 404, _error("no such route", "invalid_request_error"))
+
+    async def _chat(self, raw: bytes, send: Send) -> None:
+        try:
+            body = jsonutil.loads(raw)
+        except jsonutil.JSONDecodeError:
+            await _json(send, 400, _error("request body is not valid JSON", "invalid_request_error"))
+            return
+        if not isinstance(body, dict) or not isinstance(body.get("messages"), list):
+            await _json(send, 400, _error("'messages' is a required property", "invalid_request_error"))
+            return
+        sim = self._provider.model(str(body.get("model", "default")))
+        stream = body.get("stream") is True
+        fault = sim.fault(stream=stream)
+        timing = sim.timing()
+        if fault is not None and fault.kind == "hang":
+            await anyio.sleep_forever()
+        await anyio.sleep(timing.ttft_s)
+        if fault is not None and fault.kind == "status":
+            headers = [(b"retry-after", b"1")] if fault.status == 429 else []
+            await _json(send, fault.status, _error(f"simulated failure {fault.status}", "server_error"), headers)
+            return
+        answer = sim.answer(body)
+        if not stream:
+            await anyio.sleep(len(answer.pieces) * timing.per_token_s)
+            await _json(send, 200, completion_body(sim.name, answer))
+            return
+        opts = body.get("stream_options") or {}
+        include_usage = bool(isinstance(opts, dict) and opts.get("include_usage")) and sim.profile.stream_usage
+        await self._stream(send, stream_chunks(sim.name, answer, include_usage), timing, cut=fault is not None)
+
+    async def _stream(self, send: Send, chunks: list[tuple[int, dict[str, Any]]], timing: Timing, cut: bool) -> None:
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 200,
+                "headers": [(b"content-type", b"text/event-stream"), (b"cache-control", b"no-cache")],
+            }
+        )
+        try:
+            async for c in paced(chunks, timing, cut=cut):
+                await send({"type": "http.response.body", "body": sse.encode(c), "more_body": True})
+        except StreamCut:
+            # End the body here: no finish_reason, no [DONE]; the client must see a truncated stream.
+            await send({"type": "http.response.body", "body": b"", "more_body": False})
+            return
+        await send({"type": "http.response.body", "body": sse.DONE, "more_body": False})
+
+
+def _error(message: str, kind: str) -> dict[str, Any]:
+    return {"error": {"message": message, "type": kind, "param": None, "code": None}}
+
+
+async def _json(send: Send, status: int, obj: Any, headers: list[tuple[bytes, bytes]] | None = None) -> None:
+    data = jsonutil.dumps(obj)
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [
+                (b"content-type", b"application/json"),
+                (b"content-length", str(len(data)).encode()),
+                *(headers or []),
+            ],
+        }
+    )
+    await send({"type": "http.response.body", "body": data})
+
+
+async def _read_body(receive: Receive) -> bytes:
+    parts = []
+    while True:
+        msg = await receive()
+        parts.append(msg.get("body", b""))
+        if not msg.get("more_body"):
+            return b"".join(parts)
+
+
+async def _cancel_on_disconnect(receive: Receive, scope: anyio.CancelScope) -> None:
+    while True:
+        msg = await receive()
+        if msg["type"] == "http.disconnect":
+            scope.cancel()
+            return
+
+
+async def _lifespan(receive: Receive, send: Send) -> None:
+    while True:
+        msg = await receive()
+        if msg["type"] == "lifespan.startup":
+            await send({"type": "lifespan.startup.complete"})
+        elif msg["type"] == "lifespan.shutdown":
+            await send({"type": "lifespan.shutdown.complete"})
+            return

@@ -1,0 +1,1 @@
+"""HTTP routes. Thin: they translate between HTTP and the gateway, nothing more."""

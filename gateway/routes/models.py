@@ -1,0 +1,35 @@
+"""``GET /v1/models``: every callable name, models and pools, in OpenAI's list shape."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Request
+
+from gateway.state import Gateway
+
+router = APIRouter()
+
+
+@router.get("/v1/models")
+async def list_models(request: Request) -> dict[str, Any]:
+    gw: Gateway = request.app.state.gateway
+    config = gw.config
+    data: list[dict[str, Any]] = []
+    for name, spec in config.models.items():
+        data.append({"id": name, "object": "model", "created": gw.started_at, "owned_by": spec.provider})
+    for name, pool in config.pools.items():
+        data.append(
+            {
+                "id": name,
+                "object": "model",
+                "created": gw.started_at,
+                "owned_by": "fusion-gateway",
+                "fusion": {
+                    "mode": pool.mode,
+                    "members": list(pool.members),
+                    "judge": pool.judge.model if pool.judge else None,
+                },
+            }
+        )
+    return {"object": "list", "data": data}

@@ -1,0 +1,55 @@
+"""The live configuration: one immutable :class:`Runtime` per loaded config.
+
+A request takes the current runtime when it starts and keeps it to the end, so a reload never changes
+a request half-way. Providers whose settings did not change are carried over to the next runtime with
+their connection pools.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from gateway.calls import UpstreamCaller
+from gateway.config.loader import GatewayConfig, ModelSpec
+from gateway.config.schema import PoolConfig
+from gateway.errors import ModelNotFound
+from gateway.metrics import Metrics
+from gateway.providers import Provider, create_provider
+
+
+@dataclass(frozen=True)
+class PoolTarget:
+    name: str
+    pool: PoolConfig
+
+
+@dataclass(frozen=True)
+class Runtime:
+    config: GatewayConfig
+    providers: Mapping[str, Provider]
+    caller: UpstreamCaller
+
+    def resolve(self, name: str) -> ModelSpec | PoolTarget:
+        spec = self.config.models.get(name)
+        if spec is not None:
+            return spec
+        pool = self.config.pools.get(name)
+        if pool is not None:
+            return PoolTarget(name, pool)
+        raise ModelNotFound(f"The model '{name}' does not exist", param="model")
+
+
+def build_runtime(config: GatewayConfig, metrics: Metrics, previous: Runtime | None = None) -> Runtime:
+    """A runtime for ``config``, reusing ``previous``'s providers whose config is unchanged."""
+    providers: dict[str, Provider] = {}
+    for name, pcfg in config.providers.items():
+        old = previous.providers.get(name) if previous is not None else None
+        providers[name] = old if old is not None and old.config == pcfg else create_provider(name, pcfg)
+    return Runtime(config=config, providers=providers, caller=UpstreamCaller(providers, metrics))
+
+
+def retired_providers(old: Runtime, new: Runtime) -> list[Provider]:
+    """Providers of ``old`` that ``new`` does not use (to close once no request needs them)."""
+    kept = {id(p) for p in new.providers.values()}
+    return [p for p in old.providers.values() if id(p) not in kept]

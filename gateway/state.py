@@ -1,0 +1,46 @@
+"""Everything one running gateway owns: the live runtime, metrics, background work. No module globals."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+import anyio
+
+from gateway.config.loader import GatewayConfig
+from gateway.metrics import Metrics
+from gateway.runtime import Runtime, build_runtime
+
+log = logging.getLogger("fusion_gateway")
+
+
+class Gateway:
+    def __init__(self, config: GatewayConfig) -> None:
+        self.metrics = Metrics()
+        self.runtime: Runtime = build_runtime(config, self.metrics)
+        self.started_at = int(time.time())
+        self.ready = False
+        self.metrics.reload_ok.set(1)
+        self.metrics.reload_ts.set(time.time())
+
+    @property
+    def config(self) -> GatewayConfig:
+        return self.runtime.config
+
+    @asynccontextmanager
+    async def lifespan(self, _app: Any = None) -> AsyncIterator[None]:
+        async with anyio.create_task_group() as tg:
+            self.ready = True
+            try:
+                yield
+            finally:
+                self.ready = False
+                tg.cancel_scope.cancel()
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        for provider in self.runtime.providers.values():
+            await provider.aclose()

@@ -1,0 +1,48 @@
+from __future__ import annotations
+
+import textwrap
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager
+from typing import Any
+
+import openai
+import pytest
+
+from gateway.app import GatewayApp, create_app
+from gateway.config import parse_config
+from tests.fakes import FakeUpstream
+from tests.servers import ServerThread, serving
+
+
+@pytest.fixture
+def fake() -> Iterator[FakeUpstream]:
+    """A scriptable upstream on a real loopback port; its base URL is ``fake.url``."""
+    upstream = FakeUpstream()
+    with serving(upstream) as server:
+        upstream.url = server.url  # type: ignore[attr-defined]
+        yield upstream
+
+
+@contextmanager
+def run_gateway(config_yaml: str, **kwargs: Any) -> Iterator[tuple[GatewayApp, ServerThread]]:
+    config = parse_config(textwrap.dedent(config_yaml), "test.yaml")
+    app = create_app(config)
+    with serving(app, **kwargs) as server:
+        yield app, server
+
+
+GatewayRunner = Callable[..., AbstractContextManager[tuple[GatewayApp, ServerThread]]]
+
+
+@pytest.fixture
+def gateway() -> GatewayRunner:
+    return run_gateway
+
+
+def sdk(url: str, **kwargs: Any) -> openai.OpenAI:
+    return openai.OpenAI(base_url=url + "/v1", api_key=kwargs.pop("api_key", "test-key"), max_retries=0, **kwargs)
+
+
+def fake_provider_yaml(url: str, *, name: str = "up", extra: str = "") -> str:
+    """A provider block pointing at a fake upstream."""
+    return f"  {name}: {{type: openai, base_url: {url}/v1, api_key: sk-operator-secret-0123456789{extra}}}\n"
