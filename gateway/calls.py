@@ -10,8 +10,7 @@ from __future__ import annotations
 
 import random
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
-from contextlib import AsyncExitStack, asynccontextmanager
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
@@ -21,13 +20,16 @@ import anyio
 from gateway.accounting import call_cost, sum_costs
 from gateway.assemble import Accumulator
 from gateway.config.loader import ModelSpec
+from gateway.deadline import within
 from gateway.errors import UpstreamError, UpstreamTimeout
 from gateway.metrics import Metrics
-from gateway.providers.base import ChunkStream, Provider
+from gateway.providers.base import Provider
 from gateway.tokens import count_messages, count_text
 from gateway.usage import Usage, total
 
 OnDelta = Callable[[str], Awaitable[None]]
+#: (chunk, the content text it added)
+OnChunk = Callable[[dict[str, Any], str], Awaitable[None]]
 
 
 @dataclass(slots=True)
@@ -86,6 +88,9 @@ def backoff_s(attempt: int, base: float, cap: float, rng: random.Random) -> floa
 
 
 class UpstreamCaller:
+    """Makes upstream calls. Bounds each by a wall clock: the request's deadline and the model's
+    ``timeouts.total_s``, whichever comes first. Providers enforce only the first byte of a stream."""
+
     def __init__(self, providers: Mapping[str, Provider], metrics: Metrics, rng: random.Random | None = None) -> None:
         self.providers = providers
         self.metrics = metrics
@@ -108,7 +113,7 @@ class UpstreamCaller:
             result = await provider.complete(spec, body)
 
         try:
-            await self._run(spec, body, record, deadline, attempt, produced=lambda: "")
+            await self._run(spec, record, deadline, attempt, produced=lambda: False)
             record.usage = Usage.from_openai(result.get("usage"))
         finally:
             self._settle(spec, body, record, "")
@@ -123,91 +128,77 @@ class UpstreamCaller:
         on_delta: OnDelta | None = None,
     ) -> Accumulator:
         """A streamed call assembled into one message (members, judges). ``on_delta`` sees text as it comes."""
+        if on_delta is None:
+            return await self._stream(spec, body, record, deadline, None)
+        delta = on_delta
+
+        async def on_chunk(chunk: dict[str, Any], added: str) -> None:
+            if added:
+                await delta(added)
+
+        return await self._stream(spec, body, record, deadline, on_chunk)
+
+    async def relay(
+        self, spec: ModelSpec, body: dict[str, Any], record: CallRecord, deadline: float, on_chunk: OnChunk
+    ) -> Accumulator:
+        """A streamed call passed on chunk by chunk (passthrough). No retry once a chunk has gone out."""
+        return await self._stream(spec, body, record, deadline, on_chunk)
+
+    async def _stream(
+        self, spec: ModelSpec, body: dict[str, Any], record: CallRecord, deadline: float, on_chunk: OnChunk | None
+    ) -> Accumulator:
         provider = self.provider(spec)
         acc = Accumulator()
-        upstream_usage: list[Usage | None] = [None]
+        upstream_usage: Usage | None = None
+        passed_on = False
 
         async def attempt() -> None:
+            nonlocal upstream_usage, passed_on
             async with provider.stream(spec, body) as chunks:
                 async for chunk in chunks:
                     added = acc.add(chunk)
-                    if added and on_delta is not None:
-                        await on_delta(added)
-                upstream_usage[0] = chunks.usage
+                    if on_chunk is not None:
+                        passed_on = True
+                        await on_chunk(chunk, added)
+                upstream_usage = chunks.usage
 
         try:
-            await self._run(spec, body, record, deadline, attempt, produced=acc.produced_text)
+            await self._run(spec, record, deadline, attempt, produced=lambda: passed_on or bool(acc.produced_text()))
         finally:
-            record.usage = upstream_usage[0]
+            record.usage = upstream_usage
             self._settle(spec, body, record, acc.produced_text())
         return acc
-
-    @asynccontextmanager
-    async def relay(
-        self, spec: ModelSpec, body: dict[str, Any], record: CallRecord, deadline: float
-    ) -> AsyncIterator[Relay]:
-        """A streamed call relayed chunk by chunk (passthrough). Retries happen only before the first chunk."""
-        provider = self.provider(spec)
-        async with AsyncExitStack() as stack:
-            holder: list[ChunkStream] = []
-
-            async def attempt() -> None:
-                holder.append(await stack.enter_async_context(provider.stream(spec, body)))
-
-            relay = Relay(Accumulator(), deadline, spec.name)
-            record.started = time.monotonic()
-            opened = False
-            try:
-                await self._run(spec, body, record, deadline, attempt, produced=lambda: "", finish=False)
-                opened = True
-                relay.chunks = holder[-1]
-                yield relay
-                record.status = "ok"
-            except BaseException as exc:
-                self._fail(record, exc)
-                raise
-            finally:
-                record.ended = time.monotonic()
-                if relay.chunks is not None:
-                    record.usage = relay.chunks.usage
-                self._settle(spec, body, record, relay.acc.produced_text())
-                if opened:  # attempts that failed to open were observed one by one
-                    outcome = record.error or (None if record.status == "ok" else CancelledMarker())
-                    self._observe(spec, record.started, outcome)
 
     # ------------------------------------------------------------------ machinery
 
     async def _run(
         self,
         spec: ModelSpec,
-        body: dict[str, Any],
         record: CallRecord,
         deadline: float,
         attempt: Callable[[], Awaitable[None]],
-        produced: Callable[[], str],
-        finish: bool = True,
+        produced: Callable[[], bool],
     ) -> None:
-        """Attempts with retries on 429/5xx/connect errors, honouring Retry-After, only within ``deadline``
-        and only while nothing has been produced (a half-streamed answer is never silently restarted)."""
+        """Attempts, retried on 429/5xx/connect errors with full-jitter backoff, honouring Retry-After,
+        only while the deadline allows and while nothing has been produced (a half-streamed answer is
+        never silently restarted)."""
         policy = self.provider(spec).config.retry
-        if not record.started:
-            record.started = time.monotonic()
+        record.started = time.monotonic()
+        deadline = min(deadline, record.started + spec.timeouts.total_s)
         n = 0
+        t0 = record.started
         try:
             while True:
                 record.attempts += 1
                 t0 = time.monotonic()
                 try:
-                    remaining = deadline - t0
-                    if remaining <= 0:
-                        raise UpstreamTimeout(f"upstream '{spec.name}' had no time left before the deadline")
                     try:
-                        with anyio.fail_after(remaining):
+                        async with within(deadline - t0):
                             await attempt()
                     except TimeoutError as exc:
-                        raise UpstreamTimeout(f"upstream '{spec.name}' timed out") from exc
+                        raise UpstreamTimeout(f"upstream '{spec.name}' exceeded its wall-clock limit") from exc
                 except UpstreamError as exc:
-                    self._observe(spec, t0, exc)
+                    self._observe(spec, t0, exc.kind)
                     wait = backoff_s(n, policy.backoff_base_s, policy.backoff_max_s, self._rng)
                     if exc.retry_after_s is not None:
                         wait = max(wait, exc.retry_after_s)
@@ -221,26 +212,22 @@ class UpstreamCaller:
                     n += 1
                     await anyio.sleep(wait)
                     continue
-                if finish:
-                    self._observe(spec, t0, None)
-                    record.status = "ok"
+                self._observe(spec, t0, "")
+                record.status = "ok"
                 return
-        except BaseException as exc:
-            if finish:
-                self._fail(record, exc)
+        except UpstreamTimeout as exc:
+            record.status, record.error = "timeout", exc
+            raise
+        except UpstreamError as exc:
+            record.status, record.error = "error", exc
+            raise
+        except BaseException:
+            # cancelled: quorum and grace met, the deadline passed, or the client left
+            record.status = "cancelled"
+            self._observe(spec, t0, "cancelled")
             raise
         finally:
-            if finish:
-                record.ended = time.monotonic()
-
-    @staticmethod
-    def _fail(record: CallRecord, exc: BaseException) -> None:
-        if isinstance(exc, UpstreamTimeout):
-            record.status, record.error = "timeout", exc
-        elif isinstance(exc, UpstreamError):
-            record.status, record.error = "error", exc
-        else:
-            record.status = "cancelled"  # cancelled by quorum/grace, the deadline or the client leaving
+            record.ended = time.monotonic()
 
     def _settle(self, spec: ModelSpec, body: dict[str, Any], record: CallRecord, produced: str) -> None:
         """Fill in usage (estimated if the upstream did not say) and cost, and count them."""
@@ -260,15 +247,10 @@ class UpstreamCaller:
         self.metrics.token_usage.labels("chat", provider, spec.name, "input").observe(record.usage.prompt_tokens)
         self.metrics.token_usage.labels("chat", provider, spec.name, "output").observe(record.usage.completion_tokens)
 
-    def _observe(self, spec: ModelSpec, t0: float, error: BaseException | None) -> None:
-        kind = "" if error is None else error.kind if isinstance(error, UpstreamError) else "cancelled"
-        self.metrics.call_duration.labels("chat", self.provider(spec).kind, spec.name, kind).observe(
+    def _observe(self, spec: ModelSpec, t0: float, error_type: str) -> None:
+        self.metrics.call_duration.labels("chat", self.provider(spec).kind, spec.name, error_type).observe(
             time.monotonic() - t0
         )
-
-
-class CancelledMarker(Exception):
-    """Stands for a cancellation in metrics (the real cancel exception is not kept)."""
 
 
 def _billable(record: CallRecord, produced: str) -> bool:
@@ -287,19 +269,3 @@ def _billable(record: CallRecord, produced: str) -> bool:
 
 def _cost_role(role: str) -> str:
     return "member" if role == "passthrough" else role
-
-
-class Relay:
-    """A passthrough stream: iterate for chunks; text is also assembled, for accounting."""
-
-    def __init__(self, acc: Accumulator, deadline: float, model: str) -> None:
-        self.acc = acc
-        self.deadline = deadline
-        self.model = model
-        self.chunks: ChunkStream | None = None
-
-    async def __aiter__(self) -> AsyncIterator[dict[str, Any]]:
-        assert self.chunks is not None
-        async for chunk in self.chunks:
-            self.acc.add(chunk)
-            yield chunk

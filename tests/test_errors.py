@@ -217,14 +217,25 @@ def test_unreachable_upstream_is_502(gateway: GatewayRunner) -> None:
     assert resp.status_code == 502 and envelope(resp)["code"] == "upstream_unreachable"
 
 
-def test_hung_upstream_hits_the_first_byte_timeout(gateway: GatewayRunner, fake: FakeUpstream) -> None:
+def test_hung_upstream_hits_the_first_byte_timeout_of_a_stream(gateway: GatewayRunner, fake: FakeUpstream) -> None:
     fake.behaviours["m"] = hang()
-    with gateway(fake_config(fake, ", timeouts: {first_byte_s: 0.4}")) as (_, srv):
+    with gateway(fake_config(fake, ", timeouts: {first_byte_s: 0.4, total_s: 30}")) as (_, srv):
+        t0 = time.monotonic()
+        resp = post(srv.url, {"model": "m", "messages": HI, "stream": True})
+        elapsed = time.monotonic() - t0
+    assert resp.status_code == 504 and envelope(resp)["code"] == "upstream_timeout"
+    assert 0.35 < elapsed < 2
+
+
+def test_hung_upstream_hits_the_wall_clock_of_a_json_call(gateway: GatewayRunner, fake: FakeUpstream) -> None:
+    # A non-streamed answer's first byte only comes when the whole answer is done: only total_s applies.
+    fake.behaviours["m"] = hang()
+    with gateway(fake_config(fake, ", timeouts: {first_byte_s: 0.2, total_s: 0.8}")) as (_, srv):
         t0 = time.monotonic()
         resp = post(srv.url, {"model": "m", "messages": HI})
         elapsed = time.monotonic() - t0
     assert resp.status_code == 504 and envelope(resp)["code"] == "upstream_timeout"
-    assert 0.35 < elapsed < 2
+    assert 0.75 < elapsed < 2.5
 
 
 def test_a_drip_feeding_upstream_cannot_outlive_the_wall_clock(gateway: GatewayRunner, fake: FakeUpstream) -> None:

@@ -12,8 +12,7 @@ import re
 import secrets
 import time
 from dataclasses import dataclass
-
-import anyio
+from typing import Any
 
 from gateway.asgi import (
     ClientGone,
@@ -21,11 +20,11 @@ from gateway.asgi import (
     Receive,
     Scope,
     Send,
-    cancel_on_disconnect,
     header,
     read_body,
     send_error,
     send_json,
+    until_disconnect,
 )
 from gateway.calls import CallRecord
 from gateway.config.loader import ModelSpec
@@ -80,22 +79,14 @@ async def chat_completions(gw: Gateway, scope: Scope, receive: Receive, send: Se
         await send_error(send, exc, ctx.headers)
         return
 
+    if plan is not None:
+        work = fused.stream(ctx, plan, req, send) if req.stream else fused.json(ctx, plan, req, send)
+    else:
+        assert isinstance(target, ModelSpec)
+        work = _direct_stream(ctx, target, req, send) if req.stream else _direct_json(ctx, target, req, send)
     gw.metrics.inflight.inc()
     try:
-        async with anyio.create_task_group() as tg:
-            tg.start_soon(cancel_on_disconnect, receive, tg.cancel_scope)
-            if plan is not None:
-                if req.stream:
-                    await fused.stream(ctx, plan, req, send)
-                else:
-                    await fused.json(ctx, plan, req, send)
-            else:
-                assert isinstance(target, ModelSpec)
-                if req.stream:
-                    await _direct_stream(ctx, target, req, send)
-                else:
-                    await _direct_json(ctx, target, req, send)
-            tg.cancel_scope.cancel()
+        await until_disconnect(receive, work)
     finally:
         gw.metrics.inflight.dec()
 
@@ -131,15 +122,17 @@ async def _direct_stream(ctx: RequestContext, spec: ModelSpec, req: ChatRequest,
     }
     record = CallRecord(model=spec.name, role="passthrough", pool=spec.name)
     out = SSEResponse(send, ctx.headers, ctx.runtime.config.server.keepalive_s)
+
+    async def forward(chunk: dict[str, Any], _added: str) -> None:
+        chunk["model"] = req.model
+        if not req.include_usage:
+            if not chunk.get("choices") and chunk.get("usage"):
+                return  # the usage chunk the caller did not ask for
+            chunk.pop("usage", None)
+        await out.event(chunk)
+
     try:
-        async with ctx.runtime.caller.relay(spec, body, record, ctx.started + spec.timeouts.total_s) as relay:
-            async for chunk in relay:
-                chunk["model"] = req.model
-                if not req.include_usage:
-                    if not chunk.get("choices") and chunk.get("usage"):
-                        continue  # the usage chunk the caller did not ask for
-                    chunk.pop("usage", None)
-                await out.event(chunk)
+        await ctx.runtime.caller.relay(spec, body, record, ctx.started + spec.timeouts.total_s, forward)
         await out.done()
     except GatewayError as exc:
         _done(ctx, spec, "error")
