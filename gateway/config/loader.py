@@ -14,12 +14,15 @@ from pydantic import BaseModel, ValidationError
 
 from gateway.config.schema import (
     PROVIDER_CONFIG_TYPES,
+    AuthConfig,
+    LoggingConfig,
     ModelConfig,
     PoolConfig,
     Price,
     ProviderConfig,
     RawConfig,
     ServerConfig,
+    StateConfig,
     Timeouts,
 )
 from gateway.config.source import ConfigIssue, Loc, Source, load_source, parse_source
@@ -49,6 +52,18 @@ class GatewayConfig:
     models: Mapping[str, ModelSpec]
     pools: Mapping[str, PoolConfig]
     raw: RawConfig = field(repr=False)
+
+    @property
+    def auth(self) -> AuthConfig:
+        return self.raw.auth
+
+    @property
+    def state(self) -> StateConfig:
+        return self.raw.state
+
+    @property
+    def logging(self) -> LoggingConfig:
+        return self.raw.logging
 
     def names(self) -> list[str]:
         """Every name a caller may put in ``model``: models first, then pools."""
@@ -81,6 +96,7 @@ def build_config(source: Source) -> GatewayConfig:
         raise source.error(issues)
     models = _models(raw, providers, issues)
     _check_pools(raw, models, issues)
+    _check_keys(raw, issues)
     if issues:
         raise source.error(issues)
     return GatewayConfig(
@@ -151,6 +167,21 @@ def _spec(name: str, m: ModelConfig, provider: ProviderConfig) -> ModelSpec:
         price=m.price,
         timeouts=m.timeouts or provider.timeouts,
     )
+
+
+def _check_keys(raw: RawConfig, issues: list[ConfigIssue]) -> None:
+    seen: set[str] = set()
+    for i, key in enumerate(raw.auth.keys):
+        loc: Loc = ("auth", "keys", i)
+        if key.name in seen:
+            issues.append(ConfigIssue((*loc, "name"), f"duplicate key name '{key.name}'"))
+        seen.add(key.name)
+        for j, pool in enumerate(key.pools):
+            if pool != "*" and pool not in raw.pools:
+                issues.append(ConfigIssue((*loc, "pools", j), f"unknown pool '{pool}'"))
+        for j, model in enumerate(key.models):
+            if model != "*" and model not in raw.models:
+                issues.append(ConfigIssue((*loc, "models", j), f"unknown model '{model}'"))
 
 
 def _check_pools(raw: RawConfig, models: Mapping[str, ModelSpec], issues: list[ConfigIssue]) -> None:

@@ -33,6 +33,11 @@ class ServerConfig(Strict):
     keepalive_s: PositiveSeconds = 2.5
     #: on SIGTERM, how long in-flight requests may finish before open streams are ended
     shutdown_grace_s: float = Field(10.0, ge=0)
+    #: watch the config file and reload it when it changes (SIGHUP and POST /admin/reload always work)
+    watch_config: bool = True
+    watch_interval_s: PositiveSeconds = 1.0
+    #: background work (baseline samples and their comparisons) running at once; beyond it, samples are skipped
+    background_max_inflight: int = Field(64, ge=0)
 
 
 # --------------------------------------------------------------------------- providers
@@ -232,6 +237,48 @@ class PoolConfig(Strict):
         return self.quorum if self.quorum is not None else len(self.members)
 
 
+# --------------------------------------------------------------------------- operators
+
+
+class KeyConfig(Strict):
+    """One client API key: what it may call and how much."""
+
+    name: str = Field(min_length=1)
+    key: SecretStr | None = None
+    #: the key's SHA-256 in hex, so the plain key never has to sit in the file
+    key_sha256: str | None = Field(None, pattern=r"^[0-9a-fA-F]{64}$")
+    #: pools this key may call; ["*"] for all
+    pools: list[str] = []
+    #: models this key may call directly; ["*"] for all
+    models: list[str] = []
+    rpm: int | None = Field(None, ge=1)
+    budget_usd_per_day: Usd | None = None
+
+    @model_validator(mode="after")
+    def _one_secret(self) -> KeyConfig:
+        if (self.key is None) == (self.key_sha256 is None):
+            raise ValueError("give exactly one of key or key_sha256")
+        return self
+
+
+class AuthConfig(Strict):
+    admin_key: SecretStr | None = None
+    keys: list[KeyConfig] = []
+
+
+class StateConfig(Strict):
+    """Where rate-limit counters and budgets live: this process, or Redis (shared by replicas)."""
+
+    redis_url: str | None = None
+    key_prefix: str = "fusion:"
+
+
+class LoggingConfig(Strict):
+    level: Literal["debug", "info", "warning", "error"] = "info"
+    #: log prompts and answers (off: only sizes, outcomes, costs)
+    content: bool = False
+
+
 # --------------------------------------------------------------------------- root
 
 
@@ -242,3 +289,6 @@ class RawConfig(Strict):
     providers: dict[str, dict[str, object]] = {}
     models: dict[str, ModelConfig] = {}
     pools: dict[str, PoolConfig] = {}
+    auth: AuthConfig = AuthConfig()
+    state: StateConfig = StateConfig()
+    logging: LoggingConfig = LoggingConfig()
