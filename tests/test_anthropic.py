@@ -285,6 +285,7 @@ def test_stream_with_thinking_and_ping_becomes_standard_chunks(gateway: GatewayR
     assert final.choices[0].finish_reason == "stop"
     assert len({c.id for c in chunks}) == 1 and all(c.model == "claude" for c in chunks)
     assert chunks[-1].choices == [] and chunks[-1].usage is not None
+    assert all(c.usage is None and "usage" in c.model_fields_set for c in chunks[:-1])  # usage: null, as OpenAI
     usage = chunks[-1].usage
     assert (usage.prompt_tokens, usage.completion_tokens) == (472 + 1024, 15)  # message_delta's count is cumulative
     assert usage.prompt_tokens_details is not None and usage.prompt_tokens_details.cached_tokens == 1024

@@ -299,23 +299,30 @@ def tool_call(id: str, name: str, arguments: str) -> dict[str, Any]:
 
 
 class Chunks:
-    """Makes the ``chat.completion.chunk`` dicts of one stream: same id, created and model throughout."""
+    """Makes the ``chat.completion.chunk`` dicts of one stream: same id, created and model throughout.
 
-    __slots__ = ("created", "id", "model")
+    ``with_usage``: usage was asked for, so, as OpenAI does, every chunk before the usage chunk says
+    ``usage: null``."""
 
-    def __init__(self, id: str, model: str) -> None:
+    __slots__ = ("created", "id", "model", "with_usage")
+
+    def __init__(self, id: str, model: str, *, with_usage: bool) -> None:
         self.id = id
         self.model = model
         self.created = int(time.time())
+        self.with_usage = with_usage
 
     def delta(self, delta: dict[str, Any], finish_reason: str | None = None, index: int = 0) -> dict[str, Any]:
-        return {
+        out = {
             "id": self.id,
             "object": "chat.completion.chunk",
             "created": self.created,
             "model": self.model,
             "choices": [{"index": index, "delta": delta, "finish_reason": finish_reason, "logprobs": None}],
         }
+        if self.with_usage:
+            out["usage"] = None
+        return out
 
     def usage(self, usage: Usage) -> dict[str, Any]:
         return {

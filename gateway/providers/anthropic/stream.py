@@ -37,7 +37,7 @@ class AnthropicChunkStream(ChunkStream):
         self._secrets = secrets
         self.finished = False
         self.usage: Usage | None = None
-        self._chunks = Chunks("msg", str(request.payload.get("model") or ""))
+        self._chunks = Chunks("msg", str(request.payload.get("model") or ""), with_usage=request.include_usage)
         self._usage: dict[str, Any] = {}
         #: Anthropic block index -> OpenAI tool-call index
         self._tools: dict[int, int] = {}

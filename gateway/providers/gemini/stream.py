@@ -34,7 +34,7 @@ class GeminiChunkStream(ChunkStream):
         self._secrets = secrets
         self.finished = False
         self.usage: Usage | None = None
-        self._chunks = Chunks("gemini", upstream)
+        self._chunks = Chunks("gemini", upstream, with_usage=request.include_usage)
         self._meta: Any = None
         self._started: set[int] = set()
         self._done: set[int] = set()
