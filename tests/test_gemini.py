@@ -470,6 +470,13 @@ def test_what_gemini_cannot_honour_is_a_clear_400(
     assert upstream.seen == []
 
 
+def test_parallel_tool_calls_false_without_tools_asks_for_nothing(gateway: GatewayRunner, upstream: NativeFake) -> None:
+    upstream.behaviours["gemini-x"] = reply(GEMINI_TEXT)
+    with gateway(config(upstream.url)) as (_, srv):
+        assert post(srv.url, {"messages": HI, "parallel_tool_calls": False}).status_code == 200
+    assert "tools" not in upstream.requests_for("gemini-x")[0].body
+
+
 def test_response_format_becomes_mime_type_and_schema(gateway: GatewayRunner, upstream: NativeFake) -> None:
     schema = {
         "type": "object",

@@ -6,7 +6,7 @@ generation settings), :mod:`.schema` (JSON schemas), :mod:`.response` (candidate
 reasons, usage) and :mod:`.stream` (events). ``n`` becomes ``candidateCount``, one choice per candidate.
 
 Refused with a 400 before any upstream call, because ignoring them would change the answer:
-``logprobs``/``top_logprobs``, ``logit_bias``, ``parallel_tool_calls: false``, image URLs other than base64
+``logprobs``/``top_logprobs``, ``logit_bias``, ``parallel_tool_calls: false`` (with tools), image URLs other than base64
 ``data:`` URLs, non-text ``modalities``, audio and file content parts, legacy ``functions``/``function_call``,
 and any field not listed here. Dropped as harmless: ``stream_options`` (usage is always read), ``user``,
 ``service_tier``, ``store``, ``metadata``, ``prediction``, and an image's ``detail``. Operators can add

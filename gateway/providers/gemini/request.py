@@ -78,7 +78,7 @@ def build(body: dict[str, Any], config: GeminiProviderConfig, model: str) -> Gem
     t.refuse_if(body.get("logprobs"), who, "logprobs", "log-probabilities are not translated")
     t.refuse_if(body.get("top_logprobs"), who, "top_logprobs", "log-probabilities are not translated")
     t.refuse_if(body.get("logit_bias"), who, "logit_bias", "Gemini has no logit bias")
-    if body.get("parallel_tool_calls") is False:
+    if body.get("parallel_tool_calls") is False and body.get("tools"):
         raise Unsupported(who, "parallel_tool_calls", "Gemini cannot be limited to one tool call per answer")
 
     messages = body.get("messages") or []
