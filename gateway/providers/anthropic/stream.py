@@ -1,13 +1,14 @@
 """Anthropic Messages stream events -> OpenAI ``chat.completion.chunk`` dicts, as they arrive.
 
+``text_delta`` gives content; a ``tool_use`` block its tool-call chunk (index, id, name) and its
+``input_json_delta`` the arguments; ``message_delta`` the finish reason (sent with ``message_stop``) and the
+usage, which is cumulative (each one replaces the counts it carries). Thinking deltas are not shown, ``ping``
+is ignored, and an ``error`` event raises, so the caller's stream ends with an in-band error.
+
 The role rides on the first chunk with something in it (text, a tool call, or the finish), not on
 ``message_start``: Anthropic often reports ``overloaded_error`` right after ``message_start``, and while
 nothing has gone out to the caller the call can still be retried, or fail with its real status.
-``text_delta`` gives content; a ``tool_use`` block its tool-call chunk
-(index, id, name) and its ``input_json_delta`` the arguments; ``message_delta`` the finish reason (sent
-with ``message_stop``) and the usage, which is cumulative (each one replaces the counts it carries).
-Thinking deltas are not shown.
-``ping`` is ignored; an ``error`` event raises, so the caller's stream ends with an in-band error.
+
 The stream is finished only at ``message_stop``: a body that ends before it was cut, and raises.
 """
 
