@@ -6,24 +6,21 @@ import random
 import secrets
 import time
 from decimal import Decimal
-from typing import TYPE_CHECKING, Any
-
-import anyio
+from typing import Any
 
 from fusion_modes.base import Emit, FusionError, FusionResult
 from gateway.asgi import Headers, Send, send_error, send_json
 from gateway.baseline import FusedAnswer, Sample
 from gateway.calls import Ledger
+from gateway.concurrency import beside
 from gateway.errors import GatewayError, JudgeUnavailable, PoolFailed
 from gateway.jsonutil import decimal_text
 from gateway.outcome import fused_cost, latency_breakdown, pool_metadata, record_pool_metrics
 from gateway.plan import PoolPlan
 from gateway.pool import PoolOutcome, Timeline, run_pool
 from gateway.protocol import ChatRequest, chunk, completion, new_completion_id, now_s
+from gateway.routes.context import RequestContext
 from gateway.sse_out import SSEResponse
-
-if TYPE_CHECKING:
-    from gateway.routes.chat import RequestContext
 
 
 def cost_header(cost: Decimal | None) -> Headers:
@@ -38,10 +35,12 @@ def _failed(ctx: RequestContext, plan: PoolPlan, exc: BaseException) -> GatewayE
     ctx.gateway.stats.request(plan.name, "error")
     if isinstance(exc, FusionError):
         m.judge_verdicts.labels(plan.name, "error").inc()
-        return JudgeUnavailable(str(exc))
-    if isinstance(exc, PoolFailed):
+        exc = JudgeUnavailable(str(exc))
+    elif isinstance(exc, PoolFailed):
         m.quorum_misses.labels(plan.name).inc()
     assert isinstance(exc, GatewayError)
+    ctx.status = exc.http_status
+    ctx.fields["error"] = exc.code
     return exc
 
 
@@ -84,7 +83,28 @@ class _Fused:
         if self.sample is not None:
             self.sample.deliver(FusedAnswer(outcome.result.message, latency["total"], cost))
             meta["baseline_sampled"] = True
+        self._log_fields(outcome, meta)
         return meta
+
+    def _log_fields(self, outcome: PoolOutcome, meta: dict[str, Any]) -> None:
+        ctx = self.ctx
+        ctx.status = 200
+        ctx.cost = meta["cost_usd"]
+        judge = meta["judge"]
+        ctx.fields.update(
+            {
+                "pool": self.plan.name,
+                "degraded": meta["degraded"],
+                "members": [{"model": m["model"], "status": m["status"], "latency_ms": m["latency_ms"]}
+                            for m in meta["members"]],
+                "judge": judge["status"] if judge else None,
+                "winner": meta["winner"],
+                "rounds": len(meta["rounds"]),
+                "latency_breakdown_ms": meta["latency_ms"],
+            }
+        )
+        if ctx.runtime.config.logging.content:
+            ctx.fields["content"] = {"messages": self.plan.body["messages"], "answer": outcome.result.message}
 
 
 async def json(ctx: RequestContext, plan: PoolPlan, req: ChatRequest, send: Send) -> None:
@@ -124,11 +144,9 @@ async def stream(ctx: RequestContext, plan: PoolPlan, req: ChatRequest, send: Se
         await out.event(make({"content": text}))
 
     fused = _Fused(ctx, plan)
-    try:
-        async with anyio.create_task_group() as tg:
-            tg.start_soon(out.keepalive)
-            outcome = await fused.run(emit)
-            tg.cancel_scope.cancel()
+
+    async def work() -> None:
+        outcome = await beside(fused.run(emit), out.keepalive)
         result = outcome.result
         if not result.streamed:
             for delta in _message_deltas(result, include_role=not role_sent):
@@ -145,6 +163,9 @@ async def stream(ctx: RequestContext, plan: PoolPlan, req: ChatRequest, send: Se
             last["fusion"] = meta
             await out.event(last)
         await out.done()
+
+    try:
+        await out.until_shutdown(work(), ctx.gateway.draining)
     except (GatewayError, FusionError) as exc:
         await out.fail(_failed(ctx, plan, exc))
 
