@@ -45,6 +45,8 @@ class Reloader:
         self._gw = gateway
         self.path = path
         self._lock = anyio.Lock()
+        #: contents of the last file tried (loaded or refused): the watcher skips changes that are not
+        #: changes of contents, and a good file written back after a bad one is loaded again
         self._digest: bytes | None = self._read_digest()
 
     def _read_digest(self) -> bytes | None:
@@ -65,7 +67,7 @@ class Reloader:
     def _reload(self, reason: str) -> ReloadResult:
         gw, log = self._gw, self._gw.log
         assert self.path is not None
-        digest = self._read_digest()
+        self._digest = self._read_digest()
         try:
             config = load_config(self.path)
         except ConfigError as exc:
@@ -75,7 +77,6 @@ class Reloader:
         old = gw.runtime
         new = build_runtime(config, gw.metrics, previous=old)
         gw.install(new)
-        self._digest = digest
         gw.metrics.reload_ok.set(1)
         gw.metrics.reload_ts.set(time.time())
         retired = retired_providers(old, new)
