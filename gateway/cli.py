@@ -1,4 +1,4 @@
-"""``fusion-gateway``: serve, check, simulate."""
+"""``fusion-gateway``: serve, check, simulate, compare."""
 
 from __future__ import annotations
 
@@ -31,6 +31,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     sim.add_argument("--host", default="127.0.0.1")
     sim.add_argument("--port", type=int, default=8100)
 
+    from gateway.compare.command import add_arguments as add_compare_arguments
+
+    compare = sub.add_parser("compare", help="compare pools with a fine-tuned baseline on a dataset, offline")
+    add_compare_arguments(compare)
+
     args = parser.parse_args(argv)
     if args.command == "serve":
         return _serve(args)
@@ -38,6 +43,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _check(args.path or default_config_path())
     if args.command == "simulate":
         return _simulate(args)
+    if args.command == "compare":
+        from gateway.compare.command import run as run_compare
+
+        return run_compare(args, list(argv) if argv is not None else sys.argv[1:])
     return 2
 
 
