@@ -30,14 +30,12 @@ def nice_step(span: float, target: int = 5) -> float:
 
 
 def linear_ticks(lo: float, hi: float, target: int = 5) -> list[float]:
+    """Round ticks from ``lo`` up to the first one at or above ``hi``: the last tick is the axis end, so
+    nothing drawn up to ``hi`` falls outside the plot."""
     step = nice_step(hi - lo, target)
-    start = math.ceil(lo / step - 1e-9) * step
-    ticks = []
-    v = start
-    while v <= hi + step * 1e-9:
-        ticks.append(round(v, 10))
-        v += step
-    return ticks
+    first = math.ceil(lo / step - 1e-9)
+    last = max(first + 1, math.ceil(hi / step - 1e-9))
+    return [round(k * step, 10) for k in range(first, last + 1)]
 
 
 @dataclass(frozen=True)
@@ -102,7 +100,7 @@ class Svg:
     def render(self) -> str:
         tid = f"{self.id}-title"
         return (
-            f'<svg class="chart" id="{attr(self.id)}" xmlns="http://www.w3.org/2000/svg" '
+            f'<svg class="chart" id="{attr(self.id)}" '
             f'viewBox="0 0 {self.width} {self.height}" width="{self.width}" height="{self.height}" '
             f'role="img" aria-labelledby="{attr(tid)}"><title id="{attr(tid)}">{escape(self.title)}</title>'
             + "".join(self.parts)
