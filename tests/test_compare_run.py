@@ -11,6 +11,7 @@ import re
 import signal
 import subprocess
 import sys
+import threading
 from collections import Counter
 from decimal import Decimal
 from pathlib import Path
@@ -475,3 +476,50 @@ def test_transient_errors_are_retried_and_final_errors_are_not(
     summary = json.loads((out / "broken" / "summary.json").read_text())
     assert summary["systems"]["broken"]["failed"] == 1 and summary["systems"]["broken"]["correct"] == 0
     assert summary["systems"]["broken"]["scored"] == 1  # a failed request counts as a wrong answer
+
+
+def test_a_gateway_that_goes_away_stops_the_run_early(
+    gateway: GatewayRunner, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    pairs = [(a, 9) for a in range(11, 51)]  # 40 items: 80 requests
+    data = arithmetic(tmp_path / "data.jsonl", pairs)
+    out = tmp_path / "out"
+    results = out / "results.jsonl"
+    outcome: dict[str, int] = {}
+    with gateway(SLOW) as (_, srv):
+        args = [
+            "compare",
+            "--dataset",
+            str(data),
+            "--pool",
+            "trio",
+            "--baseline",
+            "m-ft",
+            "--judge",
+            "none",
+            "--concurrency",
+            "2",
+            "--retries",
+            "1",
+            "--url",
+            srv.url,
+            "--out",
+            str(out),
+        ]
+        worker = threading.Thread(target=lambda: outcome.setdefault("code", main(args)))
+        worker.start()
+        assert wait_until(lambda: results.exists() and len(results.read_text().splitlines()) >= 6, timeout=30)
+        srv.stop()  # the gateway goes away mid-run
+        worker.join(timeout=30)
+        assert not worker.is_alive()
+    assert outcome["code"] == 1
+    lines = read_jsonl(results)
+    ok = [r for r in lines if r["status"] == "ok"]
+    failed = [r for r in lines if r["status"] != "ok"]
+    # It gave up after a few requests in a row could not connect, not after trying all 80.
+    assert 6 <= len(ok) < 80 and 3 <= len(failed) <= 6
+    assert {r["error"]["type"] for r in failed} == {"connection_error"}
+    assert all(r["attempts"] == 2 for r in failed)
+    err = capsys.readouterr().err
+    assert f"compare: stopped early: the gateway at {srv.url} stopped answering (" in err
+    assert "run the same command again to resume." in err

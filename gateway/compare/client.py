@@ -93,6 +93,8 @@ class GatewayClient:
     rng: random.Random = field(default_factory=random.Random)
     #: called on every retry (for the progress line)
     on_retry: Callable[[], None] | None = None
+    #: requests in a row that never reached the gateway, even after retries (0 once one gets an answer)
+    unreachable_streak: int = 0
     _http: httpx.AsyncClient | None = None
 
     async def __aenter__(self) -> GatewayClient:
@@ -140,6 +142,7 @@ class GatewayClient:
                 transient = describe(exc)
                 reply = Reply(ok=False, attempts=attempts, error={"type": "connection_error", "message": transient})
             else:
+                self.unreachable_streak = 0
                 elapsed = (time.monotonic() - started) * 1000
                 if resp.status_code == 200:
                     return self._success(resp, elapsed, attempts)
@@ -153,6 +156,8 @@ class GatewayClient:
                     transient = f"HTTP {resp.status_code}"
                     retry_after = _retry_after(resp)
             if transient is None or attempts > self.retry.max_retries:
+                if reply.http_status is None:
+                    self.unreachable_streak += 1
                 return reply
             delay = self.rng.uniform(0, min(self.retry.backoff_max_s, self.retry.backoff_base_s * 2 ** (attempts - 1)))
             if retry_after is not None:

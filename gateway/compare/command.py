@@ -158,6 +158,13 @@ async def _compare(
     for cmp in summary["comparisons"]:
         print(cmp["headline"], file=err)
     print(f"compare: wrote {out / 'report.html'}, {out / 'report.md'} and {out / 'summary.json'}", file=err)
+    if stats.gave_up is not None:
+        print(
+            f"compare: stopped early: {stats.gave_up}. Finished results are kept in {out}/; run the same "
+            "command again to resume.",
+            file=err,
+        )
+        return EXIT_FAILED
     if stats.failed:
         print(
             f"compare: {stats.failed} request(s) failed after retries; run the same command again to retry them",

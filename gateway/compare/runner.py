@@ -57,7 +57,8 @@ class RunStats:
     asked: int = 0
     judged: int = 0
     failed: int = 0
-    skipped: int = 0
+    #: why the run stopped before the end, if it did
+    gave_up: str | None = None
 
 
 class Runner:
@@ -164,15 +165,28 @@ class Runner:
             if unit.kind == "stop":
                 return
             try:
+                if self.stats.gave_up is not None:
+                    continue  # drain the queue without asking: the gateway is gone
                 if unit.kind == "ask":
                     await self._ask(unit)
                 else:
                     await self._judge(unit)
             finally:
+                self._check_reachable()
                 self._outstanding -= 1
                 if self._outstanding == 0:
                     for _ in range(self.concurrency):
                         self._queue.put_nowait(_Unit((1 << 62, 0, next(self._seq)), "stop"))
+
+    def _check_reachable(self) -> None:
+        """Stop early when the gateway is gone: with every request failing to connect, retrying the rest
+        would only take (retries x backoff) per remaining unit. What is done stays done; a rerun resumes."""
+        limit = max(3, self.concurrency)
+        if self.stats.gave_up is None and self.client.unreachable_streak >= limit:
+            self.stats.gave_up = (
+                f"the gateway at {self.client.url} stopped answering ({self.client.unreachable_streak} requests "
+                "in a row could not connect, after retries)"
+            )
 
     async def _ask(self, unit: _Unit) -> None:
         item, system = unit.item, unit.system
