@@ -523,3 +523,49 @@ def test_a_gateway_that_goes_away_stops_the_run_early(
     err = capsys.readouterr().err
     assert f"compare: stopped early: the gateway at {srv.url} stopped answering (" in err
     assert "run the same command again to resume." in err
+
+
+def test_a_resumed_run_counts_its_progress_right(
+    gateway: GatewayRunner, fake: FakeUpstream, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Both systems fail on the first run and answer on the second: the second run must count
+    # 2 requests + 1 judgement, not forget the judgement because an old failed line is on disk.
+    ok = json_reply(
+        completion("The answer is 4.", usage={"prompt_tokens": 10, "completion_tokens": 5, "total_tokens": 15})
+    )
+    fake.behaviours["flaky-upstream"] = sequence(error_reply(400), ok)
+    fake.behaviours["broken-upstream"] = sequence(error_reply(400), ok)
+    data = tmp_path / "data.jsonl"
+    data.write_text(json.dumps({"messages": [{"role": "user", "content": "What is 2 + 2?"}]}) + "\n")
+    with gateway(_fake_config(fake)) as (_, srv):
+        args = [
+            "compare",
+            "--dataset",
+            str(data),
+            "--pool",
+            "broken",
+            "--baseline",
+            "flaky",
+            "--judge",
+            "judge",
+            "--concurrency",
+            "1",
+            "--url",
+            srv.url,
+            "--out",
+            str(tmp_path / "out"),
+        ]
+        assert main(args) == 1
+        first = capsys.readouterr().err.splitlines()
+        assert main(args) == 0
+        second = capsys.readouterr().err.splitlines()
+
+    def last_progress(lines: list[str]) -> str:
+        return [line for line in lines if line.startswith("compare: [")][-1]
+
+    assert first[0] == "compare: 3 to do"
+    assert last_progress(first).startswith("compare: [########################] 100% 2/2 · 2 failed · 0 retried · ")
+    assert second[0] == "compare: 3 to do"
+    assert last_progress(second).startswith("compare: [########################] 100% 3/3 · 0 failed · 0 retried · ")
+    judgements = read_jsonl(tmp_path / "out" / "judgements.jsonl")
+    assert [(j["outcome"], j["reason"]) for j in judgements] == [("tie", "identical answers")]

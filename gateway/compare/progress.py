@@ -35,6 +35,7 @@ class Progress:
 
     def step(self, *, error: bool = False) -> None:
         self.done += 1
+        self.total = max(self.total, self.done)  # never "102%", whatever the estimate said
         if error:
             self.errors += 1
         self._maybe_draw()

@@ -76,6 +76,8 @@ class Runner:
         self._seq = itertools.count()
         self._outstanding = 0
         self._index = {item.key: i for i, item in enumerate(plan.items)}
+        #: result keys this run still has to ask
+        self._asking: set[str] = set()
 
     # ------------------------------------------------------------------ lookups over what is on disk
 
@@ -142,7 +144,9 @@ class Runner:
             self.progress.start(already)
         for i, item in enumerate(self.plan.items):
             for j, system in enumerate(self.plan.systems):
-                if not self.results.done(result_key(item.key, system.name)):
+                key = result_key(item.key, system.name)
+                if not self.results.done(key):
+                    self._asking.add(key)
                     self._put(_Unit((i, 0, j), "ask", item, system))
             for j, pool in enumerate(self.plan.pools):
                 if self._needs_judging(item, pool):
@@ -193,6 +197,7 @@ class Runner:
         assert item is not None and system is not None
         reply = await self.client.chat({**item.extra, "model": system.name, "messages": item.messages})
         self.results.append(result_line(item, system, reply))
+        self._asking.discard(result_key(item.key, system.name))
         self.stats.asked += 1
         if not reply.ok:
             self.stats.failed += 1
@@ -210,8 +215,11 @@ class Runner:
                 self.progress.shrink()  # one of the two answers failed: nothing to judge
 
     def _settled(self, item: Item, pool: System) -> bool:
-        """Both requests of the pair have been made in this run or before (whatever their outcome)."""
-        return self.result(item, pool.name) is not None and self.result(item, self.plan.baseline.name) is not None
+        """Neither request of the pair is still to be asked in this run (whatever their outcome)."""
+        return (
+            result_key(item.key, pool.name) not in self._asking
+            and result_key(item.key, self.plan.baseline.name) not in self._asking
+        )
 
     async def _judge(self, unit: _Unit) -> None:
         item, pool = unit.item, unit.system
