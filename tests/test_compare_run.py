@@ -175,6 +175,14 @@ def test_full_run_figures_equal_hand_computation(
         by_role = r["fusion"]["cost_by_role"]
         assert Decimal(r["cost_usd"]) == Decimal(by_role["member"]) + Decimal(by_role["judge"])
         assert r["fusion"]["mode"] == "best-of" and len(r["fusion"]["members"]) == 3
+    # The gateway's own breakdown of a pool's time, p50 by nearest rank over the per-item metadata.
+    fanouts = [r["fusion"]["latency_ms"]["fanout"] for r in by_system["trio"]]
+    judges = [r["fusion"]["latency_ms"]["judge"] for r in by_system["trio"]]
+    stages = summary["systems"]["trio"]["gateway_latency_p50_ms"]
+    assert (float(stages["fanout"]), float(stages["judge"])) == (nearest_rank(fanouts, 50), nearest_rank(judges, 50))
+    assert f"trio: fan-out {nearest_rank(fanouts, 50):,.0f} ms, judge {nearest_rank(judges, 50):,.0f} ms" in (
+        (out / "report.md").read_text()
+    )
     for r in by_system["m-ft"]:
         assert r["cost_header"] == r["cost_usd"] and "fusion" not in r
         u = r["usage"]  # the baseline's cost is its usage at its price

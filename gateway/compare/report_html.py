@@ -8,6 +8,7 @@ from decimal import Decimal
 from html import escape
 from typing import Any
 
+from gateway.compare.report_md import stage_lines
 from gateway.compare.summary import FORMULAS, break_even_sentence, pairwise_sentence
 from gateway.compare.svg import Scale, Svg, linear_ticks, spread
 
@@ -358,9 +359,13 @@ def render_html(s: dict[str, Any]) -> str:
         "</figcaption></figure>"
     )
     parts.append("<h2>Latency</h2>")
+    stages = stage_lines(s)
+    where = (
+        (" Where a pool's time goes (p50 of the gateway's own breakdown): " + "; ".join(stages) + ".") if stages else ""
+    )
     parts.append(
         f"<figure>{chart_latency(s, col)}<figcaption>Box: middle half of requests (p25-p75); thick line: median "
-        "(p50); whiskers: p5 to p95.</figcaption></figure>"
+        f"(p50); whiskers: p5 to p95.{escape(where)}</figcaption></figure>"
     )
     pw = chart_pairwise(s, col)
     if pw is not None:

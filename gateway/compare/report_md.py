@@ -23,6 +23,22 @@ def fmt_ms(x: float | None) -> str:
     return "-" if x is None else f"{x:.0f}"
 
 
+def stage_lines(s: dict[str, Any]) -> list[str]:
+    """'best-of-3: fan-out 577 ms, judge 409 ms, gateway itself 0.9 ms' per pool."""
+    out = []
+    for name, f in s["systems"].items():
+        p50 = f.get("gateway_latency_p50_ms")
+        if not p50 or p50.get("fanout") is None:
+            continue
+        parts = [f"fan-out {p50['fanout']:,.0f} ms"]
+        if p50.get("judge") is not None:
+            parts.append(f"judge {p50['judge']:,.0f} ms")
+        if p50.get("gateway") is not None:
+            parts.append(f"gateway itself {p50['gateway']:,.1f} ms")
+        out.append(f"{name}: " + ", ".join(parts))
+    return out
+
+
 def render_markdown(s: dict[str, Any]) -> str:
     out: list[str] = []
     add = out.append
@@ -47,6 +63,13 @@ def render_markdown(s: dict[str, Any]) -> str:
             f"| {f['failed']} | {fmt_usd(f['cost']['mean_usd'])} | {fmt_usd(f['cost']['total_usd'])} "
             f"| {fmt_ms(lat.get('p50'))} | {fmt_ms(lat.get('p95'))} |"
         )
+    stages = stage_lines(s)
+    if stages:
+        add("")
+        add("Where a pool's time goes, p50 of the gateway's own `fusion.latency_ms`:")
+        add("")
+        for line in stages:
+            add(f"- {line}")
     judged = [c for c in s["comparisons"] if c.get("pairwise")]
     if judged:
         add("")

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 from dataclasses import dataclass, field
+from decimal import Decimal
 from pathlib import Path
 from typing import Any, Literal
 
@@ -257,6 +258,18 @@ def result_line(item: Item, system: System, reply: Reply) -> dict[str, Any]:
     return line
 
 
+def _ms(value: Any) -> Any:
+    """Milliseconds as plain numbers (the response was parsed with every decimal as ``Decimal``, which is
+    right for money and would be written as text)."""
+    if isinstance(value, Decimal):
+        return float(value)
+    if isinstance(value, list):
+        return [_ms(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _ms(v) for k, v in value.items()}
+    return value
+
+
 def trim_fusion(fusion: dict[str, Any]) -> dict[str, Any]:
     """What the report uses of a pool's ``fusion`` metadata (and what a reader of results.jsonl wants)."""
     judge = fusion.get("judge") if isinstance(fusion.get("judge"), dict) else None
@@ -266,10 +279,16 @@ def trim_fusion(fusion: dict[str, Any]) -> dict[str, Any]:
         "degraded": fusion.get("degraded"),
         "cost_usd": fusion.get("cost_usd"),
         "cost_by_role": fusion.get("cost_by_role"),
-        "latency_ms": fusion.get("latency_ms"),
+        "latency_ms": _ms(fusion.get("latency_ms")),
         "judge_status": judge.get("status") if judge else None,
         "members": [
-            {k: m.get(k) for k in ("model", "status", "latency_ms", "cost_usd", "error_type")}
+            {
+                "model": m.get("model"),
+                "status": m.get("status"),
+                "latency_ms": _ms(m.get("latency_ms")),
+                "cost_usd": m.get("cost_usd"),
+                "error_type": m.get("error_type"),
+            }
             for m in fusion.get("members") or ()
             if isinstance(m, dict)
         ],
