@@ -577,3 +577,58 @@ def test_a_resumed_run_counts_its_progress_right(
     assert last_progress(second).startswith("compare: [########################] 100% 3/3 · 0 failed · 0 retried · ")
     judgements = read_jsonl(tmp_path / "out" / "judgements.jsonl")
     assert [(j["outcome"], j["reason"]) for j in judgements] == [("tie", "identical answers")]
+
+
+def test_key_tools_and_bounded_concurrency_as_seen_by_the_server(
+    fake: FakeUpstream, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Any OpenAI-compatible server will do as the other end: here a recording fake stands in for the gateway."""
+    fake.behaviours[""] = json_reply({"object": "list", "data": [{"id": "pool-x"}, {"id": "ft-y"}]})  # GET /v1/models
+    fake.behaviours["pool-x"] = json_reply(completion("The answer is 4."), delay=0.05)
+    fake.behaviours["ft-y"] = json_reply(completion("The answer is 5."), delay=0.05)
+    tools = [{"type": "function", "function": {"name": "calc", "parameters": {"type": "object"}}}]
+    lines = [
+        {"messages": [{"role": "user", "content": f"What is {i} + 4?"}, {"role": "assistant", "content": "4"}]}
+        for i in range(12)
+    ]
+    lines[0]["tools"] = tools
+    data = tmp_path / "data.jsonl"
+    data.write_text("\n".join(json.dumps(x) for x in lines) + "\n")
+    monkeypatch.setenv("FUSION_GATEWAY_API_KEY", "sk-compare-test")
+    code = main(
+        [
+            "compare",
+            "--dataset",
+            str(data),
+            "--pool",
+            "pool-x",
+            "--baseline",
+            "ft-y",
+            "--judge",
+            "none",
+            "--concurrency",
+            "3",
+            "--url",
+            fake.url + "/v1",
+            "--out",
+            str(tmp_path / "out"),
+        ]  # type: ignore[attr-defined]
+    )
+    assert code == 0
+    chats = [s for s in fake.seen if s.model in ("pool-x", "ft-y")]
+    assert len(chats) == 24
+    assert {s.headers.get("authorization") for s in fake.seen} == {"Bearer sk-compare-test"}
+    # Never more than --concurrency requests in flight, and it does use them.
+    events = sorted([(s.started, 1) for s in chats] + [(s.finished or 0.0, -1) for s in chats])
+    in_flight = peak = 0
+    for _, step in events:
+        in_flight += step
+        peak = max(peak, in_flight)
+    assert peak == 3
+    # The reference is not sent; a line's tools are.
+    first = [s.body for s in chats if s.body["messages"][0]["content"] == "What is 0 + 4?"]
+    assert [b["tools"] for b in first] == [tools, tools]
+    assert all(
+        b["messages"] == [{"role": "user", "content": b["messages"][0]["content"]}] for b in (s.body for s in chats)
+    )
+    assert all(b.get("stream") is None for b in (s.body for s in chats))
