@@ -60,6 +60,8 @@ def colours(s: dict[str, Any]) -> dict[str, str]:
 def usd_label(v: float) -> str:
     if v == 0:
         return "$0"
+    if v >= 100:
+        return f"${v:,.0f}"
     if v >= 1:
         return f"${v:,.2f}"
     digits = max(2, -math.floor(math.log10(abs(v))) + 1)
@@ -67,6 +69,18 @@ def usd_label(v: float) -> str:
 
 
 # --------------------------------------------------------------------------- quality vs cost
+
+
+def clusters(xs: list[float], width: float) -> list[list[int]]:
+    """Indices grouped by x, a new group wherever the gap to the previous point is ``width`` or more."""
+    order = sorted(range(len(xs)), key=lambda i: xs[i])
+    groups: list[list[int]] = []
+    for i in order:
+        if groups and xs[i] - xs[groups[-1][-1]] < width:
+            groups[-1].append(i)
+        else:
+            groups.append([i])
+    return groups
 
 
 def chart_quality_cost(s: dict[str, Any], col: dict[str, str]) -> tuple[str, list[str]]:
@@ -126,7 +140,11 @@ def chart_quality_cost(s: dict[str, Any], col: dict[str, str]) -> tuple[str, lis
         transform=f"rotate(-90 16 {(T + H - B) / 2})",
     )
     # Labels to the right of their point, moved apart vertically where points are close.
-    label_y = spread([y(p[3]) for p in pts], 30, T + 6, H - B - 14)
+    label_y = [0.0] * len(pts)
+    for cluster in clusters([x(p[1]) for p in pts], 140):  # only labels that could touch are moved
+        placed = spread([y(pts[i][3]) for i in cluster], 30, T + 6, H - B - 14)
+        for i, ly in zip(cluster, placed, strict=True):
+            label_y[i] = ly
     for (name, cost, ci, acc, aci), ly in zip(pts, label_y, strict=True):
         c = col.get(name, BASELINE_COLOUR)
         cx, cy = x(cost), y(acc)
@@ -250,54 +268,90 @@ def chart_pairwise(s: dict[str, Any], col: dict[str, str]) -> str | None:
 # --------------------------------------------------------------------------- break-even
 
 
+def compact(v: float) -> str:
+    """1,000 -> 1k, 2,500,000 -> 2.5M: axis labels that stay short on a log scale."""
+    for div, suffix in ((1e9, "G"), (1e6, "M"), (1e3, "k")):
+        if v >= div:
+            return f"{v / div:g}{suffix}"
+    return f"{v:g}"
+
+
 def chart_break_even(s: dict[str, Any], col: dict[str, str]) -> str | None:
+    """Monthly cost against monthly volume. Linear axes when the break-even volumes are of one size;
+    log-log when they differ by 5x or more (else the smaller ones collapse into the corner)."""
     if s.get("baseline_training_usd") is None:
         return None
     training = float(Decimal(s["baseline_training_usd"]))
     base_mean = s["systems"][s["baseline"]]["cost"]["mean_usd"]
-    lines = [(c["pool"], s["systems"][c["pool"]]["cost"]["mean_usd"], c["break_even"]) for c in s["comparisons"]]
-    lines = [(n, float(Decimal(m)), be) for n, m, be in lines if m is not None]
+    raw = [(c["pool"], s["systems"][c["pool"]]["cost"]["mean_usd"], c["break_even"]) for c in s["comparisons"]]
+    lines = [(n, float(Decimal(m)), be) for n, m, be in raw if m is not None]
     if base_mean is None or not lines:
         return None
     cb = float(Decimal(base_mean))
     volumes = [float(Decimal(be["volume_per_month"])) for _, _, be in lines if be["volume_per_month"] is not None]
-    vmax = 2 * max(volumes) if volumes and max(volumes) > 0 else 10_000.0
-    xticks = linear_ticks(0, vmax)
-    vmax = xticks[-1]
-    ymax = max(training + cb * vmax, *[c * vmax for _, c, _ in lines]) * 1.05 or 1.0
-    yticks = linear_ticks(0, ymax)
+    volumes = [v for v in volumes if v > 0]
+    log = len(volumes) >= 2 and max(volumes) / min(volumes) >= 5
     W, H, L, R, T, B = 760, 360, 80, 170, 20, 50
-    x = Scale(0, vmax, L, W - R)
-    y = Scale(0, yticks[-1], H - B, T)
     svg = Svg("chart-break-even", W, H, "Monthly cost against monthly requests: where the fine-tuned model pays off")
+
+    def base_cost(v: float) -> float:
+        return training + cb * v
+
+    if log:
+        x_lo = math.floor(math.log10(min(volumes) / 4))
+        x_hi = math.ceil(math.log10(max(volumes) * 4))
+        vmin, vmax = 10.0**x_lo, 10.0**x_hi
+        samples = [10 ** (x_lo + (x_hi - x_lo) * i / 80) for i in range(81)]
+        ys = [base_cost(v) for v in (vmin, vmax)] + [cp * v for _, cp, _ in lines for v in (vmin, vmax)]
+        ys = [y_ for y_ in ys if y_ > 0] or [1.0]
+        y_lo = math.floor(math.log10(min(ys)))
+        y_hi = math.ceil(math.log10(max(ys)))
+        x = Scale(x_lo, x_hi, L, W - R, log=True)
+        y = Scale(y_lo, max(y_hi, y_lo + 1), H - B, T, log=True)
+        xticks = [10.0**k for k in range(x_lo, x_hi + 1)]
+        yticks = [10.0**k for k in range(y_lo, max(y_hi, y_lo + 1) + 1)]
+        xlabel = "requests per month (log scale)"
+    else:
+        vmax = 2 * max(volumes) if volumes else 10_000.0
+        xticks = linear_ticks(0, vmax)
+        vmin, vmax = 0.0, xticks[-1]
+        samples = [vmin, vmax]
+        ymax = max(base_cost(vmax), *[c * vmax for _, c, _ in lines]) * 1.05 or 1.0
+        yticks = linear_ticks(0, ymax)
+        x = Scale(0, vmax, L, W - R)
+        y = Scale(0, yticks[-1], H - B, T)
+        xlabel = "requests per month"
     for t in yticks:
         svg.line(L, y(t), W - R, y(t), cls="grid")
-        svg.text(L - 8, y(t) + 4, usd_label(t), anchor="end")
+        svg.text(L - 8, y(t) + 4, "$" + compact(t) if log else usd_label(t), anchor="end")
     for t in xticks:
         svg.line(x(t), T, x(t), H - B, cls="grid")
-        svg.text(x(t), H - B + 18, f"{t:,.0f}", anchor="middle")
+        svg.text(x(t), H - B + 18, compact(t) if log else f"{t:,.0f}", anchor="middle")
     svg.line(L, H - B, W - R, H - B, cls="axis")
     svg.line(L, T, L, H - B, cls="axis")
-    svg.text((L + W - R) / 2, H - 10, "requests per month", anchor="middle", cls="muted")
-    svg.polyline([(x(0), y(training)), (x(vmax), y(training + cb * vmax))], stroke=BASELINE_COLOUR, stroke_width=2.5)
-    ends = spread([y(training + cb * vmax), *[y(cp * vmax) for _, cp, _ in lines]], 16, T + 4, H - B + 4)
+    svg.text(
+        (L + W - R) / 2,
+        H - 10,
+        xlabel + "; y: USD per month" + (" (log scale)" if log else ""),
+        anchor="middle",
+        cls="muted",
+    )
+    svg.polyline([(x(v), y(base_cost(v))) for v in samples], stroke=BASELINE_COLOUR, stroke_width=2.5)
+    ends = spread([y(base_cost(vmax)), *[y(cp * vmax) for _, cp, _ in lines]], 16, T + 4, H - B + 4)
     svg.text(W - R + 8, ends[0] + 4, f"{s['baseline']} + training", cls="label", fill=BASELINE_COLOUR)
+    marks = []
     for (name, cp, be), end in zip(lines, ends[1:], strict=True):
         c = col.get(name, "#000")
-        svg.polyline([(x(0), y(0)), (x(vmax), y(cp * vmax))], stroke=c, stroke_width=2.5)
+        svg.polyline([(x(v), y(cp * v)) for v in samples if cp * v > 0 or not log], stroke=c, stroke_width=2.5)
         svg.text(W - R + 8, end + 4, name, cls="label", fill=c)
-        if be["volume_per_month"] is not None:
-            v = float(Decimal(be["volume_per_month"]))
-            svg.circle(
-                x(v),
-                y(cp * v),
-                5,
-                fill=c,
-                stroke="#fff",
-                stroke_width=2,
-                title=f"{name}: break-even at {be['requests_per_month']:,} requests a month",
-            )
-            svg.text(x(v) + 8, y(cp * v) + 16, f"{be['requests_per_month']:,}/month", fill=c)
+        if be["volume_per_month"] is not None and float(Decimal(be["volume_per_month"])) > 0:
+            marks.append((name, c, float(Decimal(be["volume_per_month"])), cp, be["requests_per_month"]))
+    # Break-even labels under their points, pushed apart sideways where points are close.
+    label_x = spread([x(v) + 8 for _, _, v, _, _ in marks], 104, L, W - R)
+    for (name, c, v, cp, n), lx in zip(marks, label_x, strict=True):
+        tip = f"{name}: break-even at {n:,} requests a month"
+        svg.circle(x(v), y(cp * v), 5, fill=c, stroke="#fff", stroke_width=2, title=tip)
+        svg.text(lx, y(cp * v) + 18, f"{n:,}/month", cls="halo", fill=c)
     return svg.render()
 
 
