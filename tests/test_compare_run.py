@@ -127,14 +127,18 @@ def test_full_run_figures_equal_hand_computation(
         "25",
     ]
     with gateway(SIM) as (_, srv):
-        assert main([*argv, "--url", srv.url]) == 0
+        assert main([*argv, "--url", srv.url, "--api-key", "sk-never-in-a-report"]) == 0
         first = received(srv.url)
+        for written in out.iterdir():  # the key is sent, never written down
+            assert "sk-never-in-a-report" not in written.read_text(), written.name
+        assert "--api-key ***" in (out / "report.md").read_text()
         # A rerun of a finished run asks nothing again, judge included, and rebuilds the same report.
         summary_before = (out / "summary.json").read_text()
         assert main([*argv, "--url", srv.url + "/v1/"]) == 0
         assert received(srv.url) == first
     err = capsys.readouterr().err
     assert "compare: 33 to do\n" in err  # 11 items x 2 systems + 11 judgements
+    assert "sk-never-in-a-report" not in err
     assert "compare: 0 to do (33 already done in an earlier run)\n" in err
 
     results = read_jsonl(out / "results.jsonl")

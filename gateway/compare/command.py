@@ -152,7 +152,12 @@ async def _compare(
         runner = Runner(client, plan, out, args.concurrency, progress)
         stats = await runner.run()
     summary = build_summary(
-        runner, scorer, args.baseline_training_usd, dataset=args.dataset, url=normalize_url(args.url), command=argv
+        runner,
+        scorer,
+        args.baseline_training_usd,
+        dataset=args.dataset,
+        url=normalize_url(args.url),
+        command=redact(argv) if argv is not None else None,
     )
     write_reports(summary, out)
     for cmp in summary["comparisons"]:
@@ -172,6 +177,24 @@ async def _compare(
         )
         return EXIT_FAILED
     return EXIT_OK
+
+
+def redact(argv: list[str]) -> list[str]:
+    """The command line as the report shows it: never with the API key."""
+    out: list[str] = []
+    hide_next = False
+    for arg in argv:
+        if hide_next:
+            out.append("***")
+            hide_next = False
+        elif arg == "--api-key":
+            out.append(arg)
+            hide_next = True
+        elif arg.startswith("--api-key="):
+            out.append("--api-key=***")
+        else:
+            out.append(arg)
+    return out
 
 
 def _plan(
