@@ -60,7 +60,7 @@ pools:
 QUESTIONS = [(17, 23), (48, 12), (91, 7), (35, 35), (62, 19), (27, 44), (83, 16), (56, 71), (14, 98), (39, 26)]
 
 
-def arithmetic(path: Path, pairs: list[tuple[int, int]], *, extra: list[str] = ()) -> Path:  # type: ignore[assignment]
+def arithmetic(path: Path, pairs: list[tuple[int, int]], *, extra: tuple[str, ...] = ()) -> Path:
     lines = [
         json.dumps(
             {
@@ -107,7 +107,7 @@ def test_full_run_figures_equal_hand_computation(
     gateway: GatewayRunner, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     no_reference = json.dumps({"messages": [{"role": "user", "content": "Tell me about fusion."}]})
-    data = arithmetic(tmp_path / "data.jsonl", QUESTIONS, extra=[no_reference])
+    data = arithmetic(tmp_path / "data.jsonl", QUESTIONS, extra=(no_reference,))
     out = tmp_path / "out"
     argv = [
         "compare",
