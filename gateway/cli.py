@@ -1,4 +1,4 @@
-"""``fusion-gateway``: serve, check, simulate."""
+"""``fusion-gateway``: serve, check, simulate, compare."""
 
 from __future__ import annotations
 
@@ -41,6 +41,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     rep.add_argument("--url", default="http://127.0.0.1:8000")
     rep.add_argument("--api-key", default=None, help="client key (default: $FUSION_GATEWAY_API_KEY)")
 
+    from gateway.compare.command import add_arguments as add_compare_arguments
+
+    compare = sub.add_parser("compare", help="compare pools with a fine-tuned baseline on a dataset, offline")
+    add_compare_arguments(compare)
+
     args = parser.parse_args(argv)
     if args.command == "serve":
         return _serve(args)
@@ -50,6 +55,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _simulate(args)
     if args.command == "report":
         return _report(args)
+    if args.command == "compare":
+        from gateway.compare.command import run as run_compare
+
+        return run_compare(args, list(argv) if argv is not None else sys.argv[1:])
     return 2
 
 
