@@ -9,7 +9,7 @@ Keep-alives are SSE comment lines; never an empty ``data:`` event (the openai SD
 from __future__ import annotations
 
 import time
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Sequence
 from typing import Any
 
 import anyio
@@ -56,14 +56,14 @@ class SSEResponse:
         async with self._lock:
             await self._write(sse.DONE, more=False)
 
-    async def fail(self, exc: GatewayError) -> None:
-        """Report ``exc``: with its real status if nothing was sent yet, else in-band, then close."""
+    async def fail(self, exc: GatewayError, headers: Sequence[tuple[bytes, bytes]] = ()) -> None:
+        """Report ``exc``: with its real status (and ``headers``) if nothing was sent yet, else in-band."""
         async with self._lock:
             if self.closed:
                 return
             if not self.started:
                 self.closed = self.started = True
-                await send_error(self._send, exc, self._headers)
+                await send_error(self._send, exc, [*self._headers, *headers])
                 return
             await self._write(sse.encode(exc.envelope()), more=False)
 

@@ -112,7 +112,9 @@ async def json(ctx: RequestContext, plan: PoolPlan, req: ChatRequest, send: Send
     try:
         outcome = await fused.run()
     except (GatewayError, FusionError) as exc:
-        await send_error(send, _failed(ctx, plan, exc), ctx.headers)
+        # What was spent before the failure is still spent: say so.
+        ctx.cost = fused_cost(fused.ledger)
+        await send_error(send, _failed(ctx, plan, exc), [*ctx.headers, *cost_header(ctx.cost)])
         return
     result = outcome.result
     meta = fused.finish(outcome)
@@ -167,7 +169,8 @@ async def stream(ctx: RequestContext, plan: PoolPlan, req: ChatRequest, send: Se
     try:
         await out.until_shutdown(work(), ctx.gateway.draining)
     except (GatewayError, FusionError) as exc:
-        await out.fail(_failed(ctx, plan, exc))
+        ctx.cost = fused_cost(fused.ledger)
+        await out.fail(_failed(ctx, plan, exc), cost_header(ctx.cost))
 
 
 def _message_deltas(result: FusionResult, include_role: bool) -> list[dict[str, Any]]:
