@@ -14,6 +14,7 @@ from gateway.baseline import FusedAnswer, Sample
 from gateway.calls import Ledger
 from gateway.concurrency import beside
 from gateway.errors import GatewayError, JudgeUnavailable, PoolFailed
+from gateway.events import FusionEvents
 from gateway.jsonutil import decimal_text
 from gateway.outcome import fused_cost, latency_breakdown, pool_metadata, record_pool_metrics
 from gateway.plan import PoolPlan
@@ -53,7 +54,7 @@ class _Fused:
         self.ledger = Ledger()
         self.sample: Sample | None = None
 
-    async def run(self, emit: Emit | None = None) -> PoolOutcome:
+    async def run(self, emit: Emit | None = None, events: FusionEvents | None = None) -> PoolOutcome:
         ctx, plan = self.ctx, self.plan
         # The baseline starts with the members, before the fan-out.
         self.sample = ctx.gateway.baseline.start(ctx.runtime, plan)
@@ -66,6 +67,7 @@ class _Fused:
                 deadline=ctx.started + plan.pool.deadline_s,
                 rng=random.Random(secrets.randbits(64)),
                 emit=emit,
+                events=events,
             )
         except BaseException:
             if self.sample is not None:
@@ -146,14 +148,25 @@ async def stream(ctx: RequestContext, plan: PoolPlan, req: ChatRequest, send: Se
         await out.event(make({"content": text}))
 
     fused = _Fused(ctx, plan)
+    events: FusionEvents | None = None
+    if plan.events:
+
+        async def send_event(event: dict[str, Any]) -> None:
+            c = make(None)
+            c["fusion_event"] = event
+            await out.event(c)
+
+        events = FusionEvents(send_event, ctx.started)
 
     async def work() -> None:
-        outcome = await beside(fused.run(emit), out.keepalive)
+        outcome = await beside(fused.run(emit, events), out.keepalive)
         result = outcome.result
+        meta = fused.finish(outcome)
+        if events is not None and meta["judge"] is not None:
+            await events.judge_done(meta["judge"])
         if not result.streamed:
             for delta in _message_deltas(result, include_role=not role_sent):
                 await out.event(make(delta))
-        meta = fused.finish(outcome)
         last = make({}, result.finish_reason)
         if with_usage:
             await out.event(last)
