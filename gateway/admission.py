@@ -24,25 +24,29 @@ from gateway.protocol import ChatRequest
 
 @dataclass
 class Admission:
-    estimate: Decimal
+    estimate: Decimal | None = None  # worked out only when a limit needs it: it reads the whole prompt
     reservation: Reservation | None = None
+
+
+NO_LIMITS = Admission()
 
 
 async def admit(
     limits: Limits, principal: Principal, req: ChatRequest, target: ModelSpec | PoolPlan
 ) -> Admission:
-    if isinstance(target, PoolPlan):
+    cap = target.pool.max_cost_usd if isinstance(target, PoolPlan) else None
+    if cap is None and principal.rpm is None and principal.budget_usd_per_day is None:
+        return NO_LIMITS  # the common case, and the hot path: nothing to count
+    estimate = None
+    if isinstance(target, PoolPlan) and cap is not None:
         estimate = pool_cost(target)
-        cap = target.pool.max_cost_usd
-        if cap is not None and estimate > cap:
+        if estimate > cap:
             raise InvalidRequest(
                 f"estimated worst-case cost ${decimal_text(estimate)} exceeds pool '{target.name}' "
                 f"max_cost_usd ${decimal_text(cap)}; lower max_tokens or shorten the prompt",
                 param="max_tokens",
                 code="cost_limit_exceeded",
             )
-    else:
-        estimate = model_cost(target, req.body)
     if principal.rpm is not None:
         wait = await limits.hit(principal.name, principal.rpm)
         if wait is not None:
@@ -52,7 +56,10 @@ async def admit(
             )
     admission = Admission(estimate)
     if principal.budget_usd_per_day is not None:
-        admission.reservation = await limits.reserve(principal.name, principal.budget_usd_per_day, estimate)
+        if admission.estimate is None:
+            admission.estimate = pool_cost(target) if isinstance(target, PoolPlan) else model_cost(target, req.body)
+        admission.reservation = await limits.reserve(principal.name, principal.budget_usd_per_day,
+                                                     admission.estimate)
         if admission.reservation is None:
             raise QuotaExceeded(
                 f"key '{principal.name}' has spent its daily budget of ${decimal_text(principal.budget_usd_per_day)}"
@@ -66,5 +73,6 @@ async def settle(limits: Limits, admission: Admission, cost: Decimal | None) -> 
     """Record the real cost. An unknown cost is charged at the estimate: unknown must not look free."""
     if admission.reservation is None:
         return
+    charged = cost if cost is not None else admission.estimate or Decimal(0)
     with anyio.CancelScope(shield=True):  # even when the request itself is being cancelled
-        await limits.settle(admission.reservation, admission.estimate if cost is None else cost)
+        await limits.settle(admission.reservation, charged)
