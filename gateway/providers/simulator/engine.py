@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
+import anyio
 import orjson
 
 from fusion_modes.base import content_text
@@ -163,6 +164,16 @@ class SimulatedModel:
         if stream and f.cut_rate and self._chaos.random() < f.cut_rate:
             return Fault("cut")
         return None
+
+    async def first_byte(self, *, stream: bool) -> tuple[Fault | None, Timing]:
+        """Wait as the upstream would before its first byte: forever for a hang, else the time to first
+        token. Returns the fault still to act on (an error status, a cut) and the timing to stream at."""
+        fault = self.fault(stream=stream)
+        timing = self.timing()
+        if fault is not None and fault.kind == "hang":
+            await anyio.sleep_forever()
+        await anyio.sleep(timing.ttft_s)
+        return fault, timing
 
     # ---------------------------------------------------------------- the answer
 
