@@ -67,6 +67,7 @@ class Gateway:
             await anyio.sleep(delay_s)
             for p in providers:
                 await p.aclose()
+                self._retired.remove(p)
             if limits is not None:
                 await limits.aclose()
 
