@@ -212,3 +212,245 @@ def load_yaml(path: Path) -> Any:
     import yaml
 
     return yaml.safe_load(path.read_text())
+
+
+# --------------------------------------------------------------------------- Prometheus
+
+
+class Prometheus:
+    """The HTTP API of a running Prometheus server."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+
+    def _get(self, path: str, params: Mapping[str, str] | list[tuple[str, str]]) -> Any:
+        resp = httpx.get(f"{self.url}{path}", params=params, timeout=10)
+        body = resp.json()
+        assert body["status"] == "success", f"{path} {params}: {body}"
+        return body["data"]
+
+    def query(self, expr: str) -> list[dict[str, Any]]:
+        """An instant query; the result as a list of series (a scalar becomes one series)."""
+        data = self._get("/api/v1/query", {"query": expr})
+        if data["resultType"] in ("scalar", "string"):
+            return [{"metric": {}, "value": data["result"]}]
+        result: list[dict[str, Any]] = data["result"]
+        return result
+
+    def label_values(self, label: str, match: str) -> list[str]:
+        values: list[str] = self._get(f"/api/v1/label/{label}/values", [("match[]", match)])
+        return values
+
+    def rules(self) -> list[dict[str, Any]]:
+        groups: list[dict[str, Any]] = self._get("/api/v1/rules", {})["groups"]
+        return groups
+
+    def targets(self) -> list[dict[str, Any]]:
+        active: list[dict[str, Any]] = self._get("/api/v1/targets", {})["activeTargets"]
+        return active
+
+    def wait_for(self, expr: str, predicate: Any, timeout: float = 30) -> list[dict[str, Any]]:
+        """Poll ``expr`` until ``predicate(result)`` holds (e.g. a scrape has seen the latest traffic)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            result = self.query(expr)
+            if predicate(result):
+                return result
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"{expr}: still {result} after {timeout}s")
+            time.sleep(0.2)
+
+
+@contextmanager
+def prometheus_server(config: Mapping[str, Any], workdir: Path) -> Iterator[Prometheus]:
+    """A real Prometheus on a free loopback port, its config and TSDB in ``workdir``."""
+    import yaml
+
+    binary = which("prometheus")
+    assert binary is not None, "prometheus is not installed (tests/run.sh installs it)"
+    config_file = workdir / "prometheus.yml"
+    config_file.write_text(yaml.safe_dump(dict(config), sort_keys=False))
+    port = free_port()
+    argv = [
+        binary,
+        f"--config.file={config_file}",
+        f"--storage.tsdb.path={workdir / 'data'}",
+        f"--web.listen-address=127.0.0.1:{port}",
+        "--log.level=warn",
+    ]
+    with running(argv, ready_url=f"http://127.0.0.1:{port}/-/ready", env=dict(os.environ), cwd=workdir):
+        yield Prometheus(f"http://127.0.0.1:{port}")
+
+
+def finite(result: list[dict[str, Any]]) -> list[float]:
+    """The finite values of an instant-query result (NaN and ±Inf left out)."""
+    import math
+
+    values = [float(s["value"][1]) for s in result]
+    return [v for v in values if math.isfinite(v)]
+
+
+# --------------------------------------------------------------------------- traffic through every mode
+
+CLIENT_KEY = "deploy-test-key"
+
+#: Pools in every mode, with faults the dashboard and the alerts are about, all deterministic
+#: (rate 1.0) so every series exists after a handful of requests: a member that always fails (errors,
+#: a quorum miss, degraded requests), one that never answers (timeouts), one slower than the grace
+#: period (cancelled), a judge that always fails (fallbacks), a pool with no working member (error
+#: requests), an unpriced model, and baseline sampling on every request.
+EVERY_MODE = f"""
+server: {{host: 127.0.0.1, port: 8000, shutdown_grace_s: 2}}
+providers:
+  sim:
+    type: simulator
+    seed: 11
+    retry: {{max_retries: 0}}
+    profiles:
+      a:        {{ttft_ms: 2, tokens_per_s: 5000, accuracy: 0.8}}
+      b:        {{ttft_ms: 4, tokens_per_s: 5000, accuracy: 0.8}}
+      broken:   {{ttft_ms: 1, failures: {{rate: 1.0, status: 503}}}}
+      hang:     {{ttft_ms: 1, failures: {{timeout_rate: 1.0}}}}
+      late:     {{ttft_ms: 400, tokens_per_s: 5000}}
+      judge:    {{ttft_ms: 2, tokens_per_s: 5000}}
+      badjudge: {{ttft_ms: 1, failures: {{rate: 1.0, status: 500}}}}
+      ft:       {{ttft_ms: 3, tokens_per_s: 5000, accuracy: 0.85}}
+models:
+  a:        {{provider: sim, price: {{input: 0.15, output: 0.60}}}}
+  b:        {{provider: sim, price: {{input: 0.25, output: 1.00}}}}
+  broken:   {{provider: sim, price: {{input: 0.10, output: 0.40}}}}
+  hang:     {{provider: sim, price: {{input: 0.10, output: 0.40}}, timeouts: {{first_byte_s: 0.3, total_s: 0.3}}}}
+  late:     {{provider: sim, price: {{input: 0.10, output: 0.40}}}}
+  judge:    {{provider: sim, price: {{input: 2.50, output: 10.00}}}}
+  badjudge: {{provider: sim, price: {{input: 2.50, output: 10.00}}}}
+  ft:       {{provider: sim, price: {{input: 0.30, output: 1.20}}}}
+  free:     {{provider: sim, model: a}}
+pools:
+  best:
+    mode: best-of
+    members: [a, b, broken]
+    judge: {{model: judge}}
+    baseline: {{model: ft, sample_rate: 1.0, compare: judge}}
+  merged:
+    mode: merge
+    members: [a, b, late]
+    judge: {{model: judge}}
+    quorum: 2
+    grace_ms: 20
+    baseline: {{model: ft, sample_rate: 1.0, compare: judge}}
+  debated:
+    mode: debate
+    members: [a, b, hang]
+    judge: {{model: judge}}
+    debate: {{rounds: 1, final: merge}}
+    timeout_s: 0.3
+    baseline: {{model: ft, sample_rate: 1.0, compare: judge}}
+  fallback:
+    mode: best-of
+    members: [a, b]
+    judge: {{model: badjudge, timeout_s: 2}}
+    baseline: {{model: ft, sample_rate: 1.0, compare_judge: judge}}
+  dead:
+    mode: best-of
+    members: [broken]
+auth:
+  keys:
+    - {{name: deploy-tests, key: {CLIENT_KEY}, pools: ["*"], models: ["*"]}}
+"""
+POOLS = ("best", "merged", "debated", "fallback", "dead")
+
+
+def load_traffic_module() -> Any:
+    """deploy/traffic/traffic.py, the compose stack's traffic generator, imported."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("fusion_traffic", DEPLOY / "traffic" / "traffic.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def drive(url: str, per_name: int, *, key: str = CLIENT_KEY, seed: int = 1) -> dict[str, Any]:
+    """``per_name`` requests to every name /v1/models lists, through the compose traffic generator."""
+    import asyncio
+
+    traffic = load_traffic_module()
+    names = httpx.get(f"{url}/v1/models", headers={"authorization": f"Bearer {key}"}).json()["data"]
+    count = str(per_name * len(names))
+    args = ["--url", url, "--key", key, "--rate", "0", "--seed", str(seed), "--ready-timeout", "10", "--count", count]
+    summary: dict[str, Any] = asyncio.run(traffic.run(traffic.parse_args(args)))
+    return summary
+
+
+# --------------------------------------------------------------------------- dashboard and rules
+
+
+@dataclass(frozen=True)
+class Query:
+    where: str  # "panel 'title' A", "variable pool", "rule name"
+    expr: str
+
+
+def dashboard() -> dict[str, Any]:
+    dash: dict[str, Any] = json.loads((DEPLOY / "grafana" / "dashboards" / "fusion.json").read_text())
+    return dash
+
+
+def dashboard_queries() -> list[Query]:
+    out = []
+    for panel in dashboard()["panels"]:
+        for target in panel.get("targets", []):
+            out.append(Query(f"panel {panel['title']!r} {target['refId']}", target["expr"]))
+    return out
+
+
+def rule_queries() -> list[Query]:
+    import yaml
+
+    rules = yaml.safe_load((DEPLOY / "prometheus" / "alerts.yml").read_text())
+    return [Query(f"rule {r.get('record') or r.get('alert')}", r["expr"]) for g in rules["groups"] for r in g["rules"]]
+
+
+def grafana_to_promql(expr: str, *, pool: str = ".*", rate_interval: str = "1m", range_: str = "5m") -> str:
+    """What Grafana sends to Prometheus: the dashboard's variables replaced by values."""
+    return (
+        expr.replace("$__rate_interval", rate_interval)
+        .replace("$__range", range_)
+        .replace("$__interval", "15s")
+        .replace("$pool", pool)
+    )
+
+
+_METRIC = re.compile(r"(?<![\w:$])((?:fusion|gen_ai)_[a-z0-9_]+)(?![\w:])")
+_MATCHER = re.compile(r"([a-zA-Z_]\w*)\s*(?:=~|!~|!=|=)\s*\"")
+_GROUPING = re.compile(r"\b(?:by|without|on|ignoring)\s*\(([^)]*)\)")
+
+
+def metric_names(expr: str) -> set[str]:
+    """The gateway metric names (not recording-rule names, not labels) an expression reads."""
+    bare = re.sub(r'"[^"]*"', '""', expr)  # string literals
+    bare = re.sub(r"\{[^}]*\}", "{}", bare)  # label matchers
+    bare = _GROUPING.sub("", bare)  # by (...), on (...)
+    return set(_METRIC.findall(bare))
+
+
+def label_names(expr: str) -> set[str]:
+    """Every label an expression matches on or groups by."""
+    names = set()
+    for selector in re.findall(r"\{([^}]*)\}", expr):
+        names.update(_MATCHER.findall(selector))
+    for group in _GROUPING.findall(expr):
+        names.update(n.strip() for n in group.split(",") if n.strip())
+    return names
+
+
+def exposition(text: str) -> dict[str, set[str]]:
+    """Sample name -> label names, from a /metrics scrape."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    out: dict[str, set[str]] = {}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            out.setdefault(sample.name, set()).update(sample.labels)
+    return out
