@@ -1,10 +1,12 @@
 from __future__ import annotations
 
+import socket
 import textwrap
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager
 from typing import Any
 
+import httpx
 import openai
 import pytest
 
@@ -37,6 +39,13 @@ GatewayRunner = Callable[..., AbstractContextManager[tuple[GatewayApp, ServerThr
 @pytest.fixture
 def gateway() -> GatewayRunner:
     return run_gateway
+
+
+def http_client(url: str, timeout: float = 30) -> httpx.Client:
+    """An httpx client with TCP_NODELAY: httpx writes a request's headers and body separately, and on a
+    kept-alive connection Nagle's algorithm then waits for the server's delayed ACK (40 ms a request)."""
+    nodelay = [(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)]
+    return httpx.Client(base_url=url, timeout=timeout, transport=httpx.HTTPTransport(socket_options=nodelay))
 
 
 def sdk(url: str, **kwargs: Any) -> openai.OpenAI:

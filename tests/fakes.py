@@ -215,3 +215,41 @@ class FakeUpstream:
             except OSError:
                 seen.disconnected = seen.disconnected or time.monotonic()
             tg.cancel_scope.cancel()
+
+
+# ---------------------------------------------------------------- pool members and judges
+
+
+def answer(text: str, *, delay: float = 0.0, usage: dict[str, Any] | None = None, pieces: int = 3,
+           interval: float = 0.0) -> Behaviour:
+    """Answer ``text``: as SSE when the request streams (pool members and judges always do), else JSON."""
+    use = usage or {"prompt_tokens": 20, "completion_tokens": 5, "total_tokens": 25}
+
+    async def run(seen: Seen, send: Send) -> None:
+        if seen.body.get("stream"):
+            events = text_chunks(text, usage=use, pieces=pieces)
+            await sse_reply(events, first_delay=delay, interval=interval)(seen, send)
+        else:
+            await json_reply(completion(text, usage=use), delay=delay)(seen, send)
+
+    return run
+
+
+def candidates_in(seen: Seen) -> list[Any]:
+    """The candidate blocks of a judge prompt, in the order the judge saw them."""
+    from fusion_modes.delimit import blocks
+
+    return blocks(seen.body["messages"][-1]["content"], "CANDIDATE")
+
+
+def judge_picking(predicate: Callable[[str], bool], *, delay: float = 0.0) -> Behaviour:
+    """A judge that picks the first candidate whose text satisfies ``predicate`` (else the first)."""
+
+    async def run(seen: Seen, send: Send) -> None:
+        found = candidates_in(seen)
+        label = next((b.label for b in found if predicate(b.body)), found[0].label if found else "?")
+        verdict = json.dumps({"analysis": "compared the candidates", "winner": label})
+        await answer(verdict, delay=delay, usage={"prompt_tokens": 300, "completion_tokens": 20,
+                                                  "total_tokens": 320})(seen, send)
+
+    return run

@@ -1,0 +1,336 @@
+"""Gateway benchmarks against references measured in the same run.
+
+    python tests/benchmarks/run.py [--rounds 3] [--duration 6] [--json results.json]
+
+Needs nginx with the echo module, wrk and taskset (Debian: nginx libnginx-mod-http-echo wrk util-linux)
+and the project installed in the running Python (uvloop, httptools, aiohttp). The mock upstream and wrk
+run on the last CPU, the gateway and the reference proxy on CPU 0, so neither the mock nor the load
+generator is what is measured. The machine may be shared and noisy: every throughput figure is
+reported next to a reference measured in the same run, and the reference and the gateway alternate.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent.parent
+PY = sys.executable
+
+
+@dataclass
+class Load:
+    rps: float
+    p50_ms: float
+    p90_ms: float
+    p99_ms: float
+    errors: int
+    non200: int
+    n: int
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def cpus() -> tuple[str, str]:
+    n = os.cpu_count() or 1
+    return ("0", str(n - 1)) if n > 1 else ("0", "0")
+
+
+def wait_ready(url: str, timeout: float = 20) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(url, timeout=1):
+                return
+        except OSError:
+            time.sleep(0.05)
+    raise TimeoutError(f"{url} did not answer")
+
+
+@contextmanager
+def process(
+    cmd: list[str], ready_url: str | None, env: dict[str, str] | None = None
+) -> Iterator[subprocess.Popen[bytes]]:
+    proc = subprocess.Popen(
+        cmd, cwd=ROOT, env={**os.environ, **(env or {})}, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    try:
+        if ready_url:
+            wait_ready(ready_url)
+        yield proc
+    finally:
+        proc.send_signal(signal.SIGINT)
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+
+@contextmanager
+def mock_upstream(cpu: str) -> Iterator[int]:
+    port = free_port()
+    tmp = Path(tempfile.mkdtemp(prefix="fusion-bench-nginx-"))
+    conf = tmp / "nginx.conf"
+    conf.write_text((HERE / "mock-upstream.conf").read_text().replace("@TMP@", str(tmp)).replace("@PORT@", str(port)))
+    subprocess.run(["taskset", "-c", cpu, "nginx", "-c", str(conf)], check=True)
+    try:
+        wait_ready_post(f"http://127.0.0.1:{port}/instant/v1/chat/completions")
+        yield port
+    finally:
+        subprocess.run(["nginx", "-c", str(conf), "-s", "stop"], check=False)
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def wait_ready_post(url: str) -> None:
+    deadline = time.monotonic() + 10
+    while True:
+        try:
+            urllib.request.urlopen(urllib.request.Request(url, data=b"{}"), timeout=1).read()
+            return
+        except OSError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.05)
+
+
+def wrk(url: str, model: str, conns: int, seconds: int, cpu: str) -> Load:
+    out = subprocess.run(
+        [
+            "taskset",
+            "-c",
+            cpu,
+            "wrk",
+            "-t1",
+            f"-c{conns}",
+            f"-d{seconds}s",
+            "--timeout",
+            "10s",
+            "-s",
+            str(HERE / "load.lua"),
+            url,
+        ],
+        env={**os.environ, "MODEL": model},
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    m = re.search(
+        r"RESULT rps=([\d.]+) p50_ms=([\d.]+) p90_ms=([\d.]+) p99_ms=([\d.]+) errors=(\d+) "
+        r"non200=(\d+) n=(\d+)",
+        out,
+    )
+    if m is None:
+        raise RuntimeError(f"wrk printed no result:\n{out}")
+    g = m.groups()
+    return Load(float(g[0]), float(g[1]), float(g[2]), float(g[3]), int(g[4]), int(g[5]), int(g[6]))
+
+
+def sequential(url: str, model: str, n: int) -> int:
+    """``n`` requests one after another on one kept-alive connection."""
+    import http.client
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(url)
+    conn = http.client.HTTPConnection(parts.hostname or "127.0.0.1", parts.port)
+    body = json.dumps({"model": model, "messages": [{"role": "user", "content": "What is the capital of France?"}]})
+    for _ in range(n):
+        conn.request("POST", parts.path, body=body, headers={"content-type": "application/json"})
+        resp = conn.getresponse()
+        resp.read()
+        if resp.status != 200:
+            raise RuntimeError(f"status {resp.status}")
+    conn.close()
+    return n
+
+
+def rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    raise RuntimeError("no VmRSS")
+
+
+def gateway_config(mock: int) -> str:
+    base = f"http://127.0.0.1:{mock}"
+    return f"""
+server: {{host: 127.0.0.1, keepalive_s: 2.5}}
+providers:
+  instant: {{type: openai, base_url: '{base}/instant/v1'}}
+  d050: {{type: openai, base_url: '{base}/d0050/v1'}}
+  d100: {{type: openai, base_url: '{base}/d0100/v1'}}
+  d150: {{type: openai, base_url: '{base}/d0150/v1'}}
+  d200: {{type: openai, base_url: '{base}/d0200/v1'}}
+  hang: {{type: openai, base_url: '{base}/hang/v1'}}
+models:
+  instant: {{provider: instant, price: {{input: 0.15, output: 0.60}}}}
+  slow200: {{provider: d200, price: {{input: 0.15, output: 0.60}}}}
+  m100: {{provider: d100, price: {{input: 0.15, output: 0.60}}}}
+  m150: {{provider: d150, price: {{input: 0.15, output: 0.60}}}}
+  m200: {{provider: d200, price: {{input: 0.15, output: 0.60}}}}
+  judge50: {{provider: d050, price: {{input: 2.50, output: 10.00}}}}
+  hung: {{provider: hang, price: {{input: 0.15, output: 0.60}}}}
+pools:
+  merge: {{mode: merge, members: [m100, m150, m200], judge: {{model: judge50}}}}
+  straggler: {{mode: merge, members: [m100, m150, hung], judge: {{model: judge50}}, timeout_s: 1, quorum: 2,
+              grace_ms: 100}}
+"""
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--rounds", type=int, default=3, help="alternations of reference and gateway")
+    ap.add_argument("--duration", type=int, default=6, help="seconds per load run")
+    ap.add_argument("--memory-requests", type=int, default=100_000)
+    ap.add_argument("--json", help="also write the results here")
+    args = ap.parse_args()
+    for tool in ("nginx", "wrk", "taskset"):
+        if shutil.which(tool) is None:
+            print(f"missing '{tool}': apt-get install nginx libnginx-mod-http-echo wrk util-linux", file=sys.stderr)
+            return 2
+    app_cpu, load_cpu = cpus()
+    results: dict[str, object] = {"cpus": os.cpu_count(), "python": sys.version.split()[0]}
+    with mock_upstream(load_cpu) as mock, tempfile.TemporaryDirectory() as tmp:
+        cfg = Path(tmp) / "bench.yaml"
+        cfg.write_text(gateway_config(mock))
+        ref_port, gw_port = free_port(), free_port()
+        ref_cmd = [
+            "taskset",
+            "-c",
+            app_cpu,
+            PY,
+            "-m",
+            "uvicorn",
+            "tests.benchmarks.reference_proxy:app",
+            "--port",
+            str(ref_port),
+            "--loop",
+            "uvloop",
+            "--http",
+            "httptools",
+            "--no-access-log",
+            "--log-level",
+            "warning",
+        ]
+        gw_cmd = [
+            "taskset",
+            "-c",
+            app_cpu,
+            PY,
+            "-m",
+            "gateway.cli",
+            "serve",
+            "--config",
+            str(cfg),
+            "--port",
+            str(gw_port),
+        ]
+        ref_env = {"UPSTREAM": f"http://127.0.0.1:{mock}/instant"}
+        ref_chat = f"http://127.0.0.1:{ref_port}/v1/chat/completions"
+        gw_chat = f"http://127.0.0.1:{gw_port}/v1/chat/completions"
+        with process(ref_cmd, None, ref_env) as _ref, process(gw_cmd, f"http://127.0.0.1:{gw_port}/readyz") as gw:
+            wait_ready_post(ref_chat)
+            results["memory"] = memory(gw.pid, gw_chat, load_cpu, args.memory_requests)
+            results["passthrough_instant_c64"] = alternate(ref_chat, gw_chat, "instant", 64, args, load_cpu)
+            ref_env200 = {"UPSTREAM": f"http://127.0.0.1:{mock}/d0200"}
+            results["passthrough_200ms_c256"] = {
+                "gateway": vars(wrk(gw_chat, "slow200", 256, args.duration, load_cpu)),
+            }
+            results["merge_pool_c64"] = vars(wrk(gw_chat, "merge", 64, args.duration, load_cpu))
+            results["straggler_pool_c64"] = vars(wrk(gw_chat, "straggler", 64, args.duration, load_cpu))
+        ref_cmd[ref_cmd.index(str(ref_port))] = str(ref_port2 := free_port())
+        with process(ref_cmd, None, ref_env200):
+            ref200 = f"http://127.0.0.1:{ref_port2}/v1/chat/completions"
+            wait_ready_post(ref200)
+            results["passthrough_200ms_c256"]["reference"] = vars(  # type: ignore[index]
+                wrk(ref200, "slow200", 256, args.duration, load_cpu)
+            )
+    report(results)
+    if args.json:
+        Path(args.json).write_text(json.dumps(results, indent=2) + "\n")
+    return 0
+
+
+def alternate(ref: str, gw: str, model: str, conns: int, args: argparse.Namespace, cpu: str) -> dict[str, object]:
+    wrk(ref, model, conns, 2, cpu)  # warm both
+    wrk(gw, model, conns, 2, cpu)
+    rounds = []
+    for _ in range(args.rounds):
+        r = wrk(ref, model, conns, args.duration, cpu)
+        g = wrk(gw, model, conns, args.duration, cpu)
+        rounds.append({"reference": vars(r), "gateway": vars(g), "ratio": g.rps / r.rps})
+    return {"rounds": rounds, "median_ratio": statistics.median(x["ratio"] for x in rounds)}  # type: ignore[misc]
+
+
+def memory(pid: int, gw: str, cpu: str, total: int) -> dict[str, float]:
+    served = sequential(gw, "instant", 1000)
+    first = rss_mb(pid)
+    first_at = served
+    while served < total:
+        served += wrk(gw, "instant", 64, 5, cpu).n
+    return {
+        "rss_mb_after_first": first,
+        "requests_first": first_at,
+        "rss_mb_after_all": rss_mb(pid),
+        "requests_all": served,
+        "growth_mb": rss_mb(pid) - first,
+    }
+
+
+def report(r: dict[str, object]) -> None:
+    p = r["passthrough_instant_c64"]
+    assert isinstance(p, dict)
+    print("\npassthrough, instant upstream, 64 connections (reference = thinnest raw-ASGI + aiohttp proxy)")
+    for i, rd in enumerate(p["rounds"], 1):
+        print(
+            f"  round {i}: reference {rd['reference']['rps']:8,.0f} rps | gateway {rd['gateway']['rps']:8,.0f} rps"
+            f" | ratio {rd['ratio']:.2f}"
+        )
+    print(f"  median ratio {p['median_ratio']:.2f}   (target >= 0.50)")
+    s = r["passthrough_200ms_c256"]
+    assert isinstance(s, dict)
+    g, ref = s["gateway"], s["reference"]
+    print("passthrough, 200 ms upstream, 256 connections (ideal 1,280 rps)")
+    print(f"  gateway {g['rps']:,.0f} rps, p50 {g['p50_ms']:.1f} ms   (targets >= 1,150 rps, p50 <= 215 ms)")
+    print(f"  reference {ref['rps']:,.0f} rps, p50 {ref['p50_ms']:.1f} ms")
+    m = r["merge_pool_c64"]
+    assert isinstance(m, dict)
+    print("merge pool, members 100/150/200 ms + judge 50 ms (floor 250 ms), 64 connections (ideal 256 rps)")
+    print(
+        f"  {m['rps']:,.0f} rps ({m['rps'] / 256:.0%} of ideal), p50 {m['p50_ms']:.1f} ms, p90 {m['p90_ms']:.1f} ms"
+        "   (targets >= 90%, p50 <= 260 ms)"
+    )
+    h = r["straggler_pool_c64"]
+    assert isinstance(h, dict)
+    print("one member hung (timeout_s 1, quorum 2, grace 100 ms), 64 connections")
+    print(f"  p50 {h['p50_ms']:.1f} ms, {h['rps']:,.0f} rps, non-200 {h['non200']}   (target p50 <= 450 ms)")
+    mem = r["memory"]
+    assert isinstance(mem, dict)
+    print(
+        f"memory: RSS {mem['rss_mb_after_first']:.1f} MB after {mem['requests_first']:,} requests, "
+        f"{mem['rss_mb_after_all']:.1f} MB after {mem['requests_all']:,}: {mem['growth_mb']:+.1f} MB"
+        "   (target <= 20 MB)"
+    )
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
