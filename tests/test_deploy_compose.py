@@ -89,6 +89,22 @@ GATEWAY_CONFIG = host_path("gateway", IMAGE_ENV[CONFIG_ENV])
 SIMULATOR_CONFIG = host_path("simulator", arg(command("simulator"), "--config"))
 
 
+def compose_spec_check(path: Path) -> subprocess.CompletedProcess[str]:
+    """Validate against the Compose Specification's schema (the one check-jsonschema ships)."""
+    argv = [sys.executable, "-m", "check_jsonschema", "--builtin-schema", "vendor.compose-spec", str(path)]
+    return subprocess.run(argv, capture_output=True, text=True, timeout=60, check=False)
+
+
+def test_compose_file_is_valid_against_the_compose_specification(tmp_path: Path) -> None:
+    done = compose_spec_check(DEPLOY / "compose.yaml")
+    assert done.returncode == 0, done.stdout + done.stderr
+    # and the check is not vacuous: a misspelt key fails it
+    broken = tmp_path / "compose.yaml"
+    broken.write_text((DEPLOY / "compose.yaml").read_text().replace("depends_on:", "dependson:", 1))
+    failed = compose_spec_check(broken)
+    assert failed.returncode != 0 and "dependson" in failed.stdout + failed.stderr
+
+
 def test_the_stack_has_its_five_services_with_pinned_images() -> None:
     assert set(SERVICES) == {"simulator", "gateway", "traffic", "prometheus", "grafana"}
     for name in OUR_IMAGE:
