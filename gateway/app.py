@@ -20,7 +20,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from gateway.asgi import Receive, Scope, Send, send_error
 from gateway.config import GatewayConfig, default_config_path, load_config
 from gateway.errors import GatewayError, InvalidRequest, ModelNotFound, envelope
-from gateway.routes import models, ops
+from gateway.routes import models, ops, stats
 from gateway.routes.chat import chat_completions
 from gateway.state import Gateway
 
@@ -68,13 +68,18 @@ def create_app(config: GatewayConfig) -> GatewayApp:
     api.state.gateway = gateway
     api.include_router(models.router)
     api.include_router(ops.router)
+    api.include_router(stats.router)
     _install_error_handlers(api)
     return GatewayApp(gateway, api)
 
 
 def create_app_from_env() -> GatewayApp:
     """Factory for ``uvicorn --factory`` and worker processes: the config path comes from the environment."""
-    return create_app(load_config(default_config_path()))
+    from gateway.cli import tune_gc
+
+    app = create_app(load_config(default_config_path()))
+    tune_gc()
+    return app
 
 
 def _install_error_handlers(api: FastAPI) -> None:

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import argparse
+import glob
+import os
 import sys
+import tempfile
 from collections.abc import Sequence
 
-from gateway.config import GatewayConfig, default_config_path, load_config
+from gateway.config import CONFIG_ENV, GatewayConfig, default_config_path, load_config
 from gateway.config.schema import SimulatorProviderConfig
 from gateway.errors import ConfigError
 
@@ -21,6 +24,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     serve.add_argument("--host", default=None, help="override server.host")
     serve.add_argument("--port", type=int, default=None, help="override server.port")
+    serve.add_argument("--workers", type=int, default=1, help="worker processes (metrics are aggregated across them)")
 
     check = sub.add_parser("check", help="validate a config file and print a summary")
     check.add_argument("path", nargs="?", default=None)
@@ -31,6 +35,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     sim.add_argument("--host", default="127.0.0.1")
     sim.add_argument("--port", type=int, default=8100)
 
+    rep = sub.add_parser("report", help="print /v1/fusion/stats of a running gateway, with a verdict per pool")
+    rep.add_argument("--url", default="http://127.0.0.1:8000")
+    rep.add_argument("--api-key", default=None, help="client key (default: $FUSION_GATEWAY_API_KEY)")
+
     args = parser.parse_args(argv)
     if args.command == "serve":
         return _serve(args)
@@ -38,6 +46,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _check(args.path or default_config_path())
     if args.command == "simulate":
         return _simulate(args)
+    if args.command == "report":
+        return _report(args)
     return 2
 
 
@@ -86,10 +96,22 @@ def _serve(args: argparse.Namespace) -> int:
         return 1
     host = args.host or config.server.host
     port = args.port if args.port is not None else config.server.port
-    app = create_app(config)
-    tune_gc()
+    if args.workers > 1:
+        # Each worker builds its own app from the environment; metrics go through prometheus_client's
+        # multiprocess files so that any worker's /metrics shows the whole process tree.
+        os.environ[CONFIG_ENV] = os.path.abspath(path)
+        metrics_dir = os.environ.setdefault("PROMETHEUS_MULTIPROC_DIR", tempfile.mkdtemp(prefix="fusion-metrics-"))
+        os.makedirs(metrics_dir, exist_ok=True)
+        for stale in glob.glob(os.path.join(metrics_dir, "*.db")):
+            os.remove(stale)  # values of an earlier run would otherwise be added to this one's
+        target: object = "gateway.app:create_app_from_env"
+    else:
+        target = create_app(config)
+        tune_gc()
     uvicorn.run(
-        app,
+        target,  # type: ignore[arg-type]
+        factory=args.workers > 1,
+        workers=args.workers,
         host=host,
         port=port,
         loop="uvloop" if _has("uvloop") else "asyncio",
@@ -148,6 +170,22 @@ def tune_gc() -> None:
     gc.collect()
     gc.freeze()
     gc.set_threshold(20_000, 20, 20)
+
+
+def _report(args: argparse.Namespace) -> int:
+    import os
+
+    import httpx
+
+    from gateway.report import fetch, render
+
+    try:
+        stats = fetch(args.url, args.api_key or os.environ.get("FUSION_GATEWAY_API_KEY"))
+    except httpx.HTTPError as exc:
+        print(f"cannot read {args.url}/v1/fusion/stats: {exc}", file=sys.stderr)
+        return 1
+    print(render(stats))
+    return 0
 
 
 def _has(module: str) -> bool:

@@ -158,6 +158,13 @@ class Metrics:
         if usd is not None and usd > 0:
             self.cost.labels(pool, role).inc(float(usd))
 
+    def process_exit(self) -> None:
+        """A worker is leaving: drop its share of live gauges (in-flight requests) from the files."""
+        if self.multiprocess:
+            from prometheus_client import multiprocess
+
+            multiprocess.mark_process_dead(os.getpid())  # type: ignore[no-untyped-call]
+
     def exposition(self) -> bytes:
         if self.multiprocess:
             registry = CollectorRegistry()

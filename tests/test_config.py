@@ -86,7 +86,8 @@ def test_wrong_types_and_missing_keys() -> None:
     assert error_of(text) == "config/gateway.yaml:4: providers.local.base_url: required key is missing"
     text = BASE.replace("  sim:    {type: simulator}", "  sim:    {type: simulatr}")
     assert error_of(text) == (
-        "config/gateway.yaml:5: providers.sim.type: unknown provider type 'simulatr' (known: openai, simulator)"
+        "config/gateway.yaml:5: providers.sim.type: unknown provider type 'simulatr' "
+        "(known: openai, anthropic, gemini, simulator)"
     )
 
 

@@ -13,6 +13,8 @@ from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
+from gateway.config.presets import PRESETS
+
 PositiveSeconds = Annotated[float, Field(gt=0)]
 Usd = Annotated[Decimal, Field(ge=0)]
 
@@ -79,10 +81,9 @@ def link_local_reason(url: str) -> str | None:
     return None
 
 
-class OpenAIProviderConfig(ProviderBase):
-    """Any OpenAI-compatible endpoint: OpenAI, vLLM, Ollama, llama.cpp, OpenRouter, ..."""
+class HTTPProviderConfig(ProviderBase):
+    """What every provider that calls an HTTP upstream shares: where, with which key, how many connections."""
 
-    type: Literal["openai"]
     base_url: str
     api_key: SecretStr | None = None
     headers: dict[str, str] = {}
@@ -99,10 +100,93 @@ class OpenAIProviderConfig(ProviderBase):
         return v.rstrip("/")
 
     @model_validator(mode="after")
-    def _no_link_local(self) -> OpenAIProviderConfig:
+    def _no_link_local(self) -> HTTPProviderConfig:
         reason = link_local_reason(self.base_url)
         if reason and not self.allow_link_local:
             raise ValueError(f"base_url refused: {reason}; set allow_link_local: true if you mean it")
+        return self
+
+    def has_credentials(self, *auth_headers: str) -> bool:
+        """A key is configured, or one of ``auth_headers`` carries one."""
+        if self.api_key is not None and self.api_key.get_secret_value():
+            return True
+        given = {k.lower() for k, v in self.headers.items() if v}
+        return any(h in given for h in auth_headers)
+
+
+# A stand-in base_url while an unknown preset is reported: without it the report would also say that
+# base_url is missing, which is not the mistake.
+_UNKNOWN_PRESET_URL = "http://unknown-preset.invalid"
+
+
+class OpenAIProviderConfig(HTTPProviderConfig):
+    """Any OpenAI-compatible endpoint: OpenAI, vLLM, Ollama, llama.cpp, OpenRouter, ...
+
+    ``preset`` fills in ``base_url`` (and says whether a key is needed) for well-known services; see
+    :mod:`gateway.config.presets`. Every field written in the config overrides the preset.
+    """
+
+    type: Literal["openai"]
+    preset: str | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _preset_defaults(cls, data: Any) -> Any:
+        if not isinstance(data, dict) or data.get("preset") is None or "base_url" in data:
+            return data
+        preset = PRESETS.get(str(data["preset"]))
+        return {**data, "base_url": preset.base_url if preset is not None else _UNKNOWN_PRESET_URL}
+
+    @field_validator("preset")
+    @classmethod
+    def _known_preset(cls, v: str | None) -> str | None:
+        if v is not None and v not in PRESETS:
+            raise ValueError(f"unknown preset '{v}' (known: {', '.join(PRESETS)})")
+        return v
+
+    @model_validator(mode="after")
+    def _preset_key(self) -> OpenAIProviderConfig:
+        preset = PRESETS.get(self.preset) if self.preset is not None else None
+        if preset is not None and preset.needs_key and not self.has_credentials("authorization"):
+            raise ValueError(f"preset '{self.preset}' needs an api_key (sent as 'Authorization: Bearer <key>')")
+        return self
+
+
+ANTHROPIC_BASE_URL = "https://api.anthropic.com/v1"
+GEMINI_BASE_URL = "https://generativelanguage.googleapis.com/v1beta"
+
+
+class AnthropicProviderConfig(HTTPProviderConfig):
+    """Anthropic's Messages API, translated to and from OpenAI Chat Completions (``x-api-key`` auth)."""
+
+    type: Literal["anthropic"]
+    base_url: str = ANTHROPIC_BASE_URL
+    anthropic_version: str = "2023-06-01"
+    #: Anthropic requires max_tokens; this is sent when the caller gives neither max_tokens nor max_completion_tokens
+    max_tokens: int = Field(4096, ge=1)
+    #: native Messages fields added to every request (e.g. thinking, top_k); the translated request wins on conflict
+    extra_body: dict[str, Any] = {}
+
+    @model_validator(mode="after")
+    def _key(self) -> AnthropicProviderConfig:
+        if self.base_url == ANTHROPIC_BASE_URL and not self.has_credentials("x-api-key", "authorization"):
+            raise ValueError("api.anthropic.com needs an api_key (sent as 'x-api-key')")
+        return self
+
+
+class GeminiProviderConfig(HTTPProviderConfig):
+    """Google's Gemini API (generateContent), translated to and from OpenAI Chat Completions (``x-goog-api-key``)."""
+
+    type: Literal["gemini"]
+    base_url: str = GEMINI_BASE_URL
+    #: native GenerateContentRequest fields added to every request (e.g. safetySettings,
+    #: generationConfig.thinkingConfig); merged key by key, the translated request wins on conflict
+    extra_body: dict[str, Any] = {}
+
+    @model_validator(mode="after")
+    def _key(self) -> GeminiProviderConfig:
+        if self.base_url == GEMINI_BASE_URL and not self.has_credentials("x-goog-api-key", "authorization"):
+            raise ValueError("generativelanguage.googleapis.com needs an api_key (sent as 'x-goog-api-key')")
         return self
 
 
@@ -149,10 +233,12 @@ class SimulatorProviderConfig(ProviderBase):
         return self.profiles.get(model) or SimulatorProfile()
 
 
-ProviderConfig = OpenAIProviderConfig | SimulatorProviderConfig
+ProviderConfig = OpenAIProviderConfig | AnthropicProviderConfig | GeminiProviderConfig | SimulatorProviderConfig
 
 PROVIDER_CONFIG_TYPES: dict[str, type[ProviderBase]] = {
     "openai": OpenAIProviderConfig,
+    "anthropic": AnthropicProviderConfig,
+    "gemini": GeminiProviderConfig,
     "simulator": SimulatorProviderConfig,
 }
 

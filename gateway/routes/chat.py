@@ -108,6 +108,8 @@ async def _direct_json(ctx: RequestContext, spec: ModelSpec, req: ChatRequest, s
         await send_error(send, exc, ctx.headers)
         return
     data["model"] = req.model
+    if not isinstance(data.get("usage"), dict) and record.usage is not None:
+        data["usage"] = record.usage.to_openai()  # counted by the gateway: marked usage_estimated
     _done(ctx, spec, "ok")
     await send_json(send, 200, data, [*ctx.headers, *fused.cost_header(record.cost)])
 
@@ -123,16 +125,35 @@ async def _direct_stream(ctx: RequestContext, spec: ModelSpec, req: ChatRequest,
     record = CallRecord(model=spec.name, role="passthrough", pool=spec.name)
     out = SSEResponse(send, ctx.headers, ctx.runtime.config.server.keepalive_s)
 
+    last: dict[str, Any] = {}
+    usage_sent = False
+
     async def forward(chunk: dict[str, Any], _added: str) -> None:
+        nonlocal last, usage_sent
         chunk["model"] = req.model
+        last = chunk
         if not req.include_usage:
             if not chunk.get("choices") and chunk.get("usage"):
                 return  # the usage chunk the caller did not ask for
             chunk.pop("usage", None)
+        elif chunk.get("usage"):
+            usage_sent = True
         await out.event(chunk)
 
     try:
         await ctx.runtime.caller.relay(spec, body, record, ctx.started + spec.timeouts.total_s, forward)
+        if req.include_usage and not usage_sent and record.usage is not None:
+            # The upstream sent no usage: the caller asked for it, so it gets the gateway's count, marked.
+            await out.event(
+                {
+                    "id": last.get("id"),
+                    "object": "chat.completion.chunk",
+                    "created": last.get("created"),
+                    "model": req.model,
+                    "choices": [],
+                    "usage": record.usage.to_openai(),
+                }
+            )
         await out.done()
     except GatewayError as exc:
         _done(ctx, spec, "error")

@@ -10,8 +10,9 @@ from typing import TYPE_CHECKING, Any
 
 import anyio
 
-from fusion_modes.base import FusionError, FusionResult
+from fusion_modes.base import Emit, FusionError, FusionResult
 from gateway.asgi import Headers, Send, send_error, send_json
+from gateway.baseline import FusedAnswer, Sample
 from gateway.calls import Ledger
 from gateway.errors import GatewayError, JudgeUnavailable, PoolFailed
 from gateway.jsonutil import decimal_text
@@ -34,6 +35,7 @@ def _failed(ctx: RequestContext, plan: PoolPlan, exc: BaseException) -> GatewayE
     """Count a failed request and give the error to show the caller."""
     m = ctx.gateway.metrics
     m.requests.labels(plan.name, plan.mode, "error").inc()
+    ctx.gateway.stats.request(plan.name, "error")
     if isinstance(exc, FusionError):
         m.judge_verdicts.labels(plan.name, "error").inc()
         return JudgeUnavailable(str(exc))
@@ -43,44 +45,67 @@ def _failed(ctx: RequestContext, plan: PoolPlan, exc: BaseException) -> GatewayE
     return exc
 
 
-async def _run(ctx: RequestContext, plan: PoolPlan, ledger: Ledger, emit: Any = None) -> PoolOutcome:
-    return await run_pool(
-        ctx.runtime.caller,
-        plan,
-        ledger,
-        Timeline(start=ctx.started),
-        deadline=ctx.started + plan.pool.deadline_s,
-        rng=random.Random(secrets.randbits(64)),
-        emit=emit,
-    )
+class _Fused:
+    """One pool request: runs the pool, hands the answer to a baseline sample, accounts for it."""
 
+    def __init__(self, ctx: RequestContext, plan: PoolPlan) -> None:
+        self.ctx = ctx
+        self.plan = plan
+        self.ledger = Ledger()
+        self.sample: Sample | None = None
 
-def _finish(ctx: RequestContext, outcome: PoolOutcome) -> dict[str, Any]:
-    latency = latency_breakdown(outcome, time.monotonic())
-    meta = pool_metadata(outcome, latency)
-    record_pool_metrics(ctx.gateway.metrics, outcome, latency)
-    return meta
+    async def run(self, emit: Emit | None = None) -> PoolOutcome:
+        ctx, plan = self.ctx, self.plan
+        # The baseline starts with the members, before the fan-out.
+        self.sample = ctx.gateway.baseline.start(ctx.runtime, plan)
+        try:
+            return await run_pool(
+                ctx.runtime.caller,
+                plan,
+                self.ledger,
+                Timeline(start=ctx.started),
+                deadline=ctx.started + plan.pool.deadline_s,
+                rng=random.Random(secrets.randbits(64)),
+                emit=emit,
+            )
+        except BaseException:
+            if self.sample is not None:
+                self.sample.deliver(None)
+            raise
+
+    def finish(self, outcome: PoolOutcome) -> dict[str, Any]:
+        """Latency, metadata, metrics, stats; and the fused answer to the baseline job, if sampled."""
+        latency = latency_breakdown(outcome, time.monotonic())
+        meta = pool_metadata(outcome, latency)
+        gw = self.ctx.gateway
+        record_pool_metrics(gw.metrics, outcome, latency)
+        cost = fused_cost(self.ledger)
+        gw.stats.request(self.plan.name, "degraded" if outcome.degraded else "ok", latency["total"], cost)
+        if self.sample is not None:
+            self.sample.deliver(FusedAnswer(outcome.result.message, latency["total"], cost))
+            meta["baseline_sampled"] = True
+        return meta
 
 
 async def json(ctx: RequestContext, plan: PoolPlan, req: ChatRequest, send: Send) -> None:
-    ledger = Ledger()
+    fused = _Fused(ctx, plan)
     try:
-        outcome = await _run(ctx, plan, ledger)
+        outcome = await fused.run()
     except (GatewayError, FusionError) as exc:
         await send_error(send, _failed(ctx, plan, exc), ctx.headers)
         return
     result = outcome.result
-    meta = _finish(ctx, outcome)
+    meta = fused.finish(outcome)
     body = completion(
         id=new_completion_id(),
         created=now_s(),
         model=plan.name,
         message=result.message,
         finish_reason=result.finish_reason,
-        usage=ledger.usage("member", "judge").to_openai(),
+        usage=fused.ledger.usage("member", "judge").to_openai(),
     )
     body["fusion"] = meta
-    await send_json(send, 200, body, [*ctx.headers, *cost_header(fused_cost(ledger))])
+    await send_json(send, 200, body, [*ctx.headers, *cost_header(fused_cost(fused.ledger))])
 
 
 async def stream(ctx: RequestContext, plan: PoolPlan, req: ChatRequest, send: Send) -> None:
@@ -98,22 +123,22 @@ async def stream(ctx: RequestContext, plan: PoolPlan, req: ChatRequest, send: Se
             await out.event(make({"role": "assistant", "content": ""}))
         await out.event(make({"content": text}))
 
-    ledger = Ledger()
+    fused = _Fused(ctx, plan)
     try:
         async with anyio.create_task_group() as tg:
             tg.start_soon(out.keepalive)
-            outcome = await _run(ctx, plan, ledger, emit=emit)
+            outcome = await fused.run(emit)
             tg.cancel_scope.cancel()
         result = outcome.result
         if not result.streamed:
             for delta in _message_deltas(result, include_role=not role_sent):
                 await out.event(make(delta))
-        meta = _finish(ctx, outcome)
+        meta = fused.finish(outcome)
         last = make({}, result.finish_reason)
         if with_usage:
             await out.event(last)
             usage_chunk = make(None)
-            usage_chunk["usage"] = ledger.usage("member", "judge").to_openai()
+            usage_chunk["usage"] = fused.ledger.usage("member", "judge").to_openai()
             usage_chunk["fusion"] = meta
             await out.event(usage_chunk)
         else:

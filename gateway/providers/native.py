@@ -1,0 +1,124 @@
+"""The HTTP side of the translating providers: one aiohttp session, POST a native request, map error statuses.
+
+Translation lives in each provider's own modules; this module only moves bytes and turns transport
+failures and error statuses into the gateway's error tree, the same way ``type: openai`` does.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from typing import Any
+
+import aiohttp
+
+from gateway import jsonutil
+from gateway.config.loader import ModelSpec
+from gateway.config.schema import HTTPProviderConfig
+from gateway.deadline import within
+from gateway.errors import UpstreamProtocolError, UpstreamStatusError, UpstreamTimeout
+from gateway.providers.base import ChunkStream, Provider
+from gateway.providers.http import iter_body, new_session, status_error, upstream_errors
+from gateway.providers.stream import completion_as_stream
+
+_MAX_ERROR_BODY = 64 * 1024
+
+#: (the open response's body, as it arrives) -> the chunk stream that translates it
+StreamFactory = Callable[[AsyncIterator[bytes]], ChunkStream]
+#: a native non-streamed answer -> an OpenAI ``chat.completion``
+CompletionFactory = Callable[[Any], dict[str, Any]]
+
+
+class NativeHTTPProvider(Provider):
+    """Base of providers that speak another wire format over HTTP: session, POST, errors."""
+
+    config: HTTPProviderConfig
+
+    def __init__(self, name: str, config: HTTPProviderConfig, headers: dict[str, str], key: str) -> None:
+        super().__init__(name, config)
+        self._headers = headers  # session defaults: merging per request costs more than sending them
+        self._secrets = (key,) if key else ()
+        self._session: aiohttp.ClientSession | None = None
+
+    def _client(self) -> aiohttp.ClientSession:
+        # Created on first use: an aiohttp session must be made inside the running event loop.
+        if self._session is None:
+            self._session = new_session(self.config.max_connections, self.config.timeouts, self._headers)
+        return self._session
+
+    async def aclose(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+    def error_for(self, spec: ModelSpec, status: int, raw: bytes, headers: Any) -> UpstreamStatusError:
+        """The error for an upstream error status. Providers whose error bodies say more override this."""
+        return status_error(spec.name, status, raw, headers, self._secrets)
+
+    async def _post(
+        self, spec: ModelSpec, url: str, payload: dict[str, Any], first_byte_s: float | None
+    ) -> aiohttp.ClientResponse:
+        """Send the request and wait for headers; error statuses become errors here."""
+        data = jsonutil.dumps(payload)
+        if first_byte_s is None:
+            resp = await self._client().post(url, data=data, allow_redirects=False)
+        else:
+            try:
+                async with within(first_byte_s):
+                    resp = await self._client().post(url, data=data, allow_redirects=False)
+            except TimeoutError as exc:
+                raise UpstreamTimeout(f"upstream '{spec.name}' sent no response headers in time") from exc
+        if resp.status < 300:
+            return resp
+        try:
+            if resp.status < 400:
+                raise UpstreamProtocolError(f"upstream '{spec.name}' answered a redirect; redirects are not followed")
+            raw = await resp.content.read(_MAX_ERROR_BODY)
+            raise self.error_for(spec, resp.status, raw, resp.headers)
+        finally:
+            resp.close()
+
+    async def _post_json(self, spec: ModelSpec, url: str, payload: dict[str, Any]) -> Any:
+        """A non-streamed call: the parsed JSON answer. Only the caller's wall clock bounds it."""
+        with upstream_errors(spec.name):
+            resp = await self._post(spec, url, payload, None)
+            try:
+                raw = await resp.read()
+            except BaseException:
+                resp.close()
+                raise
+            resp.release()
+        try:
+            return jsonutil.loads(raw)
+        except jsonutil.JSONDecodeError as exc:
+            raise UpstreamProtocolError(f"upstream '{spec.name}' answered with invalid JSON") from exc
+
+    @asynccontextmanager
+    async def _post_stream(
+        self,
+        spec: ModelSpec,
+        url: str,
+        payload: dict[str, Any],
+        make_stream: StreamFactory,
+        make_completion: CompletionFactory,
+    ) -> AsyncIterator[ChunkStream]:
+        """A streamed call. An upstream that answers JSON instead of an event stream still gives a valid
+        answer: its completion, as chunks."""
+        with upstream_errors(spec.name):
+            resp = await self._post(spec, url, payload, spec.timeouts.first_byte_s)
+        try:
+            if resp.headers.get("content-type", "").startswith("application/json"):
+                with upstream_errors(spec.name):
+                    raw = await resp.read()
+                try:
+                    data = jsonutil.loads(raw)
+                except jsonutil.JSONDecodeError as exc:
+                    raise UpstreamProtocolError(f"upstream '{spec.name}' answered with invalid JSON") from exc
+                yield completion_as_stream(make_completion(data))
+            else:
+                chunks = make_stream(iter_body(resp))
+                yield chunks
+                if getattr(chunks, "finished", False):
+                    resp.release()
+        finally:
+            resp.close()  # no-op after release; otherwise the connection is dropped, never reused half-read

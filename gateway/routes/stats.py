@@ -1,0 +1,20 @@
+"""``GET /v1/fusion/stats``: per pool, fused vs baseline latency, cost and judged quality, live."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Request, Response
+
+from gateway import jsonutil
+from gateway.state import Gateway
+
+router = APIRouter()
+
+
+@router.get("/v1/fusion/stats")
+async def fusion_stats(request: Request) -> Response:
+    gw: Gateway = request.app.state.gateway
+    pools = {
+        name: {"mode": p.mode, "baseline": p.baseline.model if p.baseline else None}
+        for name, p in gw.config.pools.items()
+    }
+    return Response(jsonutil.dumps(gw.stats.snapshot(pools)), media_type="application/json")
