@@ -454,3 +454,31 @@ def exposition(text: str) -> dict[str, set[str]]:
         for sample in family.samples:
             out.setdefault(sample.name, set()).update(sample.labels)
     return out
+
+
+# --------------------------------------------------------------------------- Kubernetes volumes
+
+
+def write_configmap_volume(directory: Path, files: Mapping[str, str], version: int) -> None:
+    """Lay out (or update) ``directory`` the way the kubelet does a ConfigMap volume.
+
+    The files live in a timestamped directory; ``..data`` is a symlink to it and each key is a symlink
+    through ``..data``. An update writes a new timestamped directory, swaps ``..data`` atomically with a
+    rename, then removes the old one: the key's path never changes, its inode does.
+    """
+    directory.mkdir(parents=True, exist_ok=True)
+    stamp = directory / f"..2026_01_01_00_00_{version:02d}.000000001"
+    stamp.mkdir()
+    for name, text in files.items():
+        (stamp / name).write_text(text)
+    data = directory / "..data"
+    old = data.resolve() if data.is_symlink() else None
+    tmp = directory / "..data_tmp"
+    tmp.symlink_to(stamp.name)
+    os.replace(tmp, data)
+    for name in files:
+        link = directory / name
+        if not link.is_symlink():
+            link.symlink_to(f"..data/{name}")
+    if old is not None:
+        shutil.rmtree(old)
