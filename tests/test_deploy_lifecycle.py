@@ -167,3 +167,27 @@ def test_a_configmap_update_is_loaded_without_a_restart(tmp_path: Path, redis_ur
         assert resp.status_code == 200 and resp.json()["model"] == "fast-only"
         last = httpx.get(f"{url}/metrics").text
         assert "fusion_config_last_reload_successful 1.0" in last
+
+
+@pytest.mark.timeout(120)
+def test_several_workers_in_one_pod_report_their_metrics_together(tmp_path: Path, redis_url: str) -> None:
+    """The recipe in deployment.yaml's comment: `--workers N` and PROMETHEUS_MULTIPROC_DIR on the
+    metrics emptyDir. Whichever worker answers the scrape, it counts every worker's requests."""
+    argv, env, _, port = pod(tmp_path, redis_url)
+    metrics_mount = next(m["mountPath"] for m in CONTAINER["volumeMounts"] if "metrics" in m["mountPath"])
+    emptydir = tmp_path / metrics_mount.strip("/").replace("/", "-")
+    emptydir.mkdir()
+    env["PROMETHEUS_MULTIPROC_DIR"] = str(emptydir)
+    url = f"http://127.0.0.1:{port}"
+    with running([*argv, "--workers", "2"], ready_url=f"{url}/readyz", env=env):
+        for _ in range(6):
+            # a new connection each time, so the kernel spreads them over the workers
+            with httpx.Client(headers=KEY, timeout=60) as client:
+                body = {"model": "sim-fast", "messages": [{"role": "user", "content": "What is 2 + 2?"}]}
+                assert client.post(f"{url}/v1/chat/completions", json=body).status_code == 200
+        for _ in range(4):
+            text = httpx.get(f"{url}/metrics").text
+            served = [ln for ln in text.splitlines() if ln.startswith("fusion_requests_total{")]
+            assert sum(float(ln.rsplit(" ", 1)[1]) for ln in served) == 6, served
+    pids = {f.stem.rsplit("_", 1)[1] for f in emptydir.glob("*.db")}
+    assert len(pids) >= 2, f"expected files of both workers in the mounted directory, got {pids}"
