@@ -40,15 +40,19 @@ class Accumulator:
     def _tool_delta(self, tc: dict[str, Any]) -> None:
         idx = tc.get("index", len(self._tools))
         slot = self._tools.setdefault(idx, {"id": None, "type": "function", "function": {"name": "", "arguments": ""}})
-        if tc.get("id"):
-            slot["id"] = tc["id"]
-        if tc.get("type"):
-            slot["type"] = tc["type"]
-        fn = tc.get("function") or {}
-        if fn.get("name"):
-            slot["function"]["name"] += fn["name"]
-        if fn.get("arguments"):
-            slot["function"]["arguments"] += fn["arguments"]
+        for key, value in tc.items():
+            if key == "function":
+                fn = value or {}
+                if fn.get("name"):
+                    slot["function"]["name"] += fn["name"]
+                if fn.get("arguments"):
+                    slot["function"]["arguments"] += fn["arguments"]
+            elif key in ("id", "type"):
+                if value:
+                    slot[key] = value
+            elif key != "index":
+                # Provider extras (e.g. Gemini's thought signature) must survive, or a later turn breaks.
+                slot[key] = value
 
     @property
     def content(self) -> str:

@@ -154,13 +154,27 @@ class UpstreamCaller:
 
         async def attempt() -> None:
             nonlocal upstream_usage, passed_on
+            # Chunks that say nothing yet (the role, empty content) are held back, so that an upstream
+            # failing right after them can still be retried: nothing has reached the caller.
+            held: list[tuple[dict[str, Any], str]] = []
             async with provider.stream(spec, body) as chunks:
                 async for chunk in chunks:
                     added = acc.add(chunk)
-                    if on_chunk is not None:
-                        passed_on = True
-                        await on_chunk(chunk, added)
+                    if on_chunk is None:
+                        continue
+                    if not passed_on and _says_nothing(chunk):
+                        held.append((chunk, added))
+                        continue
+                    passed_on = True
+                    for h in held:
+                        await on_chunk(*h)
+                    held.clear()
+                    await on_chunk(chunk, added)
                 upstream_usage = chunks.usage
+            if held and on_chunk is not None:
+                passed_on = True
+                for h in held:
+                    await on_chunk(*h)
 
         try:
             await self._run(spec, record, deadline, attempt, produced=lambda: passed_on or bool(acc.produced_text()))
@@ -251,6 +265,17 @@ class UpstreamCaller:
         self.metrics.call_duration.labels("chat", self.provider(spec).kind, spec.name, error_type).observe(
             time.monotonic() - t0
         )
+
+
+def _says_nothing(chunk: dict[str, Any]) -> bool:
+    choices = chunk.get("choices")
+    if not choices or chunk.get("usage"):
+        return False
+    for c in choices:
+        d = c.get("delta") or {}
+        if c.get("finish_reason") or d.get("content") or d.get("tool_calls") or d.get("refusal"):
+            return False
+    return True
 
 
 def _billable(record: CallRecord, produced: str) -> bool:

@@ -209,10 +209,13 @@ class PoolFailed(UpstreamError):
             k = f.kind if f is not None else "cancelled"
             kinds[k] = kinds.get(k, 0) + 1
         summary = ", ".join(f"{n} {k}" for k, n in sorted(kinds.items()))
-        super().__init__(
-            f"pool '{pool}': all {len(failures)} members failed ({summary})",
-            status=_pool_status(failures),
-        )
+        status = _pool_status(failures)
+        message = f"pool '{pool}': all {len(failures)} members failed ({summary})"
+        if status == 400:
+            # Every member refused the request itself: say why (these messages are already scrubbed).
+            first = next(f for f in failures if f is not None)
+            message += f"; first refusal: {first.message}"
+        super().__init__(message, status=status, param=next((f.param for f in failures if f and f.param), None))
         self.failure_kinds = kinds
 
     def envelope(self) -> dict[str, Any]:

@@ -75,7 +75,7 @@ async def run_pool(
     timeline.fanout_end = time.monotonic()
     ok = [r for r in results if r.ok]
     if not ok or (pool.require_quorum and len(ok) < quorum):
-        raise PoolFailed(plan.name, [r.record.error for r in results])
+        raise PoolFailed(plan.name, [r.record.error for r in sorted(results, key=lambda r: r.call.index)])
 
     judge = ModelJudge(caller, plan.judge, pool.judge, ledger, plan.name, deadline) if plan.judge is not None else None
     ctx = FusionContext(

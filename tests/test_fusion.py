@@ -223,7 +223,8 @@ def test_only_one_member_answering_skips_the_judge(gateway: GatewayRunner, fake:
     ("statuses", "code", "message"),
     [
         ((500, 500, 503), 502, "pool 'p': all 3 members failed (2 http_500, 1 http_503)"),
-        ((400, 400, 400), 400, "pool 'p': all 3 members failed (3 http_400)"),
+        ((400, 400, 400), 400, "pool 'p': all 3 members failed (3 http_400); first refusal: upstream 'a' "
+                               "rejected the request (400): upstream internals ***"),
         ((503, 503, 503), 503, "pool 'p': all 3 members failed (3 http_503)"),
     ],
 )
@@ -239,7 +240,8 @@ def test_every_member_failing_is_an_error_saying_how(
     assert resp.status_code == code and info.value.status_code == code
     err = resp.json()["error"]
     assert err["message"] == message and err["code"] == "pool_failed"
-    assert "internals" not in resp.text and "sk-live" not in resp.text
+    assert "sk-live" not in resp.text
+    assert ("internals" in resp.text) == (code == 400)  # only the caller's own mistake is explained
 
 
 def test_quorum_and_grace_cancel_a_hung_member_and_close_its_connection(

@@ -193,7 +193,7 @@ def test_mixed_pool_with_a_gemini_judge_picks_the_right_winner(
 @pytest.mark.parametrize(
     ("verdict", "reason"),
     [
-        (lambda label: {"analysis": "x", "winner": "Z"}, "unknown_label"),
+        (lambda label: {"analysis": "x", "winner": "ZZ"}, "unknown_label"),
         (lambda label: {"analysis": "x", "winner": label, "confidence": 0.9}, "extra_keys"),
         (lambda label: {"winner": label}, "missing_field"),
         (lambda label: '{"analysis": "x", "winner": ', "not_json"),

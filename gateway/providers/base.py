@@ -18,9 +18,11 @@ from gateway.usage import Usage
 
 
 class ChunkStream(abc.ABC):
-    """An open upstream stream. Iterate for chunks; ``usage`` holds the upstream's usage once seen."""
+    """An open upstream stream. Iterate for chunks; ``usage`` holds the upstream's usage once seen;
+    ``finished`` turns true only when the stream ended properly (a cut stream raises instead)."""
 
     usage: Usage | None = None
+    finished: bool = False
 
     @abc.abstractmethod
     def __aiter__(self) -> AsyncIterator[dict[str, Any]]: ...

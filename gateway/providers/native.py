@@ -118,7 +118,7 @@ class NativeHTTPProvider(Provider):
             else:
                 chunks = make_stream(iter_body(resp))
                 yield chunks
-                if getattr(chunks, "finished", False):
+                if chunks.finished:
                     resp.release()
         finally:
             resp.close()  # no-op after release; otherwise the connection is dropped, never reused half-read
