@@ -482,3 +482,38 @@ def write_configmap_volume(directory: Path, files: Mapping[str, str], version: i
             link.symlink_to(f"..data/{name}")
     if old is not None:
         shutil.rmtree(old)
+
+
+#: counters that background work (baseline calls and their comparisons) keeps moving after a response
+SETTLING = (
+    "fusion_requests_total",
+    "fusion_baseline_comparisons_total",
+    "fusion_baseline_cost_ratio_count",
+    "fusion_baseline_latency_ratio_count",
+    "fusion_cost_usd_total",
+)
+
+
+def totals(url: str) -> dict[str, float]:
+    """Sum of every series of each SETTLING counter, from one /metrics scrape."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    out = dict.fromkeys(SETTLING, 0.0)
+    for family in text_string_to_metric_families(httpx.get(f"{url}/metrics").text):
+        for s in family.samples:
+            if s.name in out:
+                out[s.name] += s.value
+    return out
+
+
+def settle(url: str, quiet: float = 0.5, timeout: float = 30) -> dict[str, float]:
+    """Wait until the gateway's background work is done: the SETTLING totals stop moving."""
+    deadline = time.monotonic() + timeout
+    last = totals(url)
+    while time.monotonic() < deadline:
+        time.sleep(quiet)
+        now = totals(url)
+        if now == last:
+            return now
+        last = now
+    raise TimeoutError(f"{url}: metrics still moving after {timeout}s")

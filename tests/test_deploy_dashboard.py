@@ -24,6 +24,7 @@ from tests.deploykit import (
     label_names,
     metric_names,
     rule_queries,
+    settle,
 )
 
 DASH = dashboard()
@@ -179,6 +180,7 @@ def scrape() -> str:
     with run_gateway(EVERY_MODE) as (_, srv):
         summary = drive(srv.url, per_name=3)
         assert summary["status"].get("200", 0) > 0
+        settle(srv.url)  # baseline samples and comparisons finish in the background
         return httpx.get(f"{srv.url}/metrics").text
 
 

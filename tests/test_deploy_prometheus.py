@@ -9,7 +9,6 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 import yaml
 
@@ -25,6 +24,7 @@ from tests.deploykit import (
     finite,
     grafana_to_promql,
     prometheus_server,
+    settle,
     which,
 )
 
@@ -95,16 +95,6 @@ def test_alerts_carry_severity_summary_description_and_a_for_duration() -> None:
 # --------------------------------------------------------------------------- a real Prometheus
 
 
-def scrape_total(url: str) -> float:
-    """Requests the gateway has counted so far (what the next scrape will see)."""
-    from prometheus_client.parser import text_string_to_metric_families
-
-    text = httpx.get(f"{url}/metrics").text
-    return sum(
-        s.value for f in text_string_to_metric_families(text) for s in f.samples if s.name == "fusion_requests_total"
-    )
-
-
 def prometheus_config(gateway_port: int, workdir: Path) -> dict[str, Any]:
     """deploy/prometheus/prometheus.yml, pointed at the test's gateway and scraping every second."""
     config: dict[str, Any] = yaml.safe_load((PROM / "prometheus.yml").read_text())
@@ -125,8 +115,10 @@ def prometheus(tmp_path_factory: pytest.TempPathFactory) -> Any:
     with run_gateway(EVERY_MODE) as (_, srv), prometheus_server(prometheus_config(srv.port, workdir), workdir) as prom:
         for seed in (1, 2):
             drive(srv.url, per_name=3, seed=seed)
-            seen = scrape_total(srv.url)
-            prom.wait_for("sum(fusion_requests_total)", lambda r, n=seen: bool(r) and float(r[0]["value"][1]) >= n)
+            # the baseline samples finish in the background: wait for them, then for a scrape of them
+            for name, total in settle(srv.url).items():
+                # (sums of float costs: Prometheus adds them in another order)
+                prom.wait_for(f"sum({name})", lambda r, n=total: bool(r) and float(r[0]["value"][1]) >= n * (1 - 1e-9))
         yield prom
 
 
