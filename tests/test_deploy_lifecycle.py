@@ -179,7 +179,13 @@ def test_several_workers_in_one_pod_report_their_metrics_together(tmp_path: Path
     emptydir.mkdir()
     env["PROMETHEUS_MULTIPROC_DIR"] = str(emptydir)
     url = f"http://127.0.0.1:{port}"
+
+    def pids() -> set[str]:
+        return {f.stem.rsplit("_", 1)[1] for f in emptydir.glob("*.db")}
+
     with running([*argv, "--workers", "2"], ready_url=f"{url}/readyz", env=env):
+        # each worker writes its files as it starts; the second may start a little after the first answers
+        assert wait_until(lambda: len(pids()) >= 2, timeout=30), f"files of one worker only: {pids()}"
         for _ in range(6):
             # a new connection each time, so the kernel spreads them over the workers
             with httpx.Client(headers=KEY, timeout=60) as client:
@@ -189,5 +195,3 @@ def test_several_workers_in_one_pod_report_their_metrics_together(tmp_path: Path
             text = httpx.get(f"{url}/metrics").text
             served = [ln for ln in text.splitlines() if ln.startswith("fusion_requests_total{")]
             assert sum(float(ln.rsplit(" ", 1)[1]) for ln in served) == 6, served
-    pids = {f.stem.rsplit("_", 1)[1] for f in emptydir.glob("*.db")}
-    assert len(pids) >= 2, f"expected files of both workers in the mounted directory, got {pids}"

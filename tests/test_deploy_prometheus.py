@@ -4,7 +4,6 @@ through every mode, and every dashboard query, recording rule and alert is evalu
 
 from __future__ import annotations
 
-import math
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -180,4 +179,6 @@ def test_recorded_ratios_match_the_scenario(prometheus: Prometheus) -> None:
     quorum = by("pool:fusion_quorum_misses:ratio_rate5m", "pool")
     assert quorum[("best",)] == 1.0 and quorum[("fallback",)] == 0.0
     overhead = by("pool:fusion_gateway_overhead_seconds:p95_rate5m", "pool")
-    assert all(0 < v < 0.05 for v in overhead.values() if not math.isnan(v)), overhead
+    # seconds, not milliseconds: the gateway's own time per request is well under a second (how far
+    # under depends on this machine's load, which is the alert's business, not this test's)
+    assert overhead and all(0 < v < 1 for v in overhead.values()), overhead
