@@ -20,7 +20,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from gateway.asgi import Receive, Scope, Send, send_error
 from gateway.config import GatewayConfig, default_config_path, load_config
 from gateway.errors import GatewayError, InvalidRequest, ModelNotFound, envelope
-from gateway.routes import models, ops, stats
+from gateway.routes import admin, models, ops, stats
 from gateway.routes.chat import chat_completions
 from gateway.state import Gateway
 
@@ -56,8 +56,9 @@ class _MethodNotAllowed(InvalidRequest):
     default_code = "method_not_allowed"
 
 
-def create_app(config: GatewayConfig) -> GatewayApp:
-    gateway = Gateway(config)
+def create_app(config: GatewayConfig, config_path: str | None = None) -> GatewayApp:
+    """``config_path``: where ``config`` came from, so that it can be reloaded (None: no reloading)."""
+    gateway = Gateway(config, config_path)
     api = FastAPI(
         title="fusion-gateway",
         lifespan=gateway.lifespan,
@@ -69,15 +70,20 @@ def create_app(config: GatewayConfig) -> GatewayApp:
     api.include_router(models.router)
     api.include_router(ops.router)
     api.include_router(stats.router)
+    api.include_router(admin.router)
     _install_error_handlers(api)
     return GatewayApp(gateway, api)
 
 
 def create_app_from_env() -> GatewayApp:
     """Factory for ``uvicorn --factory`` and worker processes: the config path comes from the environment."""
+    from gateway import logs
     from gateway.cli import tune_gc
 
-    app = create_app(load_config(default_config_path()))
+    path = default_config_path()
+    config = load_config(path)
+    logs.configure(config.logging.level)
+    app = create_app(config, path)
     tune_gc()
     return app
 

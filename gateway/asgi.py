@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable, MutableMapping
+from collections.abc import Awaitable, Callable, MutableMapping, Sequence
 from typing import Any
 
 from gateway import jsonutil
@@ -58,7 +58,7 @@ async def read_body(scope: Scope, receive: Receive, limit: int) -> bytes:
             return b"".join(parts)
 
 
-async def send_json(send: Send, status: int, obj: Any, headers: Headers = ()) -> None:  # type: ignore[assignment]
+async def send_json(send: Send, status: int, obj: Any, headers: Sequence[tuple[bytes, bytes]] = ()) -> None:
     data = jsonutil.dumps(obj)
     await send(
         {
@@ -70,7 +70,7 @@ async def send_json(send: Send, status: int, obj: Any, headers: Headers = ()) ->
     await send({"type": "http.response.body", "body": data})
 
 
-async def send_error(send: Send, exc: GatewayError, headers: Headers = ()) -> None:  # type: ignore[assignment]
+async def send_error(send: Send, exc: GatewayError, headers: Sequence[tuple[bytes, bytes]] = ()) -> None:
     extra = [(k.encode(), v.encode()) for k, v in exc.headers().items()]
     await send_json(send, exc.http_status, exc.envelope(), [*headers, *extra])
 

@@ -1,4 +1,4 @@
-"""``fusion-gateway``: serve, check, simulate."""
+"""``fusion-gateway``: serve, check, simulate, compare."""
 
 from __future__ import annotations
 
@@ -9,6 +9,8 @@ import sys
 import tempfile
 from collections.abc import Sequence
 
+from gateway import logs
+from gateway.auth import is_loopback
 from gateway.config import CONFIG_ENV, GatewayConfig, default_config_path, load_config
 from gateway.config.schema import SimulatorProviderConfig
 from gateway.errors import ConfigError
@@ -39,6 +41,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     rep.add_argument("--url", default="http://127.0.0.1:8000")
     rep.add_argument("--api-key", default=None, help="client key (default: $FUSION_GATEWAY_API_KEY)")
 
+    from gateway.compare.command import add_arguments as add_compare_arguments
+
+    compare = sub.add_parser("compare", help="compare pools with a fine-tuned baseline on a dataset, offline")
+    add_compare_arguments(compare)
+
     args = parser.parse_args(argv)
     if args.command == "serve":
         return _serve(args)
@@ -48,6 +55,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _simulate(args)
     if args.command == "report":
         return _report(args)
+    if args.command == "compare":
+        from gateway.compare.command import run as run_compare
+
+        return run_compare(args, list(argv) if argv is not None else sys.argv[1:])
     return 2
 
 
@@ -96,6 +107,17 @@ def _serve(args: argparse.Namespace) -> int:
         return 1
     host = args.host or config.server.host
     port = args.port if args.port is not None else config.server.port
+    log = logs.configure(config.logging.level)
+    if not config.auth.keys:
+        if not is_loopback(host):
+            print(
+                f"refusing to serve on {host}: no client keys are configured (auth.keys), so anyone who can reach "
+                "this address could spend the upstream credits. Add keys, or bind to 127.0.0.1.",
+                file=sys.stderr,
+            )
+            return 2
+        log.warning("no client keys configured: serving without authentication on loopback only",
+                    extra={"fields": {"host": host}})
     if args.workers > 1:
         # Each worker builds its own app from the environment; metrics go through prometheus_client's
         # multiprocess files so that any worker's /metrics shows the whole process tree.
@@ -106,7 +128,7 @@ def _serve(args: argparse.Namespace) -> int:
             os.remove(stale)  # values of an earlier run would otherwise be added to this one's
         target: object = "gateway.app:create_app_from_env"
     else:
-        target = create_app(config)
+        target = create_app(config, path)
         tune_gc()
     uvicorn.run(
         target,  # type: ignore[arg-type]
@@ -119,7 +141,9 @@ def _serve(args: argparse.Namespace) -> int:
         access_log=False,
         proxy_headers=False,  # the gateway does not use the client address; skip the per-request rewrite
         log_level="info",
-        timeout_graceful_shutdown=int(config.server.shutdown_grace_s) or None,
+        # A little longer than our own grace: streams still open when it runs out end with an in-band
+        # error first, then the server closes what is left.
+        timeout_graceful_shutdown=int(config.server.shutdown_grace_s) + 2,
         backlog=4096,
     )
     return 0

@@ -28,6 +28,7 @@ class ModelJudge:
         deadline: float,
         *,
         role: str = "judge",
+        on_call: Callable[[str], Awaitable[None]] | None = None,
     ) -> None:
         self._caller = caller
         self._spec = spec
@@ -38,6 +39,7 @@ class ModelJudge:
         self._pool = pool
         self._deadline = deadline
         self._role = role
+        self._on_call = on_call
         self.spec = spec
 
     async def verdict(self, messages: list[dict[str, Any]], response_format: dict[str, Any]) -> str:
@@ -61,6 +63,8 @@ class ModelJudge:
         }
 
     async def _call(self, body: dict[str, Any], on_delta: Callable[[str], Awaitable[None]] | None) -> str:
+        if self._on_call is not None:
+            await self._on_call(self._spec.name)
         record = self._ledger.add(CallRecord(model=self._spec.name, role=self._role, pool=self._pool))
         deadline = min(self._deadline, time.monotonic() + self._timeout)
         try:

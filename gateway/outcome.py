@@ -75,7 +75,7 @@ def _judge_entry(outcome: PoolOutcome) -> dict[str, Any] | None:
         "calls": len(calls),
         "latency_ms": _ms(span_ms(calls)),
         "usage": ledger.usage("judge").to_openai() if calls else None,
-        "cost_usd": ledger.cost("judge") if calls else None,
+        "cost_usd": ledger.cost("judge"),  # 0 when the judge was not needed, like cost_by_role
         "verdict": verdict,
         "fallback_reason": result.fallback_reason,
         "errors": [c.error_type for c in calls if c.status != "ok"],

@@ -66,6 +66,8 @@ def plan_pool(config: GatewayConfig, name: str, pool: PoolConfig, req: ChatReque
     events = opts.get("events", False)
     if not isinstance(events, bool):
         raise InvalidRequest("'fusion.events' must be a boolean", param="fusion.events", code="invalid_type")
+    if events and not req.stream:
+        raise InvalidRequest("'fusion.events' needs 'stream': true", param="fusion.events", code="invalid_value")
     members = _members(config, pool, opts.get("members"))
     _check_request(name, pool, mode, req)
     if len(members) > 1 and pool.judge is None:  # config check makes this unreachable for pools > 1

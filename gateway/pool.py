@@ -6,15 +6,19 @@ import random
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from fusion_modes import MODES
 from fusion_modes.base import Candidate, Emit, FusionContext, FusionResult
-from fusion_modes.debate import revision_messages
+from fusion_modes.debate import agree, revision_messages
 from gateway.calls import Ledger, UpstreamCaller
 from gateway.errors import PoolFailed
-from gateway.fanout import FanoutObserver, FanoutPolicy, MemberCall, MemberResult, fan_out
+from gateway.fanout import FanoutPolicy, MemberCall, MemberResult, fan_out
 from gateway.judging import ModelJudge
 from gateway.plan import PoolPlan
+
+if TYPE_CHECKING:
+    from gateway.events import FusionEvents
 
 
 @dataclass
@@ -59,7 +63,7 @@ async def run_pool(
     deadline: float,
     rng: random.Random,
     emit: Emit | None = None,
-    observer: FanoutObserver | None = None,
+    events: FusionEvents | None = None,
 ) -> PoolOutcome:
     pool = plan.pool
     calls = [MemberCall(i, spec, {**plan.body, "model": spec.upstream}) for i, spec in plan.members]
@@ -71,13 +75,18 @@ async def run_pool(
         deadline=deadline,
     )
     timeline.fanout_start = time.monotonic()
-    results = await fan_out(caller, calls, policy, ledger, plan.name, observer=observer)
+    results = await fan_out(caller, calls, policy, ledger, plan.name, observer=events)
     timeline.fanout_end = time.monotonic()
     ok = [r for r in results if r.ok]
     if not ok or (pool.require_quorum and len(ok) < quorum):
         raise PoolFailed(plan.name, [r.record.error for r in sorted(results, key=lambda r: r.call.index)])
 
-    judge = ModelJudge(caller, plan.judge, pool.judge, ledger, plan.name, deadline) if plan.judge is not None else None
+    judge = (
+        ModelJudge(caller, plan.judge, pool.judge, ledger, plan.name, deadline,
+                   on_call=events.judge_started if events is not None else None)
+        if plan.judge is not None
+        else None
+    )
     ctx = FusionContext(
         pool=plan.name,
         conversation=plan.body["messages"],
@@ -89,7 +98,7 @@ async def run_pool(
         swap=bool(pool.judge and pool.judge.swap),
         rounds=plan.rounds,
         final=plan.final,
-        reviser=_Reviser(caller, plan, ledger, policy, observer) if plan.mode == "debate" else None,
+        reviser=_Reviser(caller, plan, ledger, policy, events) if plan.mode == "debate" else None,
         emit=emit,
         member_order=pool.members,
     )
@@ -107,13 +116,13 @@ class _Reviser:
         plan: PoolPlan,
         ledger: Ledger,
         policy: FanoutPolicy,
-        observer: FanoutObserver | None,
+        events: FusionEvents | None,
     ) -> None:
         self._caller = caller
         self._plan = plan
         self._ledger = ledger
         self._policy = policy
-        self._observer = observer
+        self._events = events
         self._specs = dict(plan.members)
 
     async def __call__(self, round: int, latest: Sequence[Candidate]) -> list[Candidate]:
@@ -129,7 +138,13 @@ class _Reviser:
         policy = FanoutPolicy(
             quorum=len(calls), grace_s=None, timeout_s=self._policy.timeout_s, deadline=self._policy.deadline
         )
+        started = time.monotonic()
         results = await fan_out(
-            self._caller, calls, policy, self._ledger, self._plan.name, round=round, observer=self._observer
+            self._caller, calls, policy, self._ledger, self._plan.name, round=round, observer=self._events
         )
-        return [candidate(r) for r in results if r.ok]
+        revised = [candidate(r) for r in results if r.ok]
+        if self._events is not None:
+            await self._events.round_done(
+                round, len(revised), bool(revised) and agree(revised), (time.monotonic() - started) * 1000
+            )
+        return revised

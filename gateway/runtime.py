@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from gateway.auth import KeyRing
 from gateway.calls import UpstreamCaller
 from gateway.config.loader import GatewayConfig, ModelSpec
 from gateway.config.schema import PoolConfig
@@ -29,6 +30,7 @@ class Runtime:
     config: GatewayConfig
     providers: Mapping[str, Provider]
     caller: UpstreamCaller
+    keys: KeyRing
 
     def resolve(self, name: str) -> ModelSpec | PoolTarget:
         spec = self.config.models.get(name)
@@ -46,7 +48,9 @@ def build_runtime(config: GatewayConfig, metrics: Metrics, previous: Runtime | N
     for name, pcfg in config.providers.items():
         old = previous.providers.get(name) if previous is not None else None
         providers[name] = old if old is not None and old.config == pcfg else create_provider(name, pcfg)
-    return Runtime(config=config, providers=providers, caller=UpstreamCaller(providers, metrics))
+    return Runtime(
+        config=config, providers=providers, caller=UpstreamCaller(providers, metrics), keys=KeyRing(config.auth)
+    )
 
 
 def retired_providers(old: Runtime, new: Runtime) -> list[Provider]:

@@ -9,13 +9,15 @@ Keep-alives are SSE comment lines; never an empty ``data:`` event (the openai SD
 from __future__ import annotations
 
 import time
+from collections.abc import Awaitable, Sequence
 from typing import Any
 
 import anyio
 
 from gateway import sse
 from gateway.asgi import Headers, Send, send_error
-from gateway.errors import GatewayError
+from gateway.concurrency import beside
+from gateway.errors import GatewayError, ServiceUnavailable
 
 SSE_HEADERS: Headers = [
     (b"content-type", b"text/event-stream; charset=utf-8"),
@@ -54,16 +56,32 @@ class SSEResponse:
         async with self._lock:
             await self._write(sse.DONE, more=False)
 
-    async def fail(self, exc: GatewayError) -> None:
-        """Report ``exc``: with its real status if nothing was sent yet, else in-band, then close."""
+    async def fail(self, exc: GatewayError, headers: Sequence[tuple[bytes, bytes]] = ()) -> None:
+        """Report ``exc``: with its real status (and ``headers``) if nothing was sent yet, else in-band."""
         async with self._lock:
             if self.closed:
                 return
             if not self.started:
                 self.closed = self.started = True
-                await send_error(self._send, exc, self._headers)
+                await send_error(self._send, exc, [*self._headers, *headers])
                 return
             await self._write(sse.encode(exc.envelope()), more=False)
+
+    async def until_shutdown(self, work: Awaitable[None], stop: anyio.Event) -> None:
+        """Run ``work``; if ``stop`` fires first (the shutdown grace ran out), raise ServiceUnavailable so the
+        stream ends with an in-band error instead of just breaking off."""
+        stopped = False
+
+        async def watch() -> None:
+            nonlocal stopped
+            await stop.wait()
+            stopped = True
+            scope.cancel()
+
+        with anyio.CancelScope() as scope:
+            await beside(work, watch)
+        if stopped:
+            raise ServiceUnavailable("the gateway is shutting down; retry the request")
 
     async def keepalive(self) -> None:
         """Run until cancelled: a comment line whenever the stream has been quiet for ``keepalive_s``."""

@@ -1,32 +1,53 @@
-"""Everything one running gateway owns: the live runtime, metrics, background work. No module globals."""
+"""Everything one running gateway owns: the live runtime, metrics, limits, background work. No globals."""
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import signal
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
 
 import anyio
+from anyio.abc import TaskGroup
 
 from gateway.baseline import BaselineSampler
 from gateway.config.loader import GatewayConfig
+from gateway.config.schema import StateConfig
+from gateway.limits import Limits, MemoryLimits
+from gateway.logs import LOGGER
 from gateway.metrics import Metrics
+from gateway.providers import Provider
+from gateway.reload import Reloader
 from gateway.runtime import Runtime, build_runtime
 from gateway.stats import StatsStore
 
-log = logging.getLogger("fusion_gateway")
+
+def make_limits(state: StateConfig) -> Limits:
+    if state.redis_url:
+        from gateway.limits_redis import RedisLimits
+
+        return RedisLimits(state.redis_url, state.key_prefix)
+    return MemoryLimits()
 
 
 class Gateway:
-    def __init__(self, config: GatewayConfig) -> None:
+    def __init__(self, config: GatewayConfig, config_path: str | None = None) -> None:
+        self.log = logging.getLogger(LOGGER)
         self.metrics = Metrics()
         self.runtime: Runtime = build_runtime(config, self.metrics)
+        self.limits = make_limits(config.state)
         self.stats = StatsStore()
         self.baseline = BaselineSampler(self.metrics, self.stats, config.server.background_max_inflight)
+        self.reloader = Reloader(self, config_path)
         self.started_at = int(time.time())
         self.ready = False
+        #: set when the shutdown grace has run out: open streams end with an in-band error
+        self.draining = anyio.Event()
+        self._tg: TaskGroup | None = None
+        self._retired: list[Provider] = []
         self.metrics.reload_ok.set(1)
         self.metrics.reload_ts.set(time.time())
 
@@ -34,22 +55,90 @@ class Gateway:
     def config(self) -> GatewayConfig:
         return self.runtime.config
 
+    def install(self, runtime: Runtime) -> None:
+        """Swap in a new runtime. Requests already running keep the one they started with."""
+        if runtime.config.state != self.runtime.config.state:
+            old_limits, self.limits = self.limits, make_limits(runtime.config.state)
+            self.close_later([], 0.0, old_limits)
+        self.runtime = runtime
+
+    def close_later(self, providers: Sequence[Provider], delay_s: float, limits: Limits | None = None) -> None:
+        async def close() -> None:
+            await anyio.sleep(delay_s)
+            for p in providers:
+                await p.aclose()
+            if limits is not None:
+                await limits.aclose()
+
+        self._retired.extend(providers)
+        if self._tg is not None:
+            self._tg.start_soon(close)
+
     @asynccontextmanager
     async def lifespan(self, _app: Any = None) -> AsyncIterator[None]:
         async with anyio.create_task_group() as tg:
-            # Background work (baseline samples) lives here: bounded by the app's lifetime, cancelled
-            # cleanly at shutdown, never awaited by a request.
+            # Background work (baseline samples, the config watcher, delayed closes) lives here:
+            # bounded by the app's lifetime, cancelled cleanly at shutdown, never awaited by a request.
+            self._tg = tg
             self.baseline.task_group = tg
+            server = self.config.server
+            if server.watch_config and self.reloader.path:
+                tg.start_soon(self.reloader.watch, server.watch_interval_s)
+            tg.start_soon(self._signals)
             self.ready = True
             try:
                 yield
             finally:
                 self.ready = False
                 self.baseline.task_group = None
+                self._tg = None
                 tg.cancel_scope.cancel()
         await self.aclose()
         self.metrics.process_exit()
 
+    def begin_shutdown(self) -> None:
+        """SIGTERM: stop being ready at once; after the grace period, end the streams still open."""
+        if not self.ready:
+            return
+        self.ready = False
+        grace = self.config.server.shutdown_grace_s
+        self.log.info("shutting down", extra={"fields": {"grace_s": grace}})
+
+        async def expire() -> None:
+            await anyio.sleep(grace)
+            self.draining.set()
+
+        if self._tg is not None:
+            self._tg.start_soon(expire)
+
+    async def _signals(self) -> None:
+        """SIGHUP reloads; SIGTERM starts the graceful shutdown, then hands over to the server's own
+        handler, which stops accepting connections. Signals can only be caught in the main thread
+        (tests run servers in threads): elsewhere they are left to the server."""
+        previous = signal.getsignal(signal.SIGTERM)
+        try:
+            receiver = anyio.open_signal_receiver(signal.SIGTERM, signal.SIGHUP)
+            signals = receiver.__enter__()
+        except (ValueError, RuntimeError, NotImplementedError):
+            return
+        try:
+            async for sig in signals:
+                if sig == signal.SIGHUP:
+                    await self.reloader.reload("SIGHUP")
+                else:
+                    self.begin_shutdown()
+                    if callable(previous):
+                        previous(signal.SIGTERM, None)
+        finally:
+            receiver.__exit__(None, None, None)
+            if callable(previous):
+                with contextlib.suppress(ValueError):
+                    signal.signal(signal.SIGTERM, previous)
+
     async def aclose(self) -> None:
-        for provider in self.runtime.providers.values():
-            await provider.aclose()
+        closed: set[int] = set()
+        for provider in [*self.runtime.providers.values(), *self._retired]:
+            if id(provider) not in closed:
+                closed.add(id(provider))
+                await provider.aclose()
+        await self.limits.aclose()

@@ -5,7 +5,7 @@ set -eu
 cd "$(dirname "$0")/.."
 
 # Debian packages the tests drive for real (command:package).
-NEEDS="prometheus:prometheus promtool:prometheus redis-server:redis-server"
+NEEDS="redis-server:redis-server chromium:chromium prometheus:prometheus promtool:prometheus"
 missing=""
 for pair in $NEEDS; do
   command -v "${pair%%:*}" >/dev/null 2>&1 || missing="$missing ${pair#*:}"

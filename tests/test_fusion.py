@@ -352,6 +352,29 @@ def test_judge_failure_with_fallback_error_is_a_502(gateway: GatewayRunner, fake
     assert resp.status_code == 502
     assert resp.json()["error"]["code"] == "judge_failed"
     assert resp.json()["error"]["message"] == "pool 'p': the judge failed (not_json) and fallback is 'error'"
+    # what was spent is still reported: three members (20 in, 5 out) and the judge, at 1 / 2 USD per 1M
+    assert resp.headers["x-fusion-cost-usd"] == "0.00012"
+
+
+def test_stream_errors_keep_their_status_until_the_stream_starts_then_go_in_band(
+    gateway: GatewayRunner, fake: FakeUpstream
+) -> None:
+    for name in "abc":
+        fake.behaviours[name] = error_reply(500)
+    with gateway(pool_config(fake, BEST_OF)) as (_, srv):
+        early = httpx.post(srv.url + "/v1/chat/completions", json={"model": "p", "messages": HI, "stream": True})
+        with pytest.raises(openai.APIStatusError) as info:
+            list(sdk(srv.url).chat.completions.create(model="p", messages=HI, stream=True))  # type: ignore[arg-type]
+    assert early.status_code == 502 and early.json()["error"]["code"] == "pool_failed"
+    assert early.headers["x-fusion-cost-usd"] == "0"
+    assert info.value.status_code == 502
+    three_answers(fake, delays=(0.6, 0.6, 0.6))
+    fake.behaviours["j"] = answer("not a verdict")
+    config = pool_config(fake, BEST_OF + "    fallback: error\n", server="keepalive_s: 0.2")
+    with gateway(config) as (_, srv):
+        text, events = raw_stream(srv.url, {"model": "p", "messages": HI, "stream": True})
+    assert text.startswith(": fusion keep-alive")  # the stream had started: the error can only go in-band
+    assert "[DONE]" not in text and events[-1]["error"]["code"] == "judge_failed"
 
 
 def test_swap_asks_twice_in_reversed_order(gateway: GatewayRunner, fake: FakeUpstream) -> None:

@@ -95,7 +95,7 @@ def build_config(source: Source) -> GatewayConfig:
     if issues:
         raise source.error(issues)
     models = _models(raw, providers, issues)
-    _check_pools(raw, models, issues)
+    _check_pools(raw, issues)
     _check_keys(raw, issues)
     if issues:
         raise source.error(issues)
@@ -184,7 +184,10 @@ def _check_keys(raw: RawConfig, issues: list[ConfigIssue]) -> None:
                 issues.append(ConfigIssue((*loc, "models", j), f"unknown model '{model}'"))
 
 
-def _check_pools(raw: RawConfig, models: Mapping[str, ModelSpec], issues: list[ConfigIssue]) -> None:
+def _check_pools(raw: RawConfig, issues: list[ConfigIssue]) -> None:
+    # Names are checked against every model written in the file, valid or not: a model with its own
+    # error is reported once, not again by every pool that uses it.
+    models = raw.models
     known = ", ".join(models) or "none defined"
 
     def check_model(loc: Loc, name: str, what: str) -> None:
@@ -206,6 +209,10 @@ def _check_pools(raw: RawConfig, models: Mapping[str, ModelSpec], issues: list[C
         if pool.quorum is not None and pool.quorum > len(pool.members):
             issues.append(
                 ConfigIssue((*loc, "quorum"), f"quorum {pool.quorum} exceeds the {len(pool.members)} members")
+            )
+        if pool.max_cost_usd is not None and pool.max_tokens_cap is None:
+            issues.append(
+                ConfigIssue((*loc, "max_cost_usd"), "needs max_tokens_cap: without it the worst case has no bound")
             )
         if pool.debate is not None and pool.mode != "debate":
             issues.append(ConfigIssue((*loc, "debate"), "only meaningful with mode: debate"))

@@ -6,24 +6,22 @@ import random
 import secrets
 import time
 from decimal import Decimal
-from typing import TYPE_CHECKING, Any
-
-import anyio
+from typing import Any
 
 from fusion_modes.base import Emit, FusionError, FusionResult
 from gateway.asgi import Headers, Send, send_error, send_json
 from gateway.baseline import FusedAnswer, Sample
 from gateway.calls import Ledger
+from gateway.concurrency import beside
 from gateway.errors import GatewayError, JudgeUnavailable, PoolFailed
+from gateway.events import FusionEvents
 from gateway.jsonutil import decimal_text
 from gateway.outcome import fused_cost, latency_breakdown, pool_metadata, record_pool_metrics
 from gateway.plan import PoolPlan
 from gateway.pool import PoolOutcome, Timeline, run_pool
 from gateway.protocol import ChatRequest, chunk, completion, new_completion_id, now_s
+from gateway.routes.context import RequestContext
 from gateway.sse_out import SSEResponse
-
-if TYPE_CHECKING:
-    from gateway.routes.chat import RequestContext
 
 
 def cost_header(cost: Decimal | None) -> Headers:
@@ -38,10 +36,12 @@ def _failed(ctx: RequestContext, plan: PoolPlan, exc: BaseException) -> GatewayE
     ctx.gateway.stats.request(plan.name, "error")
     if isinstance(exc, FusionError):
         m.judge_verdicts.labels(plan.name, "error").inc()
-        return JudgeUnavailable(str(exc))
-    if isinstance(exc, PoolFailed):
+        exc = JudgeUnavailable(str(exc))
+    elif isinstance(exc, PoolFailed):
         m.quorum_misses.labels(plan.name).inc()
     assert isinstance(exc, GatewayError)
+    ctx.status = exc.http_status
+    ctx.fields["error"] = exc.code
     return exc
 
 
@@ -54,7 +54,7 @@ class _Fused:
         self.ledger = Ledger()
         self.sample: Sample | None = None
 
-    async def run(self, emit: Emit | None = None) -> PoolOutcome:
+    async def run(self, emit: Emit | None = None, events: FusionEvents | None = None) -> PoolOutcome:
         ctx, plan = self.ctx, self.plan
         # The baseline starts with the members, before the fan-out.
         self.sample = ctx.gateway.baseline.start(ctx.runtime, plan)
@@ -67,6 +67,7 @@ class _Fused:
                 deadline=ctx.started + plan.pool.deadline_s,
                 rng=random.Random(secrets.randbits(64)),
                 emit=emit,
+                events=events,
             )
         except BaseException:
             if self.sample is not None:
@@ -84,7 +85,28 @@ class _Fused:
         if self.sample is not None:
             self.sample.deliver(FusedAnswer(outcome.result.message, latency["total"], cost))
             meta["baseline_sampled"] = True
+        self._log_fields(outcome, meta)
         return meta
+
+    def _log_fields(self, outcome: PoolOutcome, meta: dict[str, Any]) -> None:
+        ctx = self.ctx
+        ctx.status = 200
+        ctx.cost = meta["cost_usd"]
+        judge = meta["judge"]
+        ctx.fields.update(
+            {
+                "pool": self.plan.name,
+                "degraded": meta["degraded"],
+                "members": [{"model": m["model"], "status": m["status"], "latency_ms": m["latency_ms"]}
+                            for m in meta["members"]],
+                "judge": judge["status"] if judge else None,
+                "winner": meta["winner"],
+                "rounds": len(meta["rounds"]),
+                "latency_breakdown_ms": meta["latency_ms"],
+            }
+        )
+        if ctx.runtime.config.logging.content:
+            ctx.fields["content"] = {"messages": self.plan.body["messages"], "answer": outcome.result.message}
 
 
 async def json(ctx: RequestContext, plan: PoolPlan, req: ChatRequest, send: Send) -> None:
@@ -92,7 +114,9 @@ async def json(ctx: RequestContext, plan: PoolPlan, req: ChatRequest, send: Send
     try:
         outcome = await fused.run()
     except (GatewayError, FusionError) as exc:
-        await send_error(send, _failed(ctx, plan, exc), ctx.headers)
+        # What was spent before the failure is still spent: say so.
+        ctx.cost = fused_cost(fused.ledger)
+        await send_error(send, _failed(ctx, plan, exc), [*ctx.headers, *cost_header(ctx.cost)])
         return
     result = outcome.result
     meta = fused.finish(outcome)
@@ -124,16 +148,25 @@ async def stream(ctx: RequestContext, plan: PoolPlan, req: ChatRequest, send: Se
         await out.event(make({"content": text}))
 
     fused = _Fused(ctx, plan)
-    try:
-        async with anyio.create_task_group() as tg:
-            tg.start_soon(out.keepalive)
-            outcome = await fused.run(emit)
-            tg.cancel_scope.cancel()
+    events: FusionEvents | None = None
+    if plan.events:
+
+        async def send_event(event: dict[str, Any]) -> None:
+            c = make(None)
+            c["fusion_event"] = event
+            await out.event(c)
+
+        events = FusionEvents(send_event, ctx.started)
+
+    async def work() -> None:
+        outcome = await beside(fused.run(emit, events), out.keepalive)
         result = outcome.result
+        meta = fused.finish(outcome)
+        if events is not None and meta["judge"] is not None:
+            await events.judge_done(meta["judge"])
         if not result.streamed:
             for delta in _message_deltas(result, include_role=not role_sent):
                 await out.event(make(delta))
-        meta = fused.finish(outcome)
         last = make({}, result.finish_reason)
         if with_usage:
             await out.event(last)
@@ -145,8 +178,12 @@ async def stream(ctx: RequestContext, plan: PoolPlan, req: ChatRequest, send: Se
             last["fusion"] = meta
             await out.event(last)
         await out.done()
+
+    try:
+        await out.until_shutdown(work(), ctx.gateway.draining)
     except (GatewayError, FusionError) as exc:
-        await out.fail(_failed(ctx, plan, exc))
+        ctx.cost = fused_cost(fused.ledger)
+        await out.fail(_failed(ctx, plan, exc), cost_header(ctx.cost))
 
 
 def _message_deltas(result: FusionResult, include_role: bool) -> list[dict[str, Any]]:

@@ -6,19 +6,24 @@ from typing import Any
 
 from fastapi import APIRouter, Request
 
+from gateway.routes.deps import Caller
 from gateway.state import Gateway
 
 router = APIRouter()
 
 
 @router.get("/v1/models")
-async def list_models(request: Request) -> dict[str, Any]:
+async def list_models(request: Request, caller: Caller) -> dict[str, Any]:
+    """Every name this caller may use."""
     gw: Gateway = request.app.state.gateway
     config = gw.config
     data: list[dict[str, Any]] = []
     for name, spec in config.models.items():
-        data.append({"id": name, "object": "model", "created": gw.started_at, "owned_by": spec.provider})
+        if caller.may_call(name, is_pool=False):
+            data.append({"id": name, "object": "model", "created": gw.started_at, "owned_by": spec.provider})
     for name, pool in config.pools.items():
+        if not caller.may_call(name, is_pool=True):
+            continue
         data.append(
             {
                 "id": name,

@@ -192,10 +192,12 @@ class SimulatedModel:
         if judge is not None:
             texts = [b.body for b in judge.candidates]
             best = _vote(texts, keys=[b.label for b in judge.candidates])
+            if _majority_number(texts) is None:
+                best = self._check_work(judge.conversation, texts, best)
             if judge.wants_verdict:
                 label = judge.candidates[best].label
                 verdict = {
-                    "analysis": f"Candidate {label} gives the answer most candidates support and shows no error.",
+                    "analysis": f"Candidate {label} gives the best-supported answer and shows no error.",
                     "winner": label,
                 }
                 return _text(orjson.dumps(verdict).decode()), "stop"
@@ -222,6 +224,21 @@ class SimulatedModel:
                 expr = f"{m.group(1)} {m.group(2)} {m.group(3)}"
                 return _text(f"Working it out: {expr} = {_fmt(shown)}. The answer is {_fmt(shown)}."), "stop"
         return _text(self._filler(rng)), "stop"
+
+    def _check_work(self, conversation: str, texts: Sequence[str], fallback: int) -> int:
+        """No majority to follow (two candidates, or all different): with the judge's own ``accuracy``,
+        it works the arithmetic out and picks an answer that gets it right; otherwise it keeps
+        ``fallback``, a choice that depends on neither label nor position."""
+        m = _ARITH.search(conversation)
+        value = _evaluate(m.group(1), m.group(2), m.group(3)) if m else None
+        if value is None:
+            return fallback
+        if stable_rng(self.seed, self.name, "check", conversation, *sorted(texts)).random() >= self.profile.accuracy:
+            return fallback
+        right = [i for i, t in enumerate(texts) if final_number(t) == _fmt(value)]
+        if not right:
+            return fallback
+        return min(right, key=lambda i: hashlib.sha256(texts[i].encode()).digest())
 
     def _filler(self, rng: random.Random) -> str:
         words: list[str] = []

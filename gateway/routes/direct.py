@@ -1,0 +1,93 @@
+"""A model name is a passthrough: the caller's body goes upstream as sent, only ``model`` replaced."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from gateway.asgi import Send, send_error, send_json
+from gateway.calls import CallRecord
+from gateway.config.loader import ModelSpec
+from gateway.errors import GatewayError, UpstreamError
+from gateway.protocol import ChatRequest
+from gateway.routes.context import RequestContext
+from gateway.routes.fused import cost_header
+from gateway.sse_out import SSEResponse
+
+
+def _done(ctx: RequestContext, spec: ModelSpec, record: CallRecord, error: GatewayError | None) -> None:
+    m = ctx.gateway.metrics
+    outcome = "ok" if error is None else "error"
+    m.requests.labels(spec.name, "passthrough", outcome).inc()
+    if error is None:
+        m.request_duration.labels(spec.name, "passthrough").observe(time.monotonic() - ctx.started)
+    ctx.status = 200 if error is None else error.http_status
+    ctx.cost = record.cost
+    ctx.fields["upstream"] = {"status": record.status, "attempts": record.attempts, "error_type": record.error_type,
+                              "latency_ms": round(record.latency_ms, 3)}
+    if error is not None:
+        ctx.fields["error"] = error.code
+
+
+async def json(ctx: RequestContext, spec: ModelSpec, req: ChatRequest, send: Send) -> None:
+    body = {**req.body, "model": spec.upstream}
+    record = CallRecord(model=spec.name, role="passthrough", pool=spec.name)
+    try:
+        data = await ctx.runtime.caller.complete(spec, body, record, ctx.started + spec.timeouts.total_s)
+    except UpstreamError as exc:
+        _done(ctx, spec, record, exc)
+        await send_error(send, exc, ctx.headers)
+        return
+    data["model"] = req.model
+    if not isinstance(data.get("usage"), dict) and record.usage is not None:
+        data["usage"] = record.usage.to_openai()  # counted by the gateway: marked usage_estimated
+    _done(ctx, spec, record, None)
+    if ctx.runtime.config.logging.content:
+        ctx.fields["content"] = {"messages": req.messages, "answer": data.get("choices")}
+    await send_json(send, 200, data, [*ctx.headers, *cost_header(record.cost)])
+
+
+async def stream(ctx: RequestContext, spec: ModelSpec, req: ChatRequest, send: Send) -> None:
+    opts = req.body.get("stream_options")
+    # Usage is asked for upstream even when the caller did not: cost must be exact either way.
+    body = {
+        **req.body,
+        "model": spec.upstream,
+        "stream_options": {**(opts if isinstance(opts, dict) else {}), "include_usage": True},
+    }
+    record = CallRecord(model=spec.name, role="passthrough", pool=spec.name)
+    out = SSEResponse(send, ctx.headers, ctx.runtime.config.server.keepalive_s)
+    last: dict[str, Any] = {}
+    usage_sent = False
+
+    async def forward(chunk: dict[str, Any], _added: str) -> None:
+        nonlocal last, usage_sent
+        chunk["model"] = req.model
+        last = chunk
+        if not req.include_usage:
+            if not chunk.get("choices") and chunk.get("usage"):
+                return  # the usage chunk the caller did not ask for
+            chunk.pop("usage", None)
+        elif chunk.get("usage"):
+            usage_sent = True
+        await out.event(chunk)
+
+    async def work() -> None:
+        acc = await ctx.runtime.caller.relay(spec, body, record, ctx.started + spec.timeouts.total_s, forward)
+        if req.include_usage and not usage_sent and record.usage is not None:
+            # The upstream sent no usage: the caller asked for it, so it gets the gateway's count, marked.
+            await out.event(
+                {"id": last.get("id"), "object": "chat.completion.chunk", "created": last.get("created"),
+                 "model": req.model, "choices": [], "usage": record.usage.to_openai()}
+            )
+        if ctx.runtime.config.logging.content:
+            ctx.fields["content"] = {"messages": req.messages, "answer": acc.message()}
+        await out.done()
+
+    try:
+        await out.until_shutdown(work(), ctx.gateway.draining)
+    except GatewayError as exc:
+        _done(ctx, spec, record, exc)
+        await out.fail(exc)
+        return
+    _done(ctx, spec, record, None)

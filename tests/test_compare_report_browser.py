@@ -1,0 +1,137 @@
+"""The HTML report of a real compare run, opened in a real headless Chromium: no console errors, nothing
+fetched from the network, and every chart rendered at a real size. A screenshot is kept for people."""
+
+from __future__ import annotations
+
+import json
+import tempfile
+from pathlib import Path
+
+import pytest
+from playwright.sync_api import sync_playwright
+
+from gateway.cli import main
+from tests.conftest import GatewayRunner
+
+ROOT = Path(__file__).resolve().parent.parent
+ARTIFACTS = ROOT / "test-artifacts"
+CHROMIUM = "/usr/bin/chromium"
+ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+
+CONFIG = """
+providers:
+  sim:
+    type: simulator
+    seed: 7
+    profiles:
+      fast:  {ttft_ms: 5, tokens_per_s: 4000, jitter_ms: 3, accuracy: 0.7}
+      slow:  {ttft_ms: 25, tokens_per_s: 2000, jitter_ms: 10, accuracy: 0.7}
+      judge: {ttft_ms: 5, tokens_per_s: 4000}
+      ft:    {ttft_ms: 8, tokens_per_s: 3000, jitter_ms: 3, accuracy: 0.76}
+models:
+  sim-fast:  {provider: sim, model: fast, price: {input: 0.15, output: 0.60}}
+  sim-slow:  {provider: sim, model: slow, price: {input: 0.10, output: 0.40}}
+  sim-judge: {provider: sim, model: judge, price: {input: 2.50, output: 10.00}}
+  sim-ft:    {provider: sim, model: ft, price: {input: 0.30, output: 1.20}}
+pools:
+  best-of-3:
+    mode: best-of
+    members: [sim-fast, sim-slow, sim-fast]
+    judge: {model: sim-judge, swap: true}
+  merge-2:
+    mode: merge
+    members: [sim-fast, sim-slow]
+    judge: {model: sim-judge}
+"""
+
+
+@pytest.mark.browser
+def test_html_report_renders_its_charts_offline(gateway: GatewayRunner, tmp_path: Path) -> None:
+    data = tmp_path / "data.jsonl"
+    data.write_text(
+        "\n".join(
+            json.dumps(
+                {
+                    "messages": [
+                        {"role": "user", "content": f"What is {a} * 13?"},
+                        {"role": "assistant", "content": f"The answer is {a * 13}."},
+                    ]
+                }
+            )
+            for a in range(21, 45)
+        )
+        + "\n"
+    )
+    out = tmp_path / "out"
+    with gateway(CONFIG) as (_, srv):
+        code = main(
+            [
+                "compare",
+                "--dataset",
+                str(data),
+                "--pool",
+                "best-of-3",
+                "--pool",
+                "merge-2",
+                "--baseline",
+                "sim-ft",
+                "--url",
+                srv.url,
+                "--scorer",
+                "numeric",
+                "--out",
+                str(out),
+                "--baseline-training-usd",
+                "5",
+                "--concurrency",
+                "8",
+            ]
+        )
+    assert code == 0
+    html = (out / "report.html").read_text()
+    for fetches in ("src=", "href=", "url(", "@import", "<script", "https://"):  # nothing to fetch, nothing to run
+        assert fetches not in html
+
+    errors: list[str] = []
+    requests: list[str] = []
+    # A fresh profile directory: no state from another run or a person's browser.
+    with tempfile.TemporaryDirectory() as profile, sync_playwright() as pw:
+        context = pw.chromium.launch_persistent_context(profile, executable_path=CHROMIUM, headless=True, args=ARGS)
+        page = context.new_page()
+        page.on("console", lambda m: errors.append(m.text) if m.type in ("error", "warning") else None)
+        page.on("pageerror", lambda e: errors.append(str(e)))
+        page.on("request", lambda r: requests.append(r.url))
+        page.set_viewport_size({"width": 1100, "height": 900})
+        page.goto((out / "report.html").as_uri())
+        page.wait_for_load_state("load")
+        sizes = {}
+        for chart in ("chart-quality-cost", "chart-latency", "chart-pairwise", "chart-break-even"):
+            box = page.locator(f"svg#{chart}").bounding_box()
+            assert box is not None, chart
+            sizes[chart] = box
+            assert box["width"] > 300 and box["height"] > 100, (chart, box)
+        # The marks themselves are drawn: one point per system, one box per system, one bar row per pool.
+        assert page.locator("#chart-quality-cost circle").count() == 3
+        assert page.locator("#chart-latency rect").count() == 3
+        assert page.locator("#chart-pairwise rect").count() >= 3 + 2  # legend + at least one segment per pool
+        for i in range(page.locator("#chart-latency rect").count()):
+            rect = page.locator("#chart-latency rect").nth(i).bounding_box()
+            assert rect is not None and rect["width"] > 0 and rect["height"] > 0
+        headline = page.locator(".headline strong").first.inner_text()
+        assert headline.startswith("best-of-3 is right ")
+        ARTIFACTS.mkdir(exist_ok=True)
+        shot = ARTIFACTS / "compare-report.png"
+        page.screenshot(path=str(shot), full_page=True)
+        context.close()
+    assert errors == []
+    assert requests == [(out / "report.html").as_uri()]  # the page itself, nothing else
+    assert shot.stat().st_size > 10_000
