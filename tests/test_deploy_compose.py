@@ -268,7 +268,9 @@ def test_the_stack_runs_as_compose_would_start_it() -> None:
             )
             assert done.returncode == 0, done.stderr
             summary = json.loads(done.stdout.strip().splitlines()[-1])
-            metrics = httpx.get(f"http://127.0.0.1:{gw_port}/metrics").text
+            metrics = httpx.get(f"http://127.0.0.1:{gw_port}/metrics").text  # no key: Prometheus has none
+            anonymous = httpx.post(f"http://127.0.0.1:{gw_port}/v1/chat/completions", json={"model": "merge-3"})
+            assert anonymous.status_code == 401, "the compose gateway listens on 0.0.0.0: keys are required"
     assert summary["sent"] == 12 and summary["models"] == pools.split(",")
     assert summary["status"].get("200", 0) >= 9, summary  # the simulator injects a few faults on purpose
     for pool in pools.split(","):

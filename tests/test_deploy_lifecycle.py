@@ -110,6 +110,16 @@ def test_probes_traffic_and_graceful_shutdown(tmp_path: Path, redis_url: str) ->
             resp = chat(url, pool)
             assert resp.status_code == 200, resp.text
             assert resp.json()["model"] == pool
+        # the key from the Secret is required; probes and the scrape need none (above, and running())
+        anonymous = httpx.post(f"{url}/v1/chat/completions", json={"model": "best-of-3", "messages": []})
+        assert anonymous.status_code == 401
+        # the rate limit of the config's key is counted in the base's Redis, shared by every replica
+        import redis
+
+        shared = redis.Redis.from_url(redis_url)
+        prefix = yaml.safe_load(CONFIG_TEXT)["state"].get("key_prefix", "fusion:")
+        assert shared.keys(f"{prefix}*"), "nothing was counted in Redis"
+        shared.close()
 
         # A rollout: a request is in flight when the kubelet, after the preStop sleep, sends SIGTERM.
         result: dict[str, Any] = {}
