@@ -14,11 +14,9 @@ from fusion_modes.base import (
     FusionContext,
     FusionMode,
     FusionResult,
-    JudgeFailed,
     RoundRecord,
-    first_success,
 )
-from fusion_modes.best_of import pick
+from fusion_modes.best_of import BestOf
 from fusion_modes.delimit import Block, blocks, new_nonce, wrap
 from fusion_modes.merge import merge
 
@@ -97,9 +95,4 @@ class Debate(FusionMode):
             return FusionResult(only.message, only.finish_reason, winner=only, judge_status="skipped")
         if ctx.final == "merge":
             return await merge(ctx, current)
-        try:
-            verdict = await pick(ctx, current)
-        except JudgeFailed as exc:
-            return first_success(ctx, current, exc.reason)
-        w = verdict.winner
-        return FusionResult(w.message, w.finish_reason, winner=w, verdict=verdict)
+        return await BestOf().run(ctx, current)

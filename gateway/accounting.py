@@ -1,7 +1,8 @@
 """Exact cost of upstream calls, in ``Decimal`` USD.
 
 cost = uncached prompt tokens x input + cached prompt tokens x cached_input + completion tokens x output,
-prices per 1M tokens. Reasoning tokens are completion tokens. A model without a price costs ``None``,
+prices per 1M tokens, and prompt tokens written to a cache at ``cache_write_input`` where the upstream
+reports them (Anthropic). Reasoning tokens are completion tokens. A model without a price costs ``None``,
 never 0: an unknown cost must not look free.
 """
 
@@ -19,8 +20,13 @@ MILLION = Decimal(1_000_000)
 def call_cost(price: Price | None, usage: Usage | None) -> Decimal | None:
     if price is None or usage is None:
         return None
-    uncached = usage.prompt_tokens - usage.cached_tokens
-    micro = uncached * price.input + usage.cached_tokens * price.cached + usage.completion_tokens * price.output
+    fresh = usage.prompt_tokens - usage.cached_tokens - usage.cache_write_tokens
+    micro = (
+        fresh * price.input
+        + usage.cached_tokens * price.cached
+        + usage.cache_write_tokens * price.cache_write
+        + usage.completion_tokens * price.output
+    )
     return micro / MILLION
 
 

@@ -15,6 +15,8 @@ class Usage:
     cached_tokens: int = 0
     #: part of ``completion_tokens`` spent reasoning
     reasoning_tokens: int = 0
+    #: part of ``prompt_tokens`` written to the upstream's prompt cache (Anthropic bills these higher)
+    cache_write_tokens: int = 0
     #: True when counted by the gateway because the upstream did not say
     estimated: bool = False
 
@@ -28,6 +30,7 @@ class Usage:
             completion_tokens=self.completion_tokens + other.completion_tokens,
             cached_tokens=self.cached_tokens + other.cached_tokens,
             reasoning_tokens=self.reasoning_tokens + other.reasoning_tokens,
+            cache_write_tokens=self.cache_write_tokens + other.cache_write_tokens,
             estimated=self.estimated or other.estimated,
         )
 
@@ -42,12 +45,14 @@ class Usage:
             return None
         pd = data.get("prompt_tokens_details")
         cd = data.get("completion_tokens_details")
-        cached = _int(pd.get("cached_tokens")) if isinstance(pd, dict) else None
+        cached = min((_int(pd.get("cached_tokens")) if isinstance(pd, dict) else None) or 0, prompt)
+        written = (_int(pd.get("cache_write_tokens")) if isinstance(pd, dict) else None) or 0
         reasoning = _int(cd.get("reasoning_tokens")) if isinstance(cd, dict) else None
         return cls(
             prompt_tokens=prompt,
             completion_tokens=completion,
-            cached_tokens=min(cached or 0, prompt),
+            cached_tokens=cached,
+            cache_write_tokens=min(written, prompt - cached),
             reasoning_tokens=reasoning or 0,
             estimated=bool(data.get("usage_estimated", False)),
         )
@@ -60,6 +65,9 @@ class Usage:
             "prompt_tokens_details": {"cached_tokens": self.cached_tokens},
             "completion_tokens_details": {"reasoning_tokens": self.reasoning_tokens},
         }
+        if self.cache_write_tokens:
+            # Not an OpenAI field: providers with priced cache writes (Anthropic) report them here.
+            out["prompt_tokens_details"]["cache_write_tokens"] = self.cache_write_tokens
         if self.estimated:
             out["usage_estimated"] = True
         return out

@@ -362,3 +362,22 @@ def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
+
+
+def test_background_work_is_bounded_and_ends_with_the_gateway(gateway: GatewayRunner, fake: FakeUpstream) -> None:
+    members(fake)
+    fake.behaviours["ft"] = hang()
+    config = "server: {background_max_inflight: 1}\n" + cfg(fake)
+    with gateway(config) as (_, srv):
+        for _ in range(3):
+            assert post(srv.url, "sampled").status_code == 200  # never waits for the hung baseline
+        metrics = families(httpx.get(srv.url + "/metrics").text)
+        (baseline,) = fake.requests_for("ft")
+        assert baseline.disconnected is None
+        t0 = time.monotonic()
+    # leaving the block shut the gateway down: its background call was cancelled and its connection closed
+    assert time.monotonic() - t0 < 5
+    assert wait_until(lambda: baseline.disconnected is not None, timeout=2)
+    skipped = {s.labels["pool"]: s.value for s in metrics["fusion_baseline_skipped"].samples
+               if s.name == "fusion_baseline_skipped_total"}
+    assert skipped == {"sampled": 2.0}

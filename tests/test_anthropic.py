@@ -477,3 +477,17 @@ def test_json_schema_is_a_forced_tool_whose_input_is_the_content(gateway: Gatewa
     ]
     assert sent["tool_choice"] == {"type": "tool", "name": "city_facts"}
     assert "response_format" not in sent
+
+
+def test_cache_writes_and_reads_are_priced_apart(gateway: GatewayRunner, upstream: NativeFake) -> None:
+    upstream.behaviours["claude-x"] = reply(ANTHROPIC_TEXT)  # 25 fresh, 1200 written, 3000 read, 9 out
+    priced = config(upstream.url).replace(
+        "model: claude-x}",
+        "model: claude-x, price: {input: 3, output: 15, cached_input: 0.30, cache_write_input: 3.75}}",
+    )
+    with gateway(priced) as (_, srv):
+        resp = post(srv.url, {"messages": [{"role": "user", "content": "hi"}]})
+    details = resp.json()["usage"]["prompt_tokens_details"]
+    assert details == {"cached_tokens": 3000, "cache_write_tokens": 1200}
+    # by hand: 25 x 3 + 3000 x 0.30 + 1200 x 3.75 + 9 x 15 = 75 + 900 + 4500 + 135 = 5610 micro-USD
+    assert resp.headers["x-fusion-cost-usd"] == "0.00561"

@@ -251,12 +251,19 @@ class Price(Strict):
 
     input: Usd
     output: Usd
-    #: defaults to ``input``
+    #: prompt tokens read from the upstream's cache; defaults to ``input``
     cached_input: Usd | None = None
+    #: prompt tokens written to the upstream's cache (Anthropic: 1.25x input for 5 minutes, 2x for an
+    #: hour); defaults to ``input``
+    cache_write_input: Usd | None = None
 
     @property
     def cached(self) -> Decimal:
         return self.input if self.cached_input is None else self.cached_input
+
+    @property
+    def cache_write(self) -> Decimal:
+        return self.input if self.cache_write_input is None else self.cache_write_input
 
 
 class ModelConfig(Strict):

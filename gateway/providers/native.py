@@ -1,7 +1,7 @@
-"""The HTTP side of the translating providers: one aiohttp session, POST a native request, map error statuses.
+"""The HTTP side of every HTTP provider: one aiohttp session, POST a request, map error statuses.
 
-Translation lives in each provider's own modules; this module only moves bytes and turns transport
-failures and error statuses into the gateway's error tree, the same way ``type: openai`` does.
+Translation, where there is any, lives in each provider's own modules; this module only moves bytes and
+turns transport failures and error statuses into the gateway's error tree.
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ CompletionFactory = Callable[[Any], dict[str, Any]]
 
 
 class NativeHTTPProvider(Provider):
-    """Base of providers that speak another wire format over HTTP: session, POST, errors."""
+    """Base of the providers that reach their upstream over HTTP: session, POST, errors."""
 
     config: HTTPProviderConfig
 

@@ -72,17 +72,6 @@ class _ListStream(ChunkStream):
             yield c
 
 
-def single_completion_stream(raw: bytes, model: str) -> ChunkStream:
-    """A whole ``chat.completion`` (an upstream that ignored ``stream: true``) as a chunk stream."""
-    try:
-        data = jsonutil.loads(raw)
-    except jsonutil.JSONDecodeError as exc:
-        raise UpstreamProtocolError(f"upstream '{model}' answered with invalid JSON") from exc
-    if not isinstance(data, dict) or not isinstance(data.get("choices"), list):
-        raise UpstreamProtocolError(f"upstream '{model}' answered without choices")
-    return completion_as_stream(data)
-
-
 def completion_as_stream(data: dict[str, Any]) -> ChunkStream:
     return _ListStream(completion_to_chunks(data), Usage.from_openai(data.get("usage")))
 

@@ -85,7 +85,8 @@ async def _serve(gw: Gateway, ctx: RequestContext, receive: Receive, work: objec
         gw.metrics.inflight.dec()
         if not finished:
             ctx.fields["client_disconnected"] = True
-        await settle(gw.limits, admission, ctx.cost)
+        if admission.reservation is not None:
+            await settle(gw.limits, admission, ctx.cost)
         _log(ctx, stream)
 
 

@@ -5,7 +5,8 @@
   tokens are in Anthropic's ``output_tokens``, so they are billed as completion tokens.
 - With a forced ``response_format`` tool, that tool's input is the content and the finish reason is ``stop``.
 - Usage: prompt = input + cache_creation_input + cache_read_input tokens (Anthropic's ``input_tokens``
-  counts only the uncached rest), cached = cache_read_input tokens, completion = output tokens.
+  counts only the uncached rest), cached = cache_read_input tokens, cache writes = cache_creation_input
+  tokens (priced with ``cache_write_input``), completion = output tokens.
 """
 
 from __future__ import annotations
@@ -61,7 +62,9 @@ def usage(data: Any) -> Usage | None:
         return None
     written = t.count(data.get("cache_creation_input_tokens")) or 0
     read = t.count(data.get("cache_read_input_tokens")) or 0
-    return Usage(prompt_tokens=fresh + written + read, completion_tokens=output, cached_tokens=read)
+    return Usage(
+        prompt_tokens=fresh + written + read, completion_tokens=output, cached_tokens=read, cache_write_tokens=written
+    )
 
 
 def to_completion(data: Any, request: AnthropicRequest, model: str) -> dict[str, Any]:

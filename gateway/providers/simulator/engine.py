@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
+import anyio
 import orjson
 
 from fusion_modes.base import content_text
@@ -164,6 +165,16 @@ class SimulatedModel:
             return Fault("cut")
         return None
 
+    async def first_byte(self, *, stream: bool) -> tuple[Fault | None, Timing]:
+        """Wait as the upstream would before its first byte: forever for a hang, else the time to first
+        token. Returns the fault still to act on (an error status, a cut) and the timing to stream at."""
+        fault = self.fault(stream=stream)
+        timing = self.timing()
+        if fault is not None and fault.kind == "hang":
+            await anyio.sleep_forever()
+        await anyio.sleep(timing.ttft_s)
+        return fault, timing
+
     # ---------------------------------------------------------------- the answer
 
     def answer(self, body: dict[str, Any]) -> Answer:
@@ -192,7 +203,9 @@ class SimulatedModel:
         if judge is not None:
             texts = [b.body for b in judge.candidates]
             best = _vote(texts, keys=[b.label for b in judge.candidates])
-            if _majority_number(texts) is None:
+            if _unanimous(texts):
+                best = 0  # equally good: like real judges, it leans to the first shown (a swap makes it a tie)
+            elif _majority_number(texts) is None:
                 best = self._check_work(judge.conversation, texts, best)
             if judge.wants_verdict:
                 label = judge.candidates[best].label
@@ -320,6 +333,11 @@ def _majority_number(texts: Sequence[str]) -> str | None:
     if n < 2 or (rest and rest[0][1] == n):
         return None
     return top
+
+
+def _unanimous(texts: Sequence[str]) -> bool:
+    numbers = {final_number(t) for t in texts}
+    return len(texts) > 1 and (len(set(texts)) == 1 or (len(numbers) == 1 and None not in numbers))
 
 
 def _vote(texts: Sequence[str], keys: Sequence[str] | None = None) -> int:

@@ -36,11 +36,7 @@ class SimulatorProvider(Provider):
 
     async def complete(self, spec: ModelSpec, body: dict[str, Any]) -> dict[str, Any]:
         sim = self.model(str(body.get("model", spec.upstream)))
-        fault = sim.fault(stream=False)
-        timing = sim.timing()
-        if fault is not None and fault.kind == "hang":
-            await anyio.sleep_forever()
-        await anyio.sleep(timing.ttft_s)
+        fault, timing = await sim.first_byte(stream=False)
         if fault is not None and fault.kind == "status":
             raise status_error(
                 spec.name, fault.status, b'{"error":{"message":"simulated failure"}}', _retry_headers(fault.status)
@@ -52,11 +48,7 @@ class SimulatorProvider(Provider):
     @asynccontextmanager
     async def stream(self, spec: ModelSpec, body: dict[str, Any]) -> AsyncIterator[ChunkStream]:
         sim = self.model(str(body.get("model", spec.upstream)))
-        fault = sim.fault(stream=True)
-        timing = sim.timing()
-        if fault is not None and fault.kind == "hang":
-            await anyio.sleep_forever()
-        await anyio.sleep(timing.ttft_s)
+        fault, timing = await sim.first_byte(stream=True)
         if fault is not None and fault.kind == "status":
             raise status_error(
                 spec.name, fault.status, b'{"error":{"message":"simulated failure"}}', _retry_headers(fault.status)

@@ -68,11 +68,7 @@ class SimulatorApp:
             return
         sim = self._provider.model(str(body.get("model", "default")))
         stream = body.get("stream") is True
-        fault = sim.fault(stream=stream)
-        timing = sim.timing()
-        if fault is not None and fault.kind == "hang":
-            await anyio.sleep_forever()
-        await anyio.sleep(timing.ttft_s)
+        fault, timing = await sim.first_byte(stream=stream)
         if fault is not None and fault.kind == "status":
             headers = [(b"retry-after", b"1")] if fault.status == 429 else []
             await _json(send, fault.status, _error(f"simulated failure {fault.status}", "server_error"), headers)
