@@ -264,14 +264,5 @@ def _map_upstream_status(upstream: int) -> tuple[int, str, str]:
     return 502, "api_error", "upstream_error"
 
 
-def error_kind(exc: BaseException | None) -> str:
-    """Bounded label for an upstream failure, used in metrics and metadata."""
-    if exc is None:
-        return "cancelled"
-    if isinstance(exc, UpstreamError):
-        return exc.kind
-    return type(exc).__name__
-
-
 def envelope(message: str, error_type: str, *, param: str | None = None, code: str | None = None) -> Mapping[str, Any]:
     return {"error": {"message": message, "type": error_type, "param": param, "code": code}}

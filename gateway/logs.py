@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import logging
 import sys
-import time
 from typing import Any
 
 from gateway import jsonutil
@@ -49,7 +48,3 @@ def configure(level: str = "info") -> logging.Logger:
 def log_request(logger: logging.Logger, fields: dict[str, Any]) -> None:
     if logger.isEnabledFor(logging.INFO):
         logger.info("request", extra={"fields": fields})
-
-
-def now_ms(since: float) -> float:
-    return round((time.monotonic() - since) * 1000, 3)

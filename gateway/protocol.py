@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from gateway import jsonutil
-from gateway.errors import InvalidRequest, PayloadTooLarge
+from gateway.errors import InvalidRequest
 
 ROLES = frozenset({"system", "developer", "user", "assistant", "tool", "function"})
 
@@ -76,10 +76,6 @@ def parse_chat_request(raw: bytes, *, max_messages: int) -> ChatRequest:
     if fusion is not None and not isinstance(fusion, dict):
         raise _type("fusion", "an object")
     return ChatRequest(body=body, model=model, stream=stream, include_usage=include_usage, fusion=fusion)
-
-
-def read_limit_error(limit: int) -> PayloadTooLarge:
-    return PayloadTooLarge(f"request body exceeds the {limit} byte limit")
 
 
 def _check_messages(messages: Any, max_messages: int) -> None:

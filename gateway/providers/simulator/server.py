@@ -6,12 +6,12 @@ tested against a real upstream: faults included (error statuses, hangs, streams 
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
 import anyio
 
 from gateway import jsonutil, sse
+from gateway.asgi import ClientGone, Receive, Scope, Send, read_body, send_json, until_disconnect
 from gateway.config.schema import SimulatorProviderConfig
 from gateway.providers.simulator.engine import Timing
 from gateway.providers.simulator.provider import (
@@ -22,10 +22,7 @@ from gateway.providers.simulator.provider import (
     stream_chunks,
 )
 
-Scope = MutableMapping[str, Any]
-Message = MutableMapping[str, Any]
-Receive = Callable[[], Awaitable[Message]]
-Send = Callable[[Message], Awaitable[None]]
+_MAX_BODY = 64 * 1024 * 1024
 
 
 class SimulatorApp:
@@ -43,40 +40,40 @@ class SimulatorApp:
             return
         path, method = scope["path"].rstrip("/"), scope["method"]
         if method == "GET" and path in ("/health", "/v1/health"):
-            await _json(send, 200, {"status": "ok"})
+            await send_json(send, 200, {"status": "ok"})
         elif method == "GET" and path == "/v1/models":
             data = [{"id": m, "object": "model", "created": 0, "owned_by": "simulator"} for m in self._config.profiles]
-            await _json(send, 200, {"object": "list", "data": data})
+            await send_json(send, 200, {"object": "list", "data": data})
         elif method == "POST" and path == "/v1/chat/completions":
-            body = await _read_body(receive)
-            async with anyio.create_task_group() as tg:
-                # The client hanging up cancels whatever this request is doing (sleeping, streaming).
-                tg.start_soon(_cancel_on_disconnect, receive, tg.cancel_scope)
-                await self._chat(body, send)
-                tg.cancel_scope.cancel()
+            try:
+                body = await read_body(scope, receive, _MAX_BODY)
+            except ClientGone:
+                return
+            # The client hanging up cancels whatever this request is doing (sleeping, streaming).
+            await until_disconnect(receive, self._chat(body, send))
         else:
-            await _json(send, 404, _error("no such route", "invalid_request_error"))
+            await send_json(send, 404, _error("no such route", "invalid_request_error"))
 
     async def _chat(self, raw: bytes, send: Send) -> None:
         try:
             body = jsonutil.loads(raw)
         except jsonutil.JSONDecodeError:
-            await _json(send, 400, _error("request body is not valid JSON", "invalid_request_error"))
+            await send_json(send, 400, _error("request body is not valid JSON", "invalid_request_error"))
             return
         if not isinstance(body, dict) or not isinstance(body.get("messages"), list):
-            await _json(send, 400, _error("'messages' is a required property", "invalid_request_error"))
+            await send_json(send, 400, _error("'messages' is a required property", "invalid_request_error"))
             return
         sim = self._provider.model(str(body.get("model", "default")))
         stream = body.get("stream") is True
         fault, timing = await sim.first_byte(stream=stream)
         if fault is not None and fault.kind == "status":
             headers = [(b"retry-after", b"1")] if fault.status == 429 else []
-            await _json(send, fault.status, _error(f"simulated failure {fault.status}", "server_error"), headers)
+            await send_json(send, fault.status, _error(f"simulated failure {fault.status}", "server_error"), headers)
             return
         answer = sim.answer(body)
         if not stream:
             await anyio.sleep(len(answer.pieces) * timing.per_token_s)
-            await _json(send, 200, completion_body(sim.name, answer))
+            await send_json(send, 200, completion_body(sim.name, answer))
             return
         opts = body.get("stream_options") or {}
         include_usage = bool(isinstance(opts, dict) and opts.get("include_usage")) and sim.profile.stream_usage
@@ -102,39 +99,6 @@ class SimulatorApp:
 
 def _error(message: str, kind: str) -> dict[str, Any]:
     return {"error": {"message": message, "type": kind, "param": None, "code": None}}
-
-
-async def _json(send: Send, status: int, obj: Any, headers: list[tuple[bytes, bytes]] | None = None) -> None:
-    data = jsonutil.dumps(obj)
-    await send(
-        {
-            "type": "http.response.start",
-            "status": status,
-            "headers": [
-                (b"content-type", b"application/json"),
-                (b"content-length", str(len(data)).encode()),
-                *(headers or []),
-            ],
-        }
-    )
-    await send({"type": "http.response.body", "body": data})
-
-
-async def _read_body(receive: Receive) -> bytes:
-    parts = []
-    while True:
-        msg = await receive()
-        parts.append(msg.get("body", b""))
-        if not msg.get("more_body"):
-            return b"".join(parts)
-
-
-async def _cancel_on_disconnect(receive: Receive, scope: anyio.CancelScope) -> None:
-    while True:
-        msg = await receive()
-        if msg["type"] == "http.disconnect":
-            scope.cancel()
-            return
 
 
 async def _lifespan(receive: Receive, send: Send) -> None:
