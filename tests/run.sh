@@ -5,7 +5,7 @@ set -eu
 cd "$(dirname "$0")/.."
 
 # Debian packages the tests drive for real (command:package).
-NEEDS="redis-server:redis-server chromium:chromium"
+NEEDS="redis-server:redis-server chromium:chromium prometheus:prometheus promtool:prometheus"
 missing=""
 for pair in $NEEDS; do
   command -v "${pair%%:*}" >/dev/null 2>&1 || missing="$missing ${pair#*:}"
