@@ -69,7 +69,8 @@ function poolCard(p) {
   const card = h("article", { class: "panel pool", "data-pool": p.pool, "aria-labelledby": `pool-${p.pool}` },
     h("h3", { id: `pool-${p.pool}` }, p.pool, " ", h("span", { class: "badge" }, p.mode)),
     h("p", { class: "requests" },
-      h("b", { "data-stat": "requests.total", "data-value": r.total }, count(r.total)), " requests: ",
+      h("b", { "data-stat": "requests.total", "data-value": r.total }, count(r.total)),
+      r.total === 1 ? " request: " : " requests: ",
       h("span", { "data-stat": "requests.ok", "data-value": r.ok }, count(r.ok)), " ok, ",
       h("span", { "data-stat": "requests.degraded", "data-value": r.degraded }, count(r.degraded)), " degraded, ",
       h("span", { "data-stat": "requests.error", "data-value": r.error }, count(r.error)), " failed"));
@@ -79,34 +80,42 @@ function poolCard(p) {
   }
   const f = p.fusion;
   const b = p.baseline;
-  const base = b.model ? `baseline ${b.model}` : "baseline";
-  const noBaseline = b.model ? `No ${base} samples yet.` : "This pool has no baseline configured.";
+  const base = `baseline ${b.model}`;
   const latency = [
     { label: "fusion p50", value: f.latency_ms.p50, text: ms(f.latency_ms.p50), kind: "fusion", stat: "fusion.latency_ms.p50" },
     { label: "fusion p95", value: f.latency_ms.p95, text: ms(f.latency_ms.p95), kind: "fusion-light", stat: "fusion.latency_ms.p95" },
-    { label: `${base} p50`, value: b.latency_ms.p50, text: ms(b.latency_ms.p50), kind: "baseline", stat: "baseline.latency_ms.p50" },
-    { label: `${base} p95`, value: b.latency_ms.p95, text: ms(b.latency_ms.p95), kind: "baseline-light", stat: "baseline.latency_ms.p95" },
   ];
   const cost = [
     { label: "fusion, mean", value: f.mean_cost_usd, text: usd(f.mean_cost_usd), kind: "fusion", stat: "fusion.mean_cost_usd" },
-    { label: `${base}, mean`, value: b.mean_cost_usd, text: usd(b.mean_cost_usd), kind: "baseline", stat: "baseline.mean_cost_usd" },
   ];
+  if (!b.model) {
+    card.append(h("div", { class: "charts" },
+      barChart(`Latency (${count(f.samples)} samples)`, latency), barChart("Cost per request", cost)));
+    card.append(h("p", { class: "ratios note" }, "This pool has no baseline configured: nothing to compare it with."));
+    return card;
+  }
+  latency.push(
+    { label: `${base} p50`, value: b.latency_ms.p50, text: ms(b.latency_ms.p50), kind: "baseline", stat: "baseline.latency_ms.p50" },
+    { label: `${base} p95`, value: b.latency_ms.p95, text: ms(b.latency_ms.p95), kind: "baseline-light", stat: "baseline.latency_ms.p95" },
+  );
+  cost.push(
+    { label: `${base}, mean`, value: b.mean_cost_usd, text: usd(b.mean_cost_usd), kind: "baseline", stat: "baseline.mean_cost_usd" },
+  );
   const c = p.comparison;
   const judged = [
     { label: "fusion better", value: c.wins, text: `${count(c.wins)} (${pct(c.win_rate)})`, kind: "win", stat: "comparison.wins" },
     { label: "tie", value: c.ties, text: `${count(c.ties)} (${pct(c.tie_rate)})`, kind: "tie", stat: "comparison.ties" },
     { label: "baseline better", value: c.losses, text: `${count(c.losses)} (${pct(c.loss_rate)})`, kind: "loss", stat: "comparison.losses" },
   ];
-  const charts = h("div", { class: "charts" },
+  card.append(h("div", { class: "charts" },
     barChart(`Latency (${count(f.samples)} fused, ${count(b.samples)} baseline samples)`, latency),
     barChart("Cost per request", cost),
     stackedBar(`Judged against the baseline (${count(c.n)} compared` + (c.errors ? `, ${count(c.errors)} failed` : "") + ")",
-      judged, { empty: b.model ? "No comparisons yet." : noBaseline }));
-  card.append(charts);
+      judged, { empty: "No comparisons yet." })));
   const ratios = p.ratios;
   card.append(h("p", { class: "ratios note" }, ratios.samples
     ? `Fusion against the baseline on the same requests (median of ${count(ratios.samples)}): `
       + `${times(ratios.latency_p50)} the latency, ${times(ratios.cost_p50)} the cost.`
-    : noBaseline + (b.errors ? ` ${count(b.errors)} baseline calls failed.` : "")));
+    : `No ${base} samples yet.` + (b.errors ? ` ${count(b.errors)} baseline calls failed.` : "")));
   return card;
 }
