@@ -180,11 +180,10 @@ export class Run {
           : `Asked ${e.calls} times with the answers in different orders: the picks differed.`));
       }
       this.markWinner(e.verdict.winner_index, true);
-    } else if (e.status === "ok" && mode === "merge") {
+    } else if (e.status === "ok") {
+      // no pick: the judge wrote the answer itself (merge, or a debate whose final step merges)
       parts.push(h("p", { class: "judge-state merged" },
         "The judge merged the members' answers into one: the final answer below is its own text."));
-    } else if (e.status === "ok") {
-      parts.push(h("p", { class: "judge-state" }, "The judge answered."));
     } else if (e.status === "skipped") {
       parts.push(h("p", { class: "judge-state" }, mode === "debate"
         ? "The members agreed: no judge call was needed."

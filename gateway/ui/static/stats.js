@@ -32,8 +32,11 @@ export class StatsView {
     }
   }
 
+  /** Fetch and draw now, then again every POLL_MS while active. One chain at a time: a new call
+   * cancels the pending timer and the request in flight. */
   async poll() {
     clearTimeout(this.timer);
+    if (this.inflight) this.inflight.abort();
     const controller = new AbortController();
     this.inflight = controller;
     try {
@@ -45,6 +48,9 @@ export class StatsView {
       if (err.name === "AbortError") return;
       this.errorEl.textContent = err.message;
       this.errorEl.hidden = false;
+      // A refused key stays refused: wait for a new one (the key form polls again) instead of asking
+      // every few seconds.
+      if (err.status === 401 || err.status === 403) return;
     } finally {
       if (this.inflight === controller) this.inflight = null;
     }
