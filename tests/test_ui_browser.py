@@ -275,7 +275,8 @@ def test_a_failing_and_a_hung_member_are_marked_and_the_answer_still_arrives(gat
     assert list(cols) == ["sim-fast", "sim-broken", "sim-hung", "sim-slow"]
     assert cols["sim-broken"]["state"] == "error" and cols["sim-broken"]["badge"] == "failed · http_503"
     assert cols["sim-broken"]["text"] == ["No answer: http_503."]
-    assert cols["sim-hung"]["state"] == "timeout" and cols["sim-hung"]["text"] == ["No answer: timeout."]
+    assert cols["sim-hung"]["state"] == "timeout" and cols["sim-hung"]["badge"] == "timed out"
+    assert cols["sim-hung"]["text"] == ["No answer: timeout."]
     assert cols["sim-fast"]["state"] == cols["sim-slow"]["state"] == "ok"
     assert [m for m, c in cols.items() if c["winner"]] in (["sim-fast"], ["sim-slow"])
     assert shown.endswith("The answer is 444.")

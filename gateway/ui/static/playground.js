@@ -66,7 +66,7 @@ export class Run {
     }, h("header", {}, title, state, winner, badges), body, figures);
     this.columns.append(el);
     return { model, index, el, state, badges, winner, body, figures, rounds: new Map(), latency: 0, cost: 0,
-      costKnown: true, status: "waiting", errorType: null };
+      costKnown: true, calls: 0, status: "waiting" };
   }
 
   /** One parsed chunk of the stream. */
@@ -142,13 +142,13 @@ export class Run {
     m.latency += e.latency_ms || 0;
     if (e.cost_usd === null || e.cost_usd === undefined) m.costKnown = false;
     else m.cost += e.cost_usd;
-    m.calls = (m.calls || 0) + 1;
-    m.errorType = e.error_type;
+    m.calls += 1;
     const words = STATE_TEXT[e.status] || e.status;
     if (e.status === "ok") {
       this.setState(m, "ok", words);
     } else {
-      this.setState(m, e.status, `${words} · ${e.error_type || e.status}`);
+      const type = e.error_type && e.error_type !== e.status ? ` · ${e.error_type}` : "";  // not "cancelled · cancelled"
+      this.setState(m, e.status, words + type);
       r.box.append(h("span", { class: "failure" }, `No answer: ${e.error_type || e.status}.`));
     }
     m.figures.textContent = `${ms(m.latency)} · ${m.costKnown ? usd(m.cost) : "cost unknown"}`
