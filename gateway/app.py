@@ -20,7 +20,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from gateway.asgi import Receive, Scope, Send, send_error
 from gateway.config import GatewayConfig, default_config_path, load_config
 from gateway.errors import GatewayError, InvalidRequest, ModelNotFound, envelope
-from gateway.routes import admin, models, ops, stats
+from gateway.routes import admin, models, ops, stats, ui
 from gateway.routes.chat import chat_completions
 from gateway.state import Gateway
 
@@ -71,6 +71,7 @@ def create_app(config: GatewayConfig, config_path: str | None = None) -> Gateway
     api.include_router(ops.router)
     api.include_router(stats.router)
     api.include_router(admin.router)
+    api.include_router(ui.router)
     _install_error_handlers(api)
     return GatewayApp(gateway, api)
 

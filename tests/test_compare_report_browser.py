@@ -4,28 +4,13 @@ fetched from the network, and every chart rendered at a real size. A screenshot 
 from __future__ import annotations
 
 import json
-import tempfile
 from pathlib import Path
 
 import pytest
-from playwright.sync_api import sync_playwright
 
 from gateway.cli import main
+from tests.browser import chromium
 from tests.conftest import GatewayRunner
-
-ROOT = Path(__file__).resolve().parent.parent
-ARTIFACTS = ROOT / "test-artifacts"
-CHROMIUM = "/usr/bin/chromium"
-ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 
 CONFIG = """
 providers:
@@ -101,16 +86,8 @@ def test_html_report_renders_its_charts_offline(gateway: GatewayRunner, tmp_path
     for fetches in ("src=", "href=", "url(", "@import", "<script", "https://"):  # nothing to fetch, nothing to run
         assert fetches not in html
 
-    errors: list[str] = []
-    requests: list[str] = []
-    # A fresh profile directory: no state from another run or a person's browser.
-    with tempfile.TemporaryDirectory() as profile, sync_playwright() as pw:
-        context = pw.chromium.launch_persistent_context(profile, executable_path=CHROMIUM, headless=True, args=ARGS)
-        page = context.new_page()
-        page.on("console", lambda m: errors.append(m.text) if m.type in ("error", "warning") else None)
-        page.on("pageerror", lambda e: errors.append(str(e)))
-        page.on("request", lambda r: requests.append(r.url))
-        page.set_viewport_size({"width": 1100, "height": 900})
+    with chromium({"width": 1100, "height": 900}) as browser:
+        page = browser.page
         page.goto((out / "report.html").as_uri())
         page.wait_for_load_state("load")
         sizes = {}
@@ -128,10 +105,7 @@ def test_html_report_renders_its_charts_offline(gateway: GatewayRunner, tmp_path
             assert rect is not None and rect["width"] > 0 and rect["height"] > 0
         headline = page.locator(".headline strong").first.inner_text()
         assert headline.startswith("best-of-3 is right ")
-        ARTIFACTS.mkdir(exist_ok=True)
-        shot = ARTIFACTS / "compare-report.png"
-        page.screenshot(path=str(shot), full_page=True)
-        context.close()
-    assert errors == []
-    assert requests == [(out / "report.html").as_uri()]  # the page itself, nothing else
+        shot = browser.screenshot("compare-report.png")
+    assert browser.problems == []
+    assert browser.urls == [(out / "report.html").as_uri()]  # the page itself, nothing else
     assert shot.stat().st_size > 10_000

@@ -1,0 +1,170 @@
+// The page: two views (#playground, #stats), the key field, the model list and the send form.
+
+import { h, clear } from "./dom.js";
+import { getJSON, loadKey, setKey, streamChat } from "./api.js";
+import { Run } from "./playground.js";
+import { StatsView } from "./stats.js";
+
+const $ = (id) => document.getElementById(id);
+
+const ui = {
+  keyForm: $("key-form"),
+  key: $("api-key"),
+  remember: $("key-remember"),
+  ask: $("ask"),
+  model: $("model"),
+  modelInfo: $("model-info"),
+  prompt: $("prompt"),
+  send: $("send"),
+  stop: $("stop"),
+  status: $("status"),
+  error: $("error"),
+  run: $("run"),
+};
+
+const views = {
+  playground: { section: $("view-playground"), tab: $("tab-playground"), title: $("playground-title") },
+  stats: { section: $("view-stats"), tab: $("tab-stats"), title: $("stats-title") },
+};
+
+const stats = new StatsView({ pools: $("stats-pools"), status: $("stats-status"), error: $("stats-error") });
+let targets = new Map();  // name -> {id, fusion}
+let running = null;  // the AbortController of the request in flight
+
+function showError(message) {
+  ui.error.textContent = message;
+  ui.error.hidden = !message;
+}
+
+// ------------------------------------------------------------------ views
+
+function route(moveFocus) {
+  const name = location.hash === "#stats" ? "stats" : "playground";
+  for (const [key, view] of Object.entries(views)) {
+    const on = key === name;
+    view.section.hidden = !on;
+    if (on) view.tab.setAttribute("aria-current", "page");
+    else view.tab.removeAttribute("aria-current");
+  }
+  stats.setActive(name === "stats" && document.visibilityState === "visible");
+  if (moveFocus) views[name].title.focus();
+}
+
+window.addEventListener("hashchange", () => route(true));
+document.addEventListener("visibilitychange", () => route(false));
+
+// ------------------------------------------------------------------ key and models
+
+async function loadModels() {
+  const previous = ui.model.value;
+  clear(ui.model);
+  ui.modelInfo.textContent = "Loading…";
+  let list;
+  try {
+    list = await getJSON("v1/models");
+  } catch (err) {
+    targets = new Map();
+    ui.modelInfo.textContent = "";
+    showError(err.message);
+    ui.send.disabled = true;
+    return;
+  }
+  showError("");
+  targets = new Map(list.data.map((m) => [m.id, { id: m.id, fusion: m.fusion || null }]));
+  const pools = list.data.filter((m) => m.fusion);
+  const models = list.data.filter((m) => !m.fusion);
+  if (pools.length) {
+    ui.model.append(h("optgroup", { label: "Pools" }, ...pools.map((m) => h("option", { value: m.id }, m.id))));
+  }
+  if (models.length) {
+    ui.model.append(h("optgroup", { label: "Models" }, ...models.map((m) => h("option", { value: m.id }, m.id))));
+  }
+  if (targets.has(previous)) ui.model.value = previous;
+  ui.send.disabled = running !== null || targets.size === 0;
+  describeTarget();
+}
+
+function describeTarget() {
+  const t = targets.get(ui.model.value);
+  if (!t) {
+    ui.modelInfo.textContent = targets.size ? "" : "Nothing this key may call.";
+  } else if (t.fusion) {
+    const f = t.fusion;
+    ui.modelInfo.textContent = `${f.mode}: ${f.members.join(", ")}` + (f.judge ? `; judge ${f.judge}` : "");
+  } else {
+    ui.modelInfo.textContent = "A single model: its answer streams as it is.";
+  }
+}
+
+ui.model.addEventListener("change", describeTarget);
+
+ui.keyForm.addEventListener("submit", (event) => {
+  event.preventDefault();
+  setKey(ui.key.value, ui.remember.checked);
+  loadModels();
+  if (!views.stats.section.hidden) stats.poll();
+});
+
+// ------------------------------------------------------------------ sending
+
+async function send() {
+  const target = targets.get(ui.model.value);
+  const prompt = ui.prompt.value;
+  if (!target || !prompt.trim() || running) return;
+  showError("");
+  const body = {
+    model: target.id,
+    messages: [{ role: "user", content: prompt }],
+    stream: true,
+    stream_options: { include_usage: true },
+  };
+  if (target.fusion) body.fusion = { events: true };
+  const run = new Run(ui.run, target);
+  running = new AbortController();
+  ui.send.disabled = true;
+  ui.stop.disabled = false;
+  ui.status.textContent = target.fusion ? `Asking the ${target.fusion.members.length} members of ${target.id}…`
+    : `Asking ${target.id}…`;
+  try {
+    for await (const chunk of streamChat(body, running.signal)) run.chunk(chunk);
+    run.done();
+    ui.status.textContent = "Answer complete.";
+  } catch (err) {
+    const message = err.name === "AbortError" ? "Stopped." : err.message;
+    run.fail(message);
+    if (err.name === "AbortError") ui.status.textContent = message;
+    else {
+      ui.status.textContent = "";
+      showError(message);
+    }
+  } finally {
+    running = null;
+    ui.send.disabled = targets.size === 0;
+    // keep focus somewhere useful: the disabled Stop button would drop it to the body
+    if (document.activeElement === ui.stop) ui.send.focus();
+    ui.stop.disabled = true;
+  }
+}
+
+ui.ask.addEventListener("submit", (event) => {
+  event.preventDefault();
+  send();
+});
+
+ui.prompt.addEventListener("keydown", (event) => {
+  if (event.key === "Enter" && (event.ctrlKey || event.metaKey)) {
+    event.preventDefault();
+    ui.ask.requestSubmit();
+  }
+});
+
+ui.stop.addEventListener("click", () => {
+  if (running) running.abort();
+});
+
+// ------------------------------------------------------------------ start
+
+ui.key.value = loadKey();
+ui.remember.checked = Boolean(ui.key.value);
+route(false);
+loadModels();
