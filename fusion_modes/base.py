@@ -118,7 +118,7 @@ class Verdict:
     analysis: str
     #: False when the order-swapped judgement disagreed
     consistent: bool = True
-    labels: dict[str, str] = field(default_factory=dict)  # label -> model, for the record
+    labels: dict[str, Candidate] = field(default_factory=dict)  # label -> candidate, for the record
 
 
 @dataclass

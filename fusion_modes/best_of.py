@@ -45,7 +45,7 @@ async def pick(ctx: FusionContext, candidates: Sequence[Candidate]) -> Verdict:
     ballot = make_ballot(candidates, ctx.rng)
     if not ballot.by_label:
         raise JudgeFailed("no_candidates", "every candidate carried the nonce")
-    labels = {label: c.model for label, c in ballot.by_label.items()}
+    labels = dict(ballot.by_label)
     if len(ballot.by_label) == 1:
         (only,) = ballot.by_label.values()
         return Verdict(only, "only one candidate left after screening", labels=labels)

@@ -92,7 +92,9 @@ class BaselineSampler:
             answer = await runtime.caller.collect(spec, {**plan.body, "model": spec.upstream}, record, deadline)
         except UpstreamError:
             self._stats.baseline_failed(plan.name)
+            self._metrics.baseline_calls.labels(plan.name, "error").inc()
             return
+        self._metrics.baseline_calls.labels(plan.name, "ok").inc()
         fused = await sample.wait()
         if fused is None:
             return  # the fused request failed or was abandoned: nothing to compare
@@ -133,6 +135,7 @@ class BaselineSampler:
             pref = await prefer(judge, plan.body["messages"], first, second, self._rng, criteria=plan.criteria)
         except JudgeFailed:
             self._stats.comparison(plan.name, "error")
+            self._metrics.baseline_comparisons.labels(plan.name, "error").inc()
             return
         result = {"first": "fusion", "second": "baseline", "tie": "tie"}[pref]
         self._stats.comparison(plan.name, result)

@@ -46,6 +46,8 @@ class CallRecord:
     attempts: int = 0
     #: debate round (0 = the fan-out)
     round: int = 0
+    #: position in the pool's members, for member calls
+    member: int | None = None
 
     @property
     def latency_ms(self) -> float:
@@ -253,6 +255,8 @@ class UpstreamCaller:
             )
         record.cost = call_cost(spec.price, record.usage)
         if record.usage is None:
+            if spec.price is not None:
+                record.cost = Decimal(0)  # refused or never sent: nothing was billed (unpriced stays unknown)
             return
         if spec.price is None:
             self.metrics.unpriced_calls.labels(spec.name).inc()

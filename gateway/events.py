@@ -42,8 +42,7 @@ class FusionEvents(FanoutObserver):
         await self.send("member.delta", member=call.index, model=call.spec.name, round=round, content=text)
 
     async def finished(self, result: MemberResult, round: int) -> None:
-        entry = call_entry(result.record)
-        await self.send("member.done", member=result.call.index, round=round, **entry)
+        await self.send("member.done", round=round, **call_entry(result.record))
 
     async def round_done(self, round: int, answers: int, agreed: bool, latency_ms: float) -> None:
         await self.send("round.done", round=round, answers=answers, agreed=agreed, latency_ms=round_ms(latency_ms))

@@ -79,7 +79,9 @@ async def fan_out(
 
     async def run(call: MemberCall) -> None:
         nonlocal ok_count
-        record = ledger.add(CallRecord(model=call.spec.name, role="member", pool=pool, round=round))
+        record = ledger.add(
+            CallRecord(model=call.spec.name, role="member", pool=pool, round=round, member=call.index)
+        )
         deadline = min(policy.deadline, time.monotonic() + policy.timeout_s)
         answer: Accumulator | None = None
         on_delta: Callable[[str], Awaitable[None]] = lambda text: obs.delta(call, round, text)  # noqa: E731

@@ -101,8 +101,14 @@ class Metrics:
         )
         self.baseline_comparisons = Counter(
             "fusion_baseline_comparisons",
-            "Pairwise judge verdicts, fused answer vs baseline.",
+            "Pairwise judge verdicts, fused answer vs baseline (error: the comparison judge failed).",
             ["pool", "result"],
+            registry=reg,
+        )
+        self.baseline_calls = Counter(
+            "fusion_baseline_calls",
+            "Sampled baseline calls by outcome (ok, error).",
+            ["pool", "outcome"],
             registry=reg,
         )
         self.baseline_skipped = Counter(

@@ -45,6 +45,7 @@ def latency_breakdown(outcome: PoolOutcome, end: float) -> dict[str, Any]:
 
 def call_entry(r: CallRecord) -> dict[str, Any]:
     return {
+        "member": r.member,
         "model": r.model,
         "status": r.status,
         "latency_ms": _ms(r.latency_ms),
@@ -67,6 +68,8 @@ def _judge_entry(outcome: PoolOutcome) -> dict[str, Any] | None:
             "winner_index": v.winner.member,
             "analysis": v.analysis,
             "consistent": v.consistent,
+            # the analysis speaks of anonymous labels: this says who they were
+            "labels": {label: {"member": c.member, "model": c.model} for label, c in v.labels.items()},
         }
     status = result.judge_status
     return {
@@ -87,7 +90,8 @@ def pool_metadata(outcome: PoolOutcome, latency: dict[str, Any]) -> dict[str, An
     ordered = sorted(outcome.members, key=lambda m: m.call.index)
     rounds = []
     for i, rec in enumerate(result.rounds):
-        entries = [call_entry(r) for r in ledger.by_role("member") if r.round == rec.round]
+        records = sorted((r for r in ledger.by_role("member") if r.round == rec.round), key=lambda r: r.member or 0)
+        entries = [call_entry(r) for r in records]
         rounds.append(
             {
                 "round": rec.round,

@@ -41,7 +41,9 @@ class PoolOutcome:
 
     @property
     def degraded(self) -> bool:
-        return any(not m.ok for m in self.members) or self.result.judge_status == "fallback"
+        """A member failed in some round, or the judge did and the fallback answered."""
+        members = self.ledger.by_role("member")
+        return any(r.status != "ok" for r in members) or self.result.judge_status == "fallback"
 
 
 def candidate(result: MemberResult) -> Candidate:
