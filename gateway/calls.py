@@ -261,14 +261,12 @@ class UpstreamCaller:
         if spec.price is None:
             self.metrics.unpriced_calls.labels(spec.name).inc()
         self.metrics.add_cost(record.pool, _cost_role(record.role), record.cost)
-        provider = self.provider(spec).kind
-        self.metrics.token_usage.labels("chat", provider, spec.name, "input").observe(record.usage.prompt_tokens)
-        self.metrics.token_usage.labels("chat", provider, spec.name, "output").observe(record.usage.completion_tokens)
+        series = self.metrics.upstream(self.provider(spec).kind, spec.name)
+        series.tokens_in.observe(record.usage.prompt_tokens)
+        series.tokens_out.observe(record.usage.completion_tokens)
 
     def _observe(self, spec: ModelSpec, t0: float, error_type: str) -> None:
-        self.metrics.call_duration.labels("chat", self.provider(spec).kind, spec.name, error_type).observe(
-            time.monotonic() - t0
-        )
+        self.metrics.upstream(self.provider(spec).kind, spec.name).duration(error_type).observe(time.monotonic() - t0)
 
 
 def _says_nothing(chunk: dict[str, Any]) -> bool:

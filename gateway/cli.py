@@ -140,6 +140,7 @@ def _serve(args: argparse.Namespace) -> int:
         http="httptools" if _has("httptools") else "h11",
         access_log=False,
         proxy_headers=False,  # the gateway does not use the client address; skip the per-request rewrite
+        server_header=False,  # no "server: uvicorn": nothing to gain from advertising the stack
         log_level="info",
         # A little longer than our own grace: streams still open when it runs out end with an in-band
         # error first, then the server closes what is left.

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 from decimal import Decimal
+from typing import Any
 
 import prometheus_client
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
@@ -153,12 +154,22 @@ class Metrics:
             registry=reg,
             multiprocess_mode="livemin",
         )
+        #: (provider, model) -> its series; keys come from the config, so this stays small
+        self._upstream: dict[tuple[str, str], UpstreamSeries] = {}
         self.reload_ts = Gauge(
             "fusion_config_last_reload_success_timestamp_seconds",
             "When the config last loaded successfully.",
             registry=reg,
             multiprocess_mode="livemax",
         )
+
+    def upstream(self, provider: str, model: str) -> UpstreamSeries:
+        """The per-call series of one upstream model, looked up once: every call touches three of them."""
+        key = (provider, model)
+        series = self._upstream.get(key)
+        if series is None:
+            series = self._upstream[key] = UpstreamSeries(self, provider, model)
+        return series
 
     def add_cost(self, pool: str, role: str, usd: Decimal | None) -> None:
         if usd is not None and usd > 0:
@@ -177,3 +188,25 @@ class Metrics:
             MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
             return prometheus_client.generate_latest(registry)
         return prometheus_client.generate_latest(self.registry)
+
+
+class UpstreamSeries:
+    """The labelled children of the per-call metrics for one upstream model."""
+
+    __slots__ = ("_duration", "_metrics", "_model", "_provider", "tokens_in", "tokens_out")
+
+    def __init__(self, metrics: Metrics, provider: str, model: str) -> None:
+        self._metrics = metrics
+        self._provider = provider
+        self._model = model
+        self.tokens_in = metrics.token_usage.labels("chat", provider, model, "input")
+        self.tokens_out = metrics.token_usage.labels("chat", provider, model, "output")
+        self._duration = {"": metrics.call_duration.labels("chat", provider, model, "")}
+
+    def duration(self, error_type: str) -> Any:
+        child = self._duration.get(error_type)
+        if child is None:
+            child = self._duration[error_type] = self._metrics.call_duration.labels(
+                "chat", self._provider, self._model, error_type
+            )
+        return child
