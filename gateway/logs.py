@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import sys
+import time
 from typing import Any
 
 from gateway import jsonutil
@@ -37,7 +38,7 @@ def configure(level: str = "info") -> logging.Logger:
     logger = logging.getLogger(LOGGER)
     for h in list(logger.handlers):
         logger.removeHandler(h)
-    handler = logging.StreamHandler(sys.stderr)
+    handler = JsonLinesHandler(sys.stderr)
     handler.setFormatter(JsonFormatter())
     logger.addHandler(handler)
     logger.setLevel(level.upper())
@@ -45,6 +46,24 @@ def configure(level: str = "info") -> logging.Logger:
     return logger
 
 
+class JsonLinesHandler(logging.StreamHandler):  # type: ignore[type-arg]
+    """The handler :func:`configure` installs. Request lines take a shortcut through :meth:`write_line`."""
+
+    def write_line(self, line: bytes) -> None:
+        with self.lock:  # type: ignore[union-attr]
+            self.stream.write(line.decode())
+            self.flush()
+
+
 def log_request(logger: logging.Logger, fields: dict[str, Any]) -> None:
-    if logger.isEnabledFor(logging.INFO):
-        logger.info("request", extra={"fields": fields})
+    """One line per request, on the hot path. With the gateway's own handler in place the line is written
+    directly (a LogRecord and a formatter pass cost about three times as much); with any other set-up,
+    for example a test's capture, it goes through logging as usual."""
+    if not logger.isEnabledFor(logging.INFO):
+        return
+    handlers = logger.handlers
+    if len(handlers) == 1 and type(handlers[0]) is JsonLinesHandler:
+        line = {"ts": round(time.time(), 3), "level": "info", "logger": logger.name, "msg": "request", **fields}
+        handlers[0].write_line(jsonutil.dumps(line) + b"\n")
+        return
+    logger.info("request", extra={"fields": fields})
