@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable, MutableMapping, Sequence
+from decimal import Decimal
 from typing import Any
 
 from gateway import jsonutil
 from gateway.errors import GatewayError, PayloadTooLarge
+from gateway.jsonutil import decimal_text
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -55,6 +57,22 @@ async def read_body(scope: Scope, receive: Receive, limit: int) -> bytes:
         parts.append(part)
         if not msg.get("more_body"):
             return b"".join(parts)
+
+
+def cost_header(cost: Decimal | None) -> Headers:
+    """``x-fusion-cost-usd``: exact decimal text, or ``unknown`` when a model has no price."""
+    return [(b"x-fusion-cost-usd", (decimal_text(cost) if cost is not None else "unknown").encode())]
+
+
+async def serve_lifespan(receive: Receive, send: Send) -> None:
+    """Answer an ASGI lifespan scope for an app with nothing to start or stop."""
+    while True:
+        msg = await receive()
+        if msg["type"] == "lifespan.startup":
+            await send({"type": "lifespan.startup.complete"})
+        elif msg["type"] == "lifespan.shutdown":
+            await send({"type": "lifespan.shutdown.complete"})
+            return
 
 
 async def send_json(send: Send, status: int, obj: Any, headers: Sequence[tuple[bytes, bytes]] = ()) -> None:

@@ -15,7 +15,10 @@ from typing import Any
 
 import anyio
 
+from gateway.asgi import read_body, serve_lifespan
+
 Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
+BODY_LIMIT = 64 * 1024 * 1024
 
 
 @dataclass
@@ -170,21 +173,11 @@ class FakeUpstream:
 
     async def __call__(self, scope: MutableMapping[str, Any], receive: Any, send: Send) -> None:
         if scope["type"] == "lifespan":
-            while True:
-                msg = await receive()
-                if msg["type"] == "lifespan.startup":
-                    await send({"type": "lifespan.startup.complete"})
-                else:
-                    await send({"type": "lifespan.shutdown.complete"})
-                    return
+            await serve_lifespan(receive, send)
+            return
         if scope["type"] != "http":
             return
-        body = b""
-        while True:
-            msg = await receive()
-            body += msg.get("body", b"")
-            if not msg.get("more_body"):
-                break
+        body = await read_body(scope, receive, BODY_LIMIT)
         try:
             data = json.loads(body) if body else {}
         except ValueError:

@@ -23,6 +23,8 @@ from openai.lib.streaming.chat import ChatCompletionStreamState
 from openai.types.chat import ChatCompletion, ChatCompletionChunk
 
 from fusion_modes.delimit import blocks
+from gateway.asgi import read_body, serve_lifespan
+from tests.fakes import BODY_LIMIT
 from tests.servers import serving
 
 Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
@@ -100,19 +102,11 @@ class NativeFake:
 
     async def __call__(self, scope: MutableMapping[str, Any], receive: Any, send: Send) -> None:
         if scope["type"] == "lifespan":
-            while True:
-                msg = await receive()
-                await send({"type": msg["type"] + ".complete"})
-                if msg["type"] == "lifespan.shutdown":
-                    return
+            await serve_lifespan(receive, send)
+            return
         if scope["type"] != "http":
             return
-        raw = b""
-        while True:
-            msg = await receive()
-            raw += msg.get("body", b"")
-            if not msg.get("more_body"):
-                break
+        raw = await read_body(scope, receive, BODY_LIMIT)
         body = json.loads(raw) if raw else {}
         path: str = scope["path"]
         if path.endswith("/messages"):

@@ -11,6 +11,8 @@ from __future__ import annotations
 import re
 import secrets
 import time
+from collections.abc import Coroutine
+from typing import Any
 
 from gateway.admission import Admission, admit, settle
 from gateway.asgi import ClientGone, Receive, Scope, Send, header, read_body, send_error, until_disconnect
@@ -75,12 +77,18 @@ async def chat_completions(gw: Gateway, scope: Scope, receive: Receive, send: Se
     await _serve(gw, ctx, receive, work, admission, req.stream)
 
 
-async def _serve(gw: Gateway, ctx: RequestContext, receive: Receive, work: object, admission: Admission,
-                 stream: bool) -> None:
+async def _serve(
+    gw: Gateway,
+    ctx: RequestContext,
+    receive: Receive,
+    work: Coroutine[Any, Any, None],
+    admission: Admission,
+    stream: bool,
+) -> None:
     gw.metrics.inflight.inc()
     finished = False
     try:
-        finished = await until_disconnect(receive, work)  # type: ignore[arg-type]
+        finished = await until_disconnect(receive, work)
     finally:
         gw.metrics.inflight.dec()
         if not finished:

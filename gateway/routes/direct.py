@@ -5,13 +5,12 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from gateway.asgi import Send, send_error, send_json
+from gateway.asgi import Send, cost_header, send_error, send_json
 from gateway.calls import CallRecord
 from gateway.config.loader import ModelSpec
 from gateway.errors import GatewayError, UpstreamError
 from gateway.protocol import ChatRequest
 from gateway.routes.context import RequestContext
-from gateway.routes.fused import cost_header
 from gateway.sse_out import SSEResponse
 
 

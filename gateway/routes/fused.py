@@ -5,28 +5,21 @@ from __future__ import annotations
 import random
 import secrets
 import time
-from decimal import Decimal
 from typing import Any
 
 from fusion_modes.base import Emit, FusionError, FusionResult
-from gateway.asgi import Headers, Send, send_error, send_json
+from gateway.asgi import Send, cost_header, send_error, send_json
 from gateway.baseline import FusedAnswer, Sample
 from gateway.calls import Ledger
 from gateway.concurrency import beside
 from gateway.errors import GatewayError, JudgeUnavailable, PoolFailed
 from gateway.events import FusionEvents
-from gateway.jsonutil import decimal_text
 from gateway.outcome import fused_cost, latency_breakdown, pool_metadata, record_pool_metrics
 from gateway.plan import PoolPlan
 from gateway.pool import PoolOutcome, Timeline, run_pool
 from gateway.protocol import ChatRequest, chunk, completion, new_completion_id, now_s
 from gateway.routes.context import RequestContext
 from gateway.sse_out import SSEResponse
-
-
-def cost_header(cost: Decimal | None) -> Headers:
-    text = decimal_text(cost) if cost is not None else "unknown"
-    return [(b"x-fusion-cost-usd", text.encode())]
 
 
 def _failed(ctx: RequestContext, plan: PoolPlan, exc: BaseException) -> GatewayError:
@@ -129,7 +122,7 @@ async def json(ctx: RequestContext, plan: PoolPlan, req: ChatRequest, send: Send
         usage=fused.ledger.usage("member", "judge").to_openai(),
     )
     body["fusion"] = meta
-    await send_json(send, 200, body, [*ctx.headers, *cost_header(fused_cost(fused.ledger))])
+    await send_json(send, 200, body, [*ctx.headers, *cost_header(ctx.cost)])  # ctx.cost: set by finish()
 
 
 async def stream(ctx: RequestContext, plan: PoolPlan, req: ChatRequest, send: Send) -> None:

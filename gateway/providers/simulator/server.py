@@ -11,7 +11,7 @@ from typing import Any
 import anyio
 
 from gateway import jsonutil, sse
-from gateway.asgi import ClientGone, Receive, Scope, Send, read_body, send_json, until_disconnect
+from gateway.asgi import ClientGone, Receive, Scope, Send, read_body, send_json, serve_lifespan, until_disconnect
 from gateway.config.schema import SimulatorProviderConfig
 from gateway.providers.simulator.engine import Timing
 from gateway.providers.simulator.provider import (
@@ -34,7 +34,7 @@ class SimulatorApp:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "lifespan":
-            await _lifespan(receive, send)
+            await serve_lifespan(receive, send)
             return
         if scope["type"] != "http":
             return
@@ -99,13 +99,3 @@ class SimulatorApp:
 
 def _error(message: str, kind: str) -> dict[str, Any]:
     return {"error": {"message": message, "type": kind, "param": None, "code": None}}
-
-
-async def _lifespan(receive: Receive, send: Send) -> None:
-    while True:
-        msg = await receive()
-        if msg["type"] == "lifespan.startup":
-            await send({"type": "lifespan.startup.complete"})
-        elif msg["type"] == "lifespan.shutdown":
-            await send({"type": "lifespan.shutdown.complete"})
-            return
