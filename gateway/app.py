@@ -17,12 +17,12 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from gateway.asgi import Receive, Scope, Send, send_error
 from gateway.config import GatewayConfig, default_config_path, load_config
-from gateway.errors import GatewayError, InvalidRequest, ModelNotFound, envelope
 from gateway.routes import admin, models, ops, stats, ui
 from gateway.routes.chat import chat_completions
-from gateway.state import Gateway
+from gateway.service.gateway import Gateway
+from gateway.wire.asgi import Receive, Scope, Send, send_error
+from gateway.wire.errors import GatewayError, InvalidRequest, ModelNotFound, envelope
 
 CHAT_PATH = "/v1/chat/completions"
 log = logging.getLogger("fusion_gateway")
@@ -78,7 +78,7 @@ def create_app(config: GatewayConfig, config_path: str | None = None) -> Gateway
 
 def create_app_from_env() -> GatewayApp:
     """Factory for ``uvicorn --factory`` and worker processes: the config path comes from the environment."""
-    from gateway import logs
+    from gateway.books import logs
     from gateway.cli import tune_gc
 
     path = default_config_path()

@@ -9,11 +9,11 @@ import sys
 import tempfile
 from collections.abc import Sequence
 
-from gateway import logs
-from gateway.auth import is_loopback
+from gateway.books import logs
 from gateway.config import CONFIG_ENV, GatewayConfig, default_config_path, load_config
 from gateway.config.schema import SimulatorProviderConfig
-from gateway.errors import ConfigError
+from gateway.pipeline.auth import is_loopback
+from gateway.wire.errors import ConfigError
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -202,7 +202,7 @@ def _report(args: argparse.Namespace) -> int:
 
     import httpx
 
-    from gateway.report import fetch, render
+    from gateway.books.report import fetch, render
 
     try:
         stats = fetch(args.url, args.api_key or os.environ.get("FUSION_GATEWAY_API_KEY"))

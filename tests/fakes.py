@@ -15,7 +15,7 @@ from typing import Any
 
 import anyio
 
-from gateway.asgi import read_body, serve_lifespan
+from gateway.wire.asgi import read_body, serve_lifespan
 
 Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
 BODY_LIMIT = 64 * 1024 * 1024

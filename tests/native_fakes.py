@@ -23,7 +23,7 @@ from openai.lib.streaming.chat import ChatCompletionStreamState
 from openai.types.chat import ChatCompletion, ChatCompletionChunk
 
 from fusion_modes.delimit import blocks
-from gateway.asgi import read_body, serve_lifespan
+from gateway.wire.asgi import read_body, serve_lifespan
 from tests.fakes import BODY_LIMIT
 from tests.servers import serving
 

@@ -14,8 +14,8 @@ import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from gateway.books.tokens import count_messages, count_text
 from gateway.cli import main
-from gateway.tokens import count_messages, count_text
 from tests.conftest import GatewayRunner, http_client, sdk
 from tests.fakes import (
     FakeUpstream,

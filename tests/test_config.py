@@ -10,7 +10,7 @@ import pytest
 
 from gateway.cli import main
 from gateway.config import load_config, parse_config
-from gateway.errors import ConfigError
+from gateway.wire.errors import ConfigError
 
 BASE = """\
 server: {host: 127.0.0.1, port: 8000}

@@ -10,7 +10,7 @@ import httpx
 import pytest
 import yaml
 
-from gateway.metrics import Metrics
+from gateway.books.metrics import Metrics
 from tests.conftest import run_gateway
 from tests.deploykit import (
     DEPLOY,
@@ -34,7 +34,7 @@ QUERIES = dashboard_queries()
 
 
 def contract() -> dict[str, set[str]]:
-    """Sample name -> label names, as gateway/metrics.py declares them (the contract)."""
+    """Sample name -> label names, as gateway/books/metrics.py declares them (the contract)."""
     out: dict[str, set[str]] = {}
     for collector in vars(Metrics()).values():
         name = getattr(collector, "_name", None)
@@ -154,7 +154,7 @@ def test_dashboard_shows(what: str, needles: list[str]) -> None:
 
 
 def test_queries_read_only_metrics_and_labels_the_gateway_declares() -> None:
-    """Static: against gateway/metrics.py, so a renamed metric or label fails here first."""
+    """Static: against gateway/books/metrics.py, so a renamed metric or label fails here first."""
     problems = check_names([*QUERIES, *rule_queries()], contract())
     assert not problems, "\n".join(problems)
 

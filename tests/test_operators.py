@@ -15,10 +15,10 @@ import openai
 import pytest
 
 from gateway.app import create_app
+from gateway.books.logs import LOGGER, JsonFormatter
 from gateway.config import load_config
-from gateway.estimate import model_cost
-from gateway.logs import LOGGER, JsonFormatter
-from gateway.protocol import parse_chat_request
+from gateway.pipeline.estimate import model_cost
+from gateway.wire.protocol import parse_chat_request
 from tests.conftest import GatewayRunner, sdk
 from tests.fakes import FakeUpstream, answer, judge_picking
 from tests.servers import serving, wait_until

@@ -8,7 +8,7 @@ import pytest
 from gateway.config import parse_config
 from gateway.config.presets import PRESETS
 from gateway.config.schema import AnthropicProviderConfig, GeminiProviderConfig, OpenAIProviderConfig
-from gateway.errors import ConfigError
+from gateway.wire.errors import ConfigError
 from tests.conftest import GatewayRunner, sdk
 from tests.fakes import FakeUpstream, completion, json_reply
 

@@ -8,7 +8,7 @@ import json
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from gateway.sse import SSEDecoder, SSEEvent, comment, encode
+from gateway.wire.sse import SSEDecoder, SSEEvent, comment, encode
 
 STREAM = (
     "\ufeffdata: {\"a\": \"caf\u00e9 \u65e5\u672c \U0001f389\"}\r\n\r\n"

@@ -18,7 +18,7 @@ import httpx
 import pytest
 from playwright.sync_api import Page, ViewportSize
 
-from gateway.auth import UNAUTHORIZED
+from gateway.pipeline.auth import UNAUTHORIZED
 from gateway.routes.ui import CSP, STATIC
 from tests.browser import LAPTOP, PHONE, Watched, chromium
 from tests.conftest import GatewayRunner

@@ -16,7 +16,7 @@ from typing import Any, Literal
 
 from gateway.compare.client import GatewayClient, Reply
 from gateway.compare.dataset import Item
-from gateway.compare.pairwise import judgement_key, prefer
+from gateway.compare.judgement import judgement_key, prefer
 from gateway.compare.progress import Progress
 from gateway.compare.store import JUDGEMENTS, RESULTS, JsonlLog, result_key
 

@@ -14,7 +14,7 @@ from typing import Any
 
 import yaml
 
-from gateway.errors import ConfigError
+from gateway.wire.errors import ConfigError
 
 Loc = tuple[str | int, ...]
 

@@ -2,7 +2,7 @@
 
 A provider speaks OpenAI Chat Completions to the rest of the gateway, whatever it speaks upstream:
 ``complete`` returns a ``chat.completion`` dict, ``stream`` yields ``chat.completion.chunk`` dicts.
-Both raise only :class:`gateway.errors.UpstreamError` subclasses.
+Both raise only :class:`gateway.wire.errors.UpstreamError` subclasses.
 """
 
 from __future__ import annotations
@@ -12,9 +12,9 @@ from collections.abc import AsyncIterator
 from contextlib import AbstractAsyncContextManager
 from typing import Any
 
+from gateway.books.usage import Usage
 from gateway.config.loader import ModelSpec
 from gateway.config.schema import ProviderBase
-from gateway.usage import Usage
 
 
 class ChunkStream(abc.ABC):

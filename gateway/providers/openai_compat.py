@@ -2,7 +2,7 @@
 
 Nothing to translate: the body goes up as it is, and the answer comes back as it is. The HTTP side
 (session, first-byte limit, error statuses, an upstream that ignores ``stream``) is shared with the
-translating providers in :mod:`gateway.providers.native`.
+translating providers in :mod:`gateway.providers.http_base`.
 """
 
 from __future__ import annotations
@@ -12,10 +12,10 @@ from typing import Any
 
 from gateway.config.loader import ModelSpec
 from gateway.config.schema import OpenAIProviderConfig
-from gateway.errors import UpstreamProtocolError
 from gateway.providers.base import ChunkStream
-from gateway.providers.native import NativeHTTPProvider
+from gateway.providers.http_base import NativeHTTPProvider
 from gateway.providers.stream import SSEChunkStream
+from gateway.wire.errors import UpstreamProtocolError
 
 
 class OpenAIProvider(NativeHTTPProvider):

@@ -5,12 +5,12 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from typing import Any
 
-from gateway import jsonutil
-from gateway.errors import UpstreamError, UpstreamProtocolError
+from gateway.books.usage import Usage
 from gateway.providers.base import ChunkStream
-from gateway.providers.http import upstream_errors
-from gateway.sse import SSEDecoder
-from gateway.usage import Usage
+from gateway.providers.transport import upstream_errors
+from gateway.wire import jsonutil
+from gateway.wire.errors import UpstreamError, UpstreamProtocolError
+from gateway.wire.sse import SSEDecoder
 
 
 class SSEChunkStream(ChunkStream):

@@ -17,9 +17,9 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 from urllib.parse import unquote_to_bytes
 
-from gateway import jsonutil
-from gateway.errors import UpstreamStatusError
-from gateway.usage import Usage
+from gateway.books.usage import Usage
+from gateway.wire import jsonutil
+from gateway.wire.errors import UpstreamStatusError
 
 T = TypeVar("T")
 

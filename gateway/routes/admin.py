@@ -5,9 +5,9 @@ from __future__ import annotations
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
-from gateway.auth import UNAUTHORIZED
-from gateway.errors import AuthenticationFailed, InvalidRequest
-from gateway.state import Gateway
+from gateway.pipeline.auth import UNAUTHORIZED
+from gateway.service.gateway import Gateway
+from gateway.wire.errors import AuthenticationFailed, InvalidRequest
 
 router = APIRouter()
 

@@ -14,17 +14,17 @@ import time
 from collections.abc import Coroutine
 from typing import Any
 
-from gateway.admission import Admission, admit, settle
-from gateway.asgi import ClientGone, Receive, Scope, Send, header, read_body, send_error, until_disconnect
+from gateway.books.logs import log_request
 from gateway.config.loader import ModelSpec
-from gateway.errors import GatewayError, InvalidRequest
-from gateway.logs import log_request
-from gateway.plan import plan_pool
-from gateway.protocol import parse_chat_request
+from gateway.pipeline.admission import Admission, admit, settle
+from gateway.pipeline.context import RequestContext
+from gateway.pipeline.plan import plan_pool
+from gateway.pipeline.runtime import PoolTarget
 from gateway.routes import direct, fused
-from gateway.routes.context import RequestContext
-from gateway.runtime import PoolTarget
-from gateway.state import Gateway
+from gateway.service.gateway import Gateway
+from gateway.wire.asgi import ClientGone, Receive, Scope, Send, header, read_body, send_error, until_disconnect
+from gateway.wire.errors import GatewayError, InvalidRequest
+from gateway.wire.protocol import parse_chat_request
 
 _REQUEST_ID = re.compile(r"[A-Za-z0-9._:\-]{1,128}")
 

@@ -6,8 +6,8 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 
-from gateway.auth import Principal
-from gateway.state import Gateway
+from gateway.pipeline.auth import Principal
+from gateway.service.gateway import Gateway
 
 
 def principal(request: Request) -> Principal:

@@ -5,13 +5,13 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from gateway.asgi import Send, cost_header, send_error, send_json
-from gateway.calls import CallRecord
+from gateway.books.calls import CallRecord
 from gateway.config.loader import ModelSpec
-from gateway.errors import GatewayError, UpstreamError
-from gateway.protocol import ChatRequest
-from gateway.routes.context import RequestContext
-from gateway.sse_out import SSEResponse
+from gateway.pipeline.context import RequestContext
+from gateway.wire.asgi import Send, cost_header, send_error, send_json
+from gateway.wire.errors import GatewayError, UpstreamError
+from gateway.wire.protocol import ChatRequest
+from gateway.wire.sse_out import SSEResponse
 
 
 def _done(ctx: RequestContext, spec: ModelSpec, record: CallRecord, error: GatewayError | None) -> None:

@@ -8,18 +8,18 @@ import time
 from typing import Any
 
 from fusion_modes.base import Emit, FusionError, FusionResult
-from gateway.asgi import Send, cost_header, send_error, send_json
-from gateway.baseline import FusedAnswer, Sample
-from gateway.calls import Ledger
-from gateway.concurrency import beside
-from gateway.errors import GatewayError, JudgeUnavailable, PoolFailed
-from gateway.events import FusionEvents
-from gateway.outcome import fused_cost, latency_breakdown, pool_metadata, record_pool_metrics
-from gateway.plan import PoolPlan
-from gateway.pool import PoolOutcome, Timeline, run_pool
-from gateway.protocol import ChatRequest, chunk, completion, new_completion_id, now_s
-from gateway.routes.context import RequestContext
-from gateway.sse_out import SSEResponse
+from gateway.books.calls import Ledger
+from gateway.pipeline.baseline import FusedAnswer, Sample
+from gateway.pipeline.context import RequestContext
+from gateway.pipeline.events import FusionEvents
+from gateway.pipeline.outcome import fused_cost, latency_breakdown, pool_metadata, record_pool_metrics
+from gateway.pipeline.plan import PoolPlan
+from gateway.pipeline.pool import PoolOutcome, Timeline, run_pool
+from gateway.wire.asgi import Send, cost_header, send_error, send_json
+from gateway.wire.concurrency import beside
+from gateway.wire.errors import GatewayError, JudgeUnavailable, PoolFailed
+from gateway.wire.protocol import ChatRequest, chunk, completion, new_completion_id, now_s
+from gateway.wire.sse_out import SSEResponse
 
 
 def _failed(ctx: RequestContext, plan: PoolPlan, exc: BaseException) -> GatewayError:

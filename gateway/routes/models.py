@@ -7,7 +7,7 @@ from typing import Any
 from fastapi import APIRouter, Request
 
 from gateway.routes.deps import Caller
-from gateway.state import Gateway
+from gateway.service.gateway import Gateway
 
 router = APIRouter()
 

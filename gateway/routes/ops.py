@@ -5,8 +5,8 @@ from __future__ import annotations
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse
 
-from gateway.metrics import CONTENT_TYPE
-from gateway.state import Gateway
+from gateway.books.metrics import CONTENT_TYPE
+from gateway.service.gateway import Gateway
 
 router = APIRouter()
 

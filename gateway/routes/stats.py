@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Request, Response
 
-from gateway import jsonutil
 from gateway.routes.deps import Caller
-from gateway.state import Gateway
+from gateway.service.gateway import Gateway
+from gateway.wire import jsonutil
 
 router = APIRouter()
 

@@ -18,7 +18,7 @@ from pathlib import Path
 
 from fastapi import APIRouter, Request, Response
 
-from gateway.errors import ModelNotFound
+from gateway.wire.errors import ModelNotFound
 
 STATIC = Path(__file__).resolve().parent.parent / "ui" / "static"
 CONTENT_TYPES = {

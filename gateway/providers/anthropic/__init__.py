@@ -25,7 +25,7 @@ from gateway.providers.anthropic.request import AnthropicRequest, build
 from gateway.providers.anthropic.response import to_completion
 from gateway.providers.anthropic.stream import AnthropicChunkStream
 from gateway.providers.base import ChunkStream
-from gateway.providers.native import NativeHTTPProvider
+from gateway.providers.http_base import NativeHTTPProvider
 from gateway.providers.translate import guarded, who
 
 

@@ -13,11 +13,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from gateway import jsonutil
-from gateway.errors import UpstreamProtocolError
+from gateway.books.usage import Usage
 from gateway.providers import translate as t
 from gateway.providers.anthropic.request import AnthropicRequest
-from gateway.usage import Usage
+from gateway.wire import jsonutil
+from gateway.wire.errors import UpstreamProtocolError
 
 FINISH_REASONS = {
     "end_turn": "stop",

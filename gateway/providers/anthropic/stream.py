@@ -17,15 +17,15 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from typing import Any
 
-from gateway import jsonutil
-from gateway.errors import UpstreamProtocolError
+from gateway.books.usage import Usage
 from gateway.providers.anthropic.request import AnthropicRequest
 from gateway.providers.anthropic.response import ERROR_STATUS, finish_reason, usage
 from gateway.providers.base import ChunkStream
-from gateway.providers.http import status_error, upstream_errors
 from gateway.providers.translate import Chunks
-from gateway.sse import SSEDecoder
-from gateway.usage import Usage
+from gateway.providers.transport import status_error, upstream_errors
+from gateway.wire import jsonutil
+from gateway.wire.errors import UpstreamProtocolError
+from gateway.wire.sse import SSEDecoder
 
 
 class AnthropicChunkStream(ChunkStream):

@@ -22,13 +22,13 @@ from urllib.parse import quote
 
 from gateway.config.loader import ModelSpec
 from gateway.config.schema import GeminiProviderConfig
-from gateway.errors import UpstreamStatusError
 from gateway.providers.base import ChunkStream
 from gateway.providers.gemini.request import GeminiRequest, build
 from gateway.providers.gemini.response import error, to_completion
 from gateway.providers.gemini.stream import GeminiChunkStream
-from gateway.providers.native import NativeHTTPProvider
+from gateway.providers.http_base import NativeHTTPProvider
 from gateway.providers.translate import guarded, who
+from gateway.wire.errors import UpstreamStatusError
 
 
 class GeminiProvider(NativeHTTPProvider):

@@ -18,11 +18,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from gateway import jsonutil
 from gateway.config.schema import GeminiProviderConfig
 from gateway.providers import translate as t
 from gateway.providers.gemini.schema import to_gemini_schema
 from gateway.providers.translate import Unsupported
+from gateway.wire import jsonutil
 
 HANDLED = frozenset(
     {

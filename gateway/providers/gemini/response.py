@@ -17,11 +17,11 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from gateway import jsonutil
-from gateway.errors import UpstreamProtocolError, UpstreamStatusError
+from gateway.books.usage import Usage
 from gateway.providers import translate as t
-from gateway.providers.http import status_error
-from gateway.usage import Usage
+from gateway.providers.transport import status_error
+from gateway.wire import jsonutil
+from gateway.wire.errors import UpstreamProtocolError, UpstreamStatusError
 
 _FILTERED = frozenset({"SAFETY", "RECITATION", "BLOCKLIST", "PROHIBITED_CONTENT", "SPII", "IMAGE_SAFETY"})
 

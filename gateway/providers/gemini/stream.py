@@ -13,15 +13,15 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from typing import Any
 
-from gateway import jsonutil
-from gateway.errors import UpstreamProtocolError
+from gateway.books.usage import Usage
 from gateway.providers.base import ChunkStream
 from gateway.providers.gemini.request import GeminiRequest
 from gateway.providers.gemini.response import blocked, candidates, error, finish_reason, read_parts, usage
-from gateway.providers.http import upstream_errors
 from gateway.providers.translate import Chunks
-from gateway.sse import SSEDecoder
-from gateway.usage import Usage
+from gateway.providers.transport import upstream_errors
+from gateway.wire import jsonutil
+from gateway.wire.errors import UpstreamProtocolError
+from gateway.wire.sse import SSEDecoder
 
 
 class GeminiChunkStream(ChunkStream):

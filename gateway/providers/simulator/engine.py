@@ -30,13 +30,13 @@ import orjson
 from fusion_modes.base import content_text
 from fusion_modes.debate import read_debate_task
 from fusion_modes.judge import read_judge_task
+from gateway.books.tokens import approximate, count_messages
+from gateway.books.usage import Usage
 from gateway.config.schema import SimulatorProfile
-from gateway.tokens import approximate, count_messages
-from gateway.usage import Usage
 
 _ARITH = re.compile(r"(-?\d+(?:\.\d+)?)\s*([-+*/×x])\s*(-?\d+(?:\.\d+)?)")
 _NUMBER = re.compile(r"-?\d+(?:\.\d+)?")
-# One piece per approximate token (see gateway.tokens), leading whitespace attached: joined, they give
+# One piece per approximate token (see gateway.books.tokens), leading whitespace attached: joined, they give
 # back the text, and their count is the completion's token count.
 _PIECE = re.compile(r"\s*(?:[^\W\d_]{1,4}|\d{1,3}|[^\w\s]|_)")
 

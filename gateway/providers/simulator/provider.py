@@ -11,13 +11,13 @@ from typing import Any
 
 import anyio
 
+from gateway.books.usage import Usage
 from gateway.config.loader import ModelSpec
 from gateway.config.schema import SimulatorProviderConfig
-from gateway.errors import UpstreamProtocolError
 from gateway.providers.base import ChunkStream, Provider
-from gateway.providers.http import status_error
 from gateway.providers.simulator.engine import Answer, SimulatedModel, Timing
-from gateway.usage import Usage
+from gateway.providers.transport import status_error
+from gateway.wire.errors import UpstreamProtocolError
 
 #: Simulated streams send a chunk at most this often; faster token rates batch several tokens per chunk.
 CHUNK_INTERVAL_S = 0.02

@@ -10,8 +10,6 @@ from typing import Any
 
 import anyio
 
-from gateway import jsonutil, sse
-from gateway.asgi import ClientGone, Receive, Scope, Send, read_body, send_json, serve_lifespan, until_disconnect
 from gateway.config.schema import SimulatorProviderConfig
 from gateway.providers.simulator.engine import Timing
 from gateway.providers.simulator.provider import (
@@ -21,6 +19,8 @@ from gateway.providers.simulator.provider import (
     paced,
     stream_chunks,
 )
+from gateway.wire import jsonutil, sse
+from gateway.wire.asgi import ClientGone, Receive, Scope, Send, read_body, send_json, serve_lifespan, until_disconnect
 
 _MAX_BODY = 64 * 1024 * 1024
 

@@ -12,14 +12,14 @@ from typing import Any
 
 import aiohttp
 
-from gateway import jsonutil
 from gateway.config.loader import ModelSpec
 from gateway.config.schema import HTTPProviderConfig
-from gateway.deadline import within
-from gateway.errors import UpstreamProtocolError, UpstreamStatusError, UpstreamTimeout
 from gateway.providers.base import ChunkStream, Provider
-from gateway.providers.http import iter_body, new_session, status_error, upstream_errors
 from gateway.providers.stream import completion_as_stream
+from gateway.providers.transport import iter_body, new_session, status_error, upstream_errors
+from gateway.wire import jsonutil
+from gateway.wire.deadline import within
+from gateway.wire.errors import UpstreamProtocolError, UpstreamStatusError, UpstreamTimeout
 
 _MAX_ERROR_BODY = 64 * 1024
 

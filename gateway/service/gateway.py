@@ -13,21 +13,21 @@ from typing import Any
 import anyio
 from anyio.abc import TaskGroup
 
-from gateway.baseline import BaselineSampler
+from gateway.books.limits import Limits, MemoryLimits
+from gateway.books.logs import LOGGER
+from gateway.books.metrics import Metrics
+from gateway.books.stats import StatsStore
 from gateway.config.loader import GatewayConfig
 from gateway.config.schema import StateConfig
-from gateway.limits import Limits, MemoryLimits
-from gateway.logs import LOGGER
-from gateway.metrics import Metrics
+from gateway.pipeline.baseline import BaselineSampler
+from gateway.pipeline.runtime import Runtime, build_runtime
 from gateway.providers import Provider
-from gateway.reload import Reloader
-from gateway.runtime import Runtime, build_runtime
-from gateway.stats import StatsStore
+from gateway.service.reload import Reloader
 
 
 def make_limits(state: StateConfig) -> Limits:
     if state.redis_url:
-        from gateway.limits_redis import RedisLimits
+        from gateway.books.limits_redis import RedisLimits
 
         return RedisLimits(state.redis_url, state.key_prefix)
     return MemoryLimits()

@@ -12,14 +12,14 @@ from decimal import Decimal
 
 import anyio
 
-from gateway.auth import Principal
+from gateway.books.limits import Limits, Reservation
 from gateway.config.loader import ModelSpec
-from gateway.errors import InvalidRequest, QuotaExceeded, RateLimited
-from gateway.estimate import model_cost, pool_cost
-from gateway.jsonutil import decimal_text
-from gateway.limits import Limits, Reservation
-from gateway.plan import PoolPlan
-from gateway.protocol import ChatRequest
+from gateway.pipeline.auth import Principal
+from gateway.pipeline.estimate import model_cost, pool_cost
+from gateway.pipeline.plan import PoolPlan
+from gateway.wire.errors import InvalidRequest, QuotaExceeded, RateLimited
+from gateway.wire.jsonutil import decimal_text
+from gateway.wire.protocol import ChatRequest
 
 
 @dataclass

@@ -13,8 +13,8 @@ from typing import Any, Literal, cast
 
 from gateway.config.loader import GatewayConfig, ModelSpec
 from gateway.config.schema import Mode, PoolConfig
-from gateway.errors import InvalidRequest
-from gateway.protocol import ChatRequest
+from gateway.wire.errors import InvalidRequest
+from gateway.wire.protocol import ChatRequest
 
 _OVERRIDES = frozenset({"mode", "criteria", "rounds", "members", "events"})
 _MODES = ("best-of", "merge", "debate")

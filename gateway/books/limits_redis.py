@@ -10,8 +10,8 @@ import secrets
 from decimal import Decimal
 from typing import Any
 
-from gateway.errors import ServiceUnavailable
-from gateway.limits import WINDOW_S, Limits, Reservation, from_nano, to_nano, utc_day
+from gateway.books.limits import WINDOW_S, Limits, Reservation, from_nano, to_nano, utc_day
+from gateway.wire.errors import ServiceUnavailable
 
 # KEYS[1] window zset; ARGV[1] limit, ARGV[2] window ms, ARGV[3] unique member
 _HIT = """

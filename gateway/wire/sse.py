@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from gateway import jsonutil
+from gateway.wire import jsonutil
 
 _BOM = b"\xef\xbb\xbf"
 

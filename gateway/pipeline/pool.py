@@ -11,14 +11,15 @@ from typing import TYPE_CHECKING
 from fusion_modes import MODES
 from fusion_modes.base import Candidate, Emit, FusionContext, FusionResult
 from fusion_modes.debate import agree, revision_messages
-from gateway.calls import Ledger, UpstreamCaller
-from gateway.errors import PoolFailed
-from gateway.fanout import FanoutPolicy, MemberCall, MemberResult, fan_out
-from gateway.judging import ModelJudge
-from gateway.plan import PoolPlan
+from gateway.books.calls import Ledger
+from gateway.pipeline.fanout import FanoutPolicy, MemberCall, MemberResult, fan_out
+from gateway.pipeline.judge_calls import ModelJudge
+from gateway.pipeline.plan import PoolPlan
+from gateway.pipeline.upstream import UpstreamCaller
+from gateway.wire.errors import PoolFailed
 
 if TYPE_CHECKING:
-    from gateway.events import FusionEvents
+    from gateway.pipeline.events import FusionEvents
 
 
 @dataclass

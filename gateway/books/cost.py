@@ -11,8 +11,8 @@ from __future__ import annotations
 from collections.abc import Iterable
 from decimal import Decimal
 
+from gateway.books.usage import Usage
 from gateway.config.schema import Price
-from gateway.usage import Usage
 
 MILLION = Decimal(1_000_000)
 

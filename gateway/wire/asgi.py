@@ -7,9 +7,9 @@ from collections.abc import Awaitable, Callable, MutableMapping, Sequence
 from decimal import Decimal
 from typing import Any
 
-from gateway import jsonutil
-from gateway.errors import GatewayError, PayloadTooLarge
-from gateway.jsonutil import decimal_text
+from gateway.wire import jsonutil
+from gateway.wire.errors import GatewayError, PayloadTooLarge
+from gateway.wire.jsonutil import decimal_text
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]

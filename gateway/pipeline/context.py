@@ -6,10 +6,10 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
-from gateway.asgi import Headers
-from gateway.auth import ANONYMOUS, Principal
-from gateway.runtime import Runtime
-from gateway.state import Gateway
+from gateway.pipeline.auth import ANONYMOUS, Principal
+from gateway.pipeline.runtime import Runtime
+from gateway.service.gateway import Gateway
+from gateway.wire.asgi import Headers
 
 
 @dataclass

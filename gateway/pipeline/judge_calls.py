@@ -11,10 +11,11 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from fusion_modes.base import JudgeFailed
-from gateway.calls import CallRecord, Ledger, UpstreamCaller
+from gateway.books.calls import CallRecord, CallRole, Ledger
 from gateway.config.loader import ModelSpec
 from gateway.config.schema import JudgeConfig
-from gateway.errors import UpstreamError, UpstreamTimeout
+from gateway.pipeline.upstream import UpstreamCaller
+from gateway.wire.errors import UpstreamError, UpstreamTimeout
 
 
 class ModelJudge:
@@ -27,7 +28,7 @@ class ModelJudge:
         pool: str,
         deadline: float,
         *,
-        role: str = "judge",
+        role: CallRole = "judge",
         on_call: Callable[[str], Awaitable[None]] | None = None,
     ) -> None:
         self._caller = caller

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 
 from gateway.config.schema import AuthConfig, KeyConfig
-from gateway.errors import AuthenticationFailed, PermissionDenied
+from gateway.wire.errors import AuthenticationFailed, PermissionDenied
 
 UNAUTHORIZED = "Invalid or missing API key. Send 'Authorization: Bearer <key>'."
 

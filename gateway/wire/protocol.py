@@ -12,8 +12,8 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from gateway import jsonutil
-from gateway.errors import InvalidRequest
+from gateway.wire import jsonutil
+from gateway.wire.errors import InvalidRequest
 
 ROLES = frozenset({"system", "developer", "user", "assistant", "tool", "function"})
 

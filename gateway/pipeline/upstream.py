@@ -1,9 +1,8 @@
 """One upstream call, done right: retries, deadlines, and a record of what it cost and how long it took.
 
-Every call the gateway makes (passthrough, pool member, judge, baseline, comparison) goes through
-:class:`UpstreamCaller`, and every call leaves a :class:`CallRecord` in its request's :class:`Ledger`,
-whether it succeeded, failed, timed out or was cancelled. A call that was cut or cancelled is charged
-for what it produced; when the upstream did not report usage, the gateway counts (``estimated``).
+Every call the gateway makes goes through :class:`UpstreamCaller` and fills in the
+:class:`~gateway.books.calls.CallRecord` it is handed. A call that was cut or cancelled is charged for
+what it produced; when the upstream did not report usage, the gateway counts (``estimated``).
 """
 
 from __future__ import annotations
@@ -11,77 +10,25 @@ from __future__ import annotations
 import random
 import time
 from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
 import anyio
 
-from gateway.accounting import call_cost, sum_costs
-from gateway.assemble import Accumulator
+from gateway.books.calls import CallRecord
+from gateway.books.cost import call_cost
+from gateway.books.metrics import Metrics
+from gateway.books.tokens import count_messages, count_text
+from gateway.books.usage import Usage
 from gateway.config.loader import ModelSpec
-from gateway.deadline import within
-from gateway.errors import UpstreamError, UpstreamTimeout
-from gateway.metrics import Metrics
 from gateway.providers.base import Provider
-from gateway.tokens import count_messages, count_text
-from gateway.usage import Usage, total
+from gateway.wire.assemble import Accumulator
+from gateway.wire.deadline import within
+from gateway.wire.errors import UpstreamError, UpstreamTimeout
 
 OnDelta = Callable[[str], Awaitable[None]]
 #: (chunk, the content text it added)
 OnChunk = Callable[[dict[str, Any], str], Awaitable[None]]
-
-
-@dataclass(slots=True)
-class CallRecord:
-    model: str
-    role: str  # passthrough | member | judge | baseline | comparison
-    pool: str
-    status: str = "pending"  # ok | error | timeout | cancelled
-    error: UpstreamError | None = None
-    usage: Usage | None = None
-    cost: Decimal | None = None
-    started: float = 0.0
-    ended: float = 0.0
-    attempts: int = 0
-    #: debate round (0 = the fan-out)
-    round: int = 0
-    #: position in the pool's members, for member calls
-    member: int | None = None
-
-    @property
-    def latency_ms(self) -> float:
-        return max(0.0, (self.ended - self.started) * 1000)
-
-    @property
-    def error_type(self) -> str | None:
-        if self.status == "ok":
-            return None
-        if self.status == "cancelled":
-            return "cancelled"
-        return self.error.kind if self.error is not None else self.status
-
-
-@dataclass
-class Ledger:
-    """Every upstream call one request made."""
-
-    records: list[CallRecord] = field(default_factory=list)
-
-    def add(self, record: CallRecord) -> CallRecord:
-        self.records.append(record)
-        return record
-
-    def by_role(self, *roles: str) -> list[CallRecord]:
-        return [r for r in self.records if r.role in roles]
-
-    def cost(self, *roles: str) -> Decimal | None:
-        recs = self.by_role(*roles) if roles else self.records
-        return sum_costs(r.cost for r in recs if r.usage is not None)
-
-    def usage(self, *roles: str) -> Usage:
-        recs = self.by_role(*roles) if roles else self.records
-        return total(r.usage for r in recs)
 
 
 def backoff_s(attempt: int, base: float, cap: float, rng: random.Random) -> float:

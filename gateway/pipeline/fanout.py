@@ -15,10 +15,11 @@ from typing import Any
 
 import anyio
 
-from gateway.assemble import Accumulator
-from gateway.calls import CallRecord, Ledger, UpstreamCaller
+from gateway.books.calls import CallRecord, Ledger
 from gateway.config.loader import ModelSpec
-from gateway.errors import UpstreamError
+from gateway.pipeline.upstream import UpstreamCaller
+from gateway.wire.assemble import Accumulator
+from gateway.wire.errors import UpstreamError
 
 
 @dataclass(frozen=True, slots=True)

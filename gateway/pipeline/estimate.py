@@ -16,10 +16,10 @@ from typing import Any
 
 import orjson
 
-from gateway.accounting import MILLION
+from gateway.books.cost import MILLION
+from gateway.books.tokens import count_messages, count_text
 from gateway.config.loader import ModelSpec
-from gateway.plan import PoolPlan
-from gateway.tokens import count_messages, count_text
+from gateway.pipeline.plan import PoolPlan
 
 ASSUMED_MAX_TOKENS = 4096
 #: the judge's instructions and the markers around each candidate

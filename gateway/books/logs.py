@@ -12,7 +12,7 @@ import sys
 import time
 from typing import Any
 
-from gateway import jsonutil
+from gateway.wire import jsonutil
 
 LOGGER = "fusion_gateway"
 

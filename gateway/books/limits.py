@@ -7,7 +7,7 @@
   requests race for the last dollar, the overspend is at most the last admitted request's cost.
 
 Amounts are integer nano-USD, so Redis (whose scripts count in doubles) stays exact.
-This module keeps state in memory; :mod:`gateway.limits_redis` shares it across replicas.
+This module keeps state in memory; :mod:`gateway.books.limits_redis` shares it across replicas.
 """
 
 from __future__ import annotations

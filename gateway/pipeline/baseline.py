@@ -20,15 +20,15 @@ import anyio
 from anyio.abc import TaskGroup
 
 from fusion_modes.base import Candidate, JudgeFailed
-from fusion_modes.pairwise import prefer
-from gateway.calls import CallRecord, Ledger
+from fusion_modes.both_orders import prefer
+from gateway.books.calls import CallRecord, Ledger
+from gateway.books.metrics import Metrics
+from gateway.books.stats import StatsStore
 from gateway.config.schema import BaselineConfig, PoolConfig
-from gateway.errors import UpstreamError
-from gateway.judging import ModelJudge
-from gateway.metrics import Metrics
-from gateway.plan import PoolPlan
-from gateway.runtime import Runtime
-from gateway.stats import StatsStore
+from gateway.pipeline.judge_calls import ModelJudge
+from gateway.pipeline.plan import PoolPlan
+from gateway.pipeline.runtime import Runtime
+from gateway.wire.errors import UpstreamError
 
 
 @dataclass(frozen=True)

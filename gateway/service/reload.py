@@ -18,11 +18,11 @@ from typing import TYPE_CHECKING
 import anyio
 
 from gateway.config import GatewayConfig, load_config
-from gateway.errors import ConfigError
-from gateway.runtime import build_runtime, retired_providers
+from gateway.pipeline.runtime import build_runtime, retired_providers
+from gateway.wire.errors import ConfigError
 
 if TYPE_CHECKING:
-    from gateway.state import Gateway
+    from gateway.service.gateway import Gateway
 
 
 @dataclass(frozen=True)

@@ -15,9 +15,9 @@ from typing import Any
 
 import aiohttp
 
-from gateway import jsonutil
 from gateway.config.schema import Timeouts
-from gateway.errors import (
+from gateway.wire import jsonutil
+from gateway.wire.errors import (
     UpstreamConnectError,
     UpstreamError,
     UpstreamProtocolError,
@@ -50,7 +50,7 @@ def new_session(max_connections: int, timeouts: Timeouts, headers: dict[str, str
 
 
 class upstream_errors:  # lower case: used like a function, ``with upstream_errors(model):``
-    """Translate transport errors into the gateway's tree (see :mod:`gateway.errors`).
+    """Translate transport errors into the gateway's tree (see :mod:`gateway.wire.errors`).
 
     A class rather than ``@contextmanager``: it wraps every upstream call, and a generator-based
     context manager costs several times more per use."""

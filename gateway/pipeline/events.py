@@ -20,8 +20,8 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from gateway.fanout import FanoutObserver, MemberCall, MemberResult
-from gateway.outcome import call_entry
+from gateway.pipeline.fanout import FanoutObserver, MemberCall, MemberResult
+from gateway.pipeline.outcome import call_entry
 
 Emit = Callable[[dict[str, Any]], Awaitable[None]]
 

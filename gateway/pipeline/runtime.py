@@ -10,13 +10,13 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from gateway.auth import KeyRing
-from gateway.calls import UpstreamCaller
+from gateway.books.metrics import Metrics
 from gateway.config.loader import GatewayConfig, ModelSpec
 from gateway.config.schema import PoolConfig
-from gateway.errors import ModelNotFound
-from gateway.metrics import Metrics
+from gateway.pipeline.auth import KeyRing
+from gateway.pipeline.upstream import UpstreamCaller
 from gateway.providers import Provider, create_provider
+from gateway.wire.errors import ModelNotFound
 
 
 @dataclass(frozen=True)

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from gateway.calls import CallRecord, Ledger
-from gateway.metrics import Metrics
-from gateway.pool import PoolOutcome
+from gateway.books.calls import CallRecord, Ledger
+from gateway.books.metrics import Metrics
+from gateway.pipeline.pool import PoolOutcome
 
 
 def _ms(x: float) -> float:

@@ -14,10 +14,10 @@ from typing import Any
 
 import anyio
 
-from gateway import sse
-from gateway.asgi import Headers, Send, send_error
-from gateway.concurrency import beside
-from gateway.errors import GatewayError, ServiceUnavailable
+from gateway.wire import sse
+from gateway.wire.asgi import Headers, Send, send_error
+from gateway.wire.concurrency import beside
+from gateway.wire.errors import GatewayError, ServiceUnavailable
 
 SSE_HEADERS: Headers = [
     (b"content-type", b"text/event-stream; charset=utf-8"),
