@@ -79,7 +79,6 @@ def create_app(config: GatewayConfig, config_path: str | None = None) -> Gateway
 def create_app_from_env() -> GatewayApp:
     """Factory for ``uvicorn --factory`` and worker processes: the config path comes from the environment."""
     from gateway.books import logs
-    from gateway.cli import tune_gc
 
     path = default_config_path()
     config = load_config(path)
@@ -121,3 +120,18 @@ def _install_error_handlers(api: FastAPI) -> None:
 
 class _NotFound(ModelNotFound):
     default_code = "not_found"
+
+
+def tune_gc() -> None:
+    """Collector settings for a long-running server, applied once start-up is done.
+
+    ``gc.freeze()`` moves every object created so far (modules, config, app) out of the collector's
+    view, so full collections stop rescanning them; a higher first threshold makes young-generation
+    collections rarer on a request path that allocates many short-lived objects. Together about 10-20%
+    less CPU per passthrough request on the reference machine (``tests/benchmarks``).
+    """
+    import gc
+
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(20_000, 20, 20)

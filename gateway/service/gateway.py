@@ -20,7 +20,7 @@ from gateway.books.stats import StatsStore
 from gateway.config.loader import GatewayConfig
 from gateway.config.schema import StateConfig
 from gateway.pipeline.baseline import BaselineSampler
-from gateway.pipeline.runtime import Runtime, build_runtime
+from gateway.pipeline.runtime import Runtime, build_runtime, retired_providers
 from gateway.providers import Provider
 from gateway.service.reload import Reloader
 
@@ -61,6 +61,23 @@ class Gateway:
             old_limits, self.limits = self.limits, make_limits(runtime.config.state)
             self.close_later([], 0.0, old_limits)
         self.runtime = runtime
+
+    def install_config(self, config: GatewayConfig, reason: str, path: str) -> None:
+        """A reloaded config: swap it in; close the providers it no longer uses once no request can."""
+        old = self.runtime
+        new = build_runtime(config, self.metrics, previous=old)
+        self.install(new)
+        self.metrics.reload_ok.set(1)
+        self.metrics.reload_ts.set(time.time())
+        retired = retired_providers(old, new)
+        if retired:
+            self.close_later(retired, _longest_request_s(old.config))
+        self.log.info("config reloaded", extra={"fields": {"reason": reason, "path": path,
+                                                           "providers_replaced": [p.name for p in retired]}})
+
+    def refuse_config(self, message: str, reason: str) -> None:
+        self.metrics.reload_ok.set(0)
+        self.log.error("config reload failed", extra={"fields": {"reason": reason, "error": message}})
 
     def close_later(self, providers: Sequence[Provider], delay_s: float, limits: Limits | None = None) -> None:
         async def close() -> None:
@@ -143,3 +160,13 @@ class Gateway:
                 closed.add(id(provider))
                 await provider.aclose()
         await self.limits.aclose()
+
+
+def _longest_request_s(config: GatewayConfig) -> float:
+    """No request can live longer than this: pools end at deadline_s, passthrough calls at total_s."""
+    longest = max((m.timeouts.total_s for m in config.models.values()), default=0.0)
+    for pool in config.pools.values():
+        judge = pool.judge.timeout_s if pool.judge else 0.0
+        longest = max(longest, pool.deadline_s + judge)
+    return longest + 5.0
+

@@ -11,18 +11,21 @@ from __future__ import annotations
 
 import hashlib
 import os
-import time
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 import anyio
 
 from gateway.config import GatewayConfig, load_config
-from gateway.pipeline.runtime import build_runtime, retired_providers
 from gateway.wire.errors import ConfigError
 
-if TYPE_CHECKING:
-    from gateway.service.gateway import Gateway
+
+class ConfigTarget(Protocol):
+    """What a reload acts on (the running gateway): install a config that loaded, or note a refusal."""
+
+    def install_config(self, config: GatewayConfig, reason: str, path: str) -> None: ...
+
+    def refuse_config(self, message: str, reason: str) -> None: ...
 
 
 @dataclass(frozen=True)
@@ -41,8 +44,8 @@ def _signature(path: str) -> tuple[int, int, int] | None:
 
 
 class Reloader:
-    def __init__(self, gateway: Gateway, path: str | None) -> None:
-        self._gw = gateway
+    def __init__(self, target: ConfigTarget, path: str | None) -> None:
+        self._target = target
         self.path = path
         self._lock = anyio.Lock()
         #: contents of the last file tried (loaded or refused): the watcher skips changes that are not
@@ -65,25 +68,14 @@ class Reloader:
             return self._reload(reason)
 
     def _reload(self, reason: str) -> ReloadResult:
-        gw, log = self._gw, self._gw.log
         assert self.path is not None
         self._digest = self._read_digest()
         try:
             config = load_config(self.path)
         except ConfigError as exc:
-            gw.metrics.reload_ok.set(0)
-            log.error("config reload failed", extra={"fields": {"reason": reason, "error": exc.message}})
+            self._target.refuse_config(exc.message, reason)
             return ReloadResult(False, False, exc.message)
-        old = gw.runtime
-        new = build_runtime(config, gw.metrics, previous=old)
-        gw.install(new)
-        gw.metrics.reload_ok.set(1)
-        gw.metrics.reload_ts.set(time.time())
-        retired = retired_providers(old, new)
-        if retired:
-            gw.close_later(retired, _longest_request_s(old.config))
-        log.info("config reloaded", extra={"fields": {"reason": reason, "path": self.path,
-                                                      "providers_replaced": [p.name for p in retired]}})
+        self._target.install_config(config, reason, self.path)
         return ReloadResult(True, True, "reloaded")
 
     async def watch(self, interval_s: float) -> None:
@@ -99,13 +91,4 @@ class Reloader:
             seen = sig
             if sig is not None and self._read_digest() != self._digest:
                 await self.reload("file changed")
-
-
-def _longest_request_s(config: GatewayConfig) -> float:
-    """No request can live longer than this: pools end at deadline_s, passthrough calls at total_s."""
-    longest = max((m.timeouts.total_s for m in config.models.values()), default=0.0)
-    for pool in config.pools.values():
-        judge = pool.judge.timeout_s if pool.judge else 0.0
-        longest = max(longest, pool.deadline_s + judge)
-    return longest + 5.0
 
