@@ -48,8 +48,7 @@ class Gateway:
         self.draining = anyio.Event()
         self._tg: TaskGroup | None = None
         self._retired: list[Provider] = []
-        self.metrics.reload_ok.set(1)
-        self.metrics.reload_ts.set(time.time())
+        self.metrics.config_loaded(time.time())
 
     @property
     def config(self) -> GatewayConfig:
@@ -67,8 +66,7 @@ class Gateway:
         old = self.runtime
         new = build_runtime(config, self.metrics, previous=old)
         self.install(new)
-        self.metrics.reload_ok.set(1)
-        self.metrics.reload_ts.set(time.time())
+        self.metrics.config_loaded(time.time())
         retired = retired_providers(old, new)
         if retired:
             self.close_later(retired, _longest_request_s(old.config))
@@ -76,7 +74,7 @@ class Gateway:
                                                            "providers_replaced": [p.name for p in retired]}})
 
     def refuse_config(self, message: str, reason: str) -> None:
-        self.metrics.reload_ok.set(0)
+        self.metrics.config_refused()
         self.log.error("config reload failed", extra={"fields": {"reason": reason, "error": message}})
 
     def close_later(self, providers: Sequence[Provider], delay_s: float, limits: Limits | None = None) -> None:
