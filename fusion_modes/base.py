@@ -15,7 +15,10 @@ JudgeStatus = Literal["ok", "fallback", "skipped", "error"]
 
 
 def content_text(content: Any) -> str:
-    """A message's text: the string, or the text parts of a content array (images are not shown)."""
+    """A message's text: the string, or the text parts of a content array (images are not shown).
+
+    The gateway has the same reading in ``gateway.wire.protocol``; this package imports nothing of the
+    gateway, so it keeps its own three lines rather than depend on the HTTP side."""
     if isinstance(content, str):
         return content
     if isinstance(content, list):

@@ -14,7 +14,7 @@ import re
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from fusion_modes.base import content_text
+from gateway.wire.protocol import content_text
 
 _PIECES = re.compile(r"[^\W\d_]+|\d+|[^\w\s]|_")
 
