@@ -18,7 +18,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from gateway.config import GatewayConfig, default_config_path, load_config
-from gateway.routes import admin, models, ops, stats, ui
+from gateway.routes import admin, ledger, models, ops, stats, ui
 from gateway.routes.chat import chat_completions
 from gateway.service.gateway import Gateway
 from gateway.wire.asgi import Receive, Scope, Send, send_error
@@ -70,6 +70,7 @@ def create_app(config: GatewayConfig, config_path: str | None = None) -> Gateway
     api.include_router(models.router)
     api.include_router(ops.router)
     api.include_router(stats.router)
+    api.include_router(ledger.router)
     api.include_router(admin.router)
     api.include_router(ui.router)
     _install_error_handlers(api)

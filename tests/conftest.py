@@ -55,3 +55,9 @@ def sdk(url: str, **kwargs: Any) -> openai.OpenAI:
 def fake_provider_yaml(url: str, *, name: str = "up", extra: str = "") -> str:
     """A provider block pointing at a fake upstream."""
     return f"  {name}: {{type: openai, base_url: {url}/v1, api_key: sk-operator-secret-0123456789{extra}}}\n"
+
+
+@pytest.fixture(autouse=True)
+def _ledger_data_dir(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each test's gateways keep their default SQLite ledger in a directory of their own."""
+    monkeypatch.setenv("FUSION_GATEWAY_DATA", str(tmp_path_factory.mktemp("data")))

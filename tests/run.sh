@@ -10,6 +10,8 @@ missing=""
 for pair in $NEEDS; do
   command -v "${pair%%:*}" >/dev/null 2>&1 || missing="$missing ${pair#*:}"
 done
+# PostgreSQL's server binaries are not on PATH in Debian: they live in /usr/lib/postgresql/<version>/bin.
+command -v initdb >/dev/null 2>&1 || ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || missing="$missing postgresql"
 if [ -n "$missing" ]; then
   if [ "$(id -u)" = 0 ]; then sudo=""; elif command -v sudo >/dev/null 2>&1; then sudo="sudo"; else
     echo "tests/run.sh: please install these Debian packages:$missing" >&2; exit 1

@@ -32,6 +32,8 @@ class CallRecord:
     cost: Decimal | None = None
     started: float = 0.0
     ended: float = 0.0
+    #: when the upstream's answer began (its response headers); 0 if it never did
+    first_byte: float = 0.0
     attempts: int = 0
     #: debate round (0 = the fan-out)
     round: int = 0

@@ -164,6 +164,33 @@ class Metrics:
             registry=reg,
             multiprocess_mode="livemin",
         )
+        self.ledger_written = Counter(
+            "fusion_ledger_written",
+            "Request records written to the ledger.",
+            registry=reg,
+        )
+        self.ledger_dropped = Counter(
+            "fusion_ledger_dropped",
+            "Request records dropped because the ledger's queue was full (the database was down or slow).",
+            registry=reg,
+        )
+        self.ledger_write_errors = Counter(
+            "fusion_ledger_write_errors",
+            "Failed ledger writes (the batch stays queued and is tried again).",
+            registry=reg,
+        )
+        self.ledger_queue = Gauge(
+            "fusion_ledger_queue_depth",
+            "Request records waiting to be written to the ledger.",
+            registry=reg,
+            multiprocess_mode="livesum",
+        )
+        self.ledger_flush_duration = Histogram(
+            "fusion_ledger_flush_duration_seconds",
+            "Time to write one batch of records to the ledger.",
+            buckets=STAGE_BUCKETS,
+            registry=reg,
+        )
         #: (provider, model) -> its series; keys come from the config, so this stays small
         self._upstream_series: dict[tuple[str, str], UpstreamSeries] = {}
         self.reload_ts = Gauge(
@@ -260,6 +287,21 @@ class Metrics:
     def baseline_compared(self, pool: str, result: str) -> None:
         """``result``: fusion, baseline, tie, or error (the comparison judge failed)."""
         self.baseline_comparisons.labels(pool, result).inc()
+
+    # ------------------------------------------------------------------ ledger
+
+    def ledger_flushed(self, records: int, seconds: float) -> None:
+        self.ledger_written.inc(records)
+        self.ledger_flush_duration.observe(seconds)
+
+    def ledger_write_failed(self) -> None:
+        self.ledger_write_errors.inc()
+
+    def ledger_drop(self) -> None:
+        self.ledger_dropped.inc()
+
+    def ledger_queued(self, depth: int) -> None:
+        self.ledger_queue.set(depth)
 
     # ------------------------------------------------------------------ config
 

@@ -15,6 +15,7 @@ from pydantic import BaseModel, ValidationError
 from gateway.config.schema import (
     PROVIDER_CONFIG_TYPES,
     AuthConfig,
+    LedgerConfig,
     LoggingConfig,
     ModelConfig,
     PoolConfig,
@@ -64,6 +65,10 @@ class GatewayConfig:
     @property
     def logging(self) -> LoggingConfig:
         return self.raw.logging
+
+    @property
+    def ledger(self) -> LedgerConfig:
+        return self.raw.ledger
 
     def names(self) -> list[str]:
         """Every name a caller may put in ``model``: models first, then pools."""

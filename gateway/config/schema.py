@@ -366,6 +366,67 @@ class StateConfig(Strict):
     key_prefix: str = "fusion:"
 
 
+LEDGER_SCHEMES = ("sqlite", "postgresql")
+
+
+def ledger_url_problem(url: str) -> str | None:
+    """Why ``url`` cannot be a ledger database, or None if it can."""
+    parts = urlsplit(url)
+    scheme = parts.scheme.split("+", 1)[0]
+    if scheme == "postgres":
+        scheme = "postgresql"
+    if scheme not in LEDGER_SCHEMES:
+        return (
+            f"unsupported ledger URL '{url}' (use sqlite:///PATH, postgresql://USER@HOST:PORT/DB, or none)"
+        )
+    if scheme == "sqlite" and not parts.path.lstrip("/"):
+        return f"ledger URL '{url}' names no file (sqlite:///relative/path or sqlite:////absolute/path)"
+    if scheme == "postgresql" and (not parts.hostname or not parts.path.lstrip("/")):
+        return f"ledger URL '{url}' needs a host and a database (postgresql://USER@HOST:PORT/DB)"
+    return None
+
+
+class LedgerConfig(Strict):
+    """Where every finished request is remembered (``ledger:``; a URL alone is shorthand for ``url``)."""
+
+    #: sqlite:///PATH, postgresql://..., or none; unset: an SQLite file in the data directory
+    url: str | None = None
+    #: keep prompt and answer text (needed by ``fusion-gateway export``); off: only sizes, outcomes, costs
+    content: bool = False
+    #: records older than this many days are pruned in the background; unset: kept forever
+    retention_days: int | None = Field(None, ge=1)
+    #: records held in memory while the database is slow or down; beyond it they are dropped and counted
+    queue_max: int = Field(100_000, ge=1)
+    #: records per write, and the write interval: whichever comes first
+    batch_size: int = Field(1000, ge=1)
+    flush_interval_s: PositiveSeconds = 1.0
+    #: bring an older schema up to date at start (off: only ``fusion-gateway db upgrade`` does)
+    migrate: bool = True
+
+    @model_validator(mode="before")
+    @classmethod
+    def _shorthand(cls, data: Any) -> Any:
+        if isinstance(data, str):
+            return {"url": data}
+        if data is None:
+            return {"url": "none"}
+        return data
+
+    @field_validator("url")
+    @classmethod
+    def _known_url(cls, v: str | None) -> str | None:
+        if v is None or v == "none":
+            return v
+        problem = ledger_url_problem(v)
+        if problem is not None:
+            raise ValueError(problem)
+        return v
+
+    @property
+    def enabled(self) -> bool:
+        return self.url != "none"
+
+
 class LoggingConfig(Strict):
     level: Literal["debug", "info", "warning", "error"] = "info"
     #: log prompts and answers (off: only sizes, outcomes, costs)
@@ -385,3 +446,4 @@ class RawConfig(Strict):
     auth: AuthConfig = AuthConfig()
     state: StateConfig = StateConfig()
     logging: LoggingConfig = LoggingConfig()
+    ledger: LedgerConfig = LedgerConfig()

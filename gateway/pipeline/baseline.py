@@ -22,6 +22,8 @@ from anyio.abc import TaskGroup
 from fusion_modes.base import Candidate, JudgeFailed
 from fusion_modes.both_orders import prefer
 from gateway.books.calls import CallRecord, Ledger
+from gateway.books.ledger.entry import LedgerEntry
+from gateway.books.ledger.writer import LedgerWriter
 from gateway.books.metrics import Metrics
 from gateway.books.stats import StatsStore
 from gateway.config.schema import BaselineConfig, PoolConfig
@@ -55,16 +57,27 @@ class Sample:
         return self._answer
 
 
+@dataclass(frozen=True, slots=True)
+class Shadowed:
+    """The request a sample shadows: its record in the ledger links to it."""
+
+    request_id: str
+    key: str
+
+
 class BaselineSampler:
-    def __init__(self, metrics: Metrics, stats: StatsStore, max_inflight: int) -> None:
+    def __init__(
+        self, metrics: Metrics, stats: StatsStore, max_inflight: int, ledger: LedgerWriter | None = None
+    ) -> None:
         self._metrics = metrics
         self._stats = stats
+        self._ledger = ledger
         self._max = max_inflight
         self._inflight = 0
         self._rng = random.Random(secrets.randbits(64))
         self.task_group: TaskGroup | None = None  # set by the gateway's lifespan
 
-    def start(self, runtime: Runtime, plan: PoolPlan) -> Sample | None:
+    def start(self, runtime: Runtime, plan: PoolPlan, shadowed: Shadowed) -> Sample | None:
         """Maybe sample this request. Returns the hand-over to fill once the fused answer exists."""
         cfg = plan.pool.baseline
         if cfg is None or self.task_group is None or self._rng.random() >= cfg.sample_rate:
@@ -74,26 +87,50 @@ class BaselineSampler:
             return None
         sample = Sample()
         self._inflight += 1
-        self.task_group.start_soon(self._job, runtime, plan, cfg, sample)
+        self.task_group.start_soon(self._job, runtime, plan, cfg, sample, shadowed)
         return sample
 
-    async def _job(self, runtime: Runtime, plan: PoolPlan, cfg: BaselineConfig, sample: Sample) -> None:
+    async def _job(
+        self, runtime: Runtime, plan: PoolPlan, cfg: BaselineConfig, sample: Sample, shadowed: Shadowed
+    ) -> None:
+        entry = LedgerEntry(
+            request_id=shadowed.request_id + ":baseline",
+            parent_id=shadowed.request_id,
+            kind="baseline",
+            key=shadowed.key,
+            created=time.time(),
+            status=0,
+            model=cfg.model,
+            pool=plan.name,
+            mode="baseline",
+        )
         try:
-            await self._run(runtime, plan, cfg, sample)
+            await self._run(runtime, plan, cfg, sample, entry)
         finally:
             self._inflight -= 1
+            if self._ledger is not None and entry.status:
+                self._ledger.submit(entry)
 
-    async def _run(self, runtime: Runtime, plan: PoolPlan, cfg: BaselineConfig, sample: Sample) -> None:
+    async def _run(
+        self, runtime: Runtime, plan: PoolPlan, cfg: BaselineConfig, sample: Sample, entry: LedgerEntry
+    ) -> None:
         pool = plan.pool
         spec = runtime.config.models[cfg.model]
         record = CallRecord(model=spec.name, role="baseline", pool=plan.name)
+        calls = Ledger([record])
+        entry.calls, entry.providers = calls.records, runtime.providers_of
         deadline = time.monotonic() + pool.deadline_s
         try:
             answer = await runtime.caller.collect(spec, {**plan.body, "model": spec.upstream}, record, deadline)
-        except UpstreamError:
+        except UpstreamError as exc:
+            entry.status, entry.error_code, entry.latency_ms, entry.cost = exc.http_status, exc.code, \
+                record.latency_ms, record.cost
             self._stats.baseline_failed(plan.name)
             self._metrics.baseline_called(plan.name, ok=False)
             return
+        entry.status, entry.latency_ms, entry.cost = 200, record.latency_ms, record.cost
+        if runtime.config.ledger.content:
+            entry.messages, entry.answer = plan.body["messages"], answer.message()
         self._metrics.baseline_called(plan.name, ok=True)
         fused = await sample.wait()
         if fused is None:
@@ -101,9 +138,11 @@ class BaselineSampler:
         lat_ratio, cost_ratio = self._stats.baseline(
             plan.name, record.latency_ms, record.cost, fused.latency_ms, fused.cost
         )
+        entry.latency_ratio, entry.cost_ratio = lat_ratio, cost_ratio
         self._metrics.baseline_ratios(plan.name, lat_ratio, cost_ratio)
         if cfg.compare == "judge":
-            await self._compare(runtime, plan, pool, cfg, fused, answer.message())
+            entry.comparison = await self._compare(runtime, plan, pool, cfg, fused, answer.message(), calls)
+            entry.cost = calls.cost()
 
     async def _compare(
         self,
@@ -113,15 +152,17 @@ class BaselineSampler:
         cfg: BaselineConfig,
         fused: FusedAnswer,
         baseline: dict[str, Any],
-    ) -> None:
+        calls: Ledger,
+    ) -> str | None:
+        """The pairwise verdict: fusion, baseline, tie, or error (the comparison judge failed)."""
         judge_model = cfg.compare_judge or (pool.judge.model if pool.judge else None)
         if judge_model is None:
-            return
+            return None
         judge = ModelJudge(
             runtime.caller,
             runtime.config.models[judge_model],
             pool.judge,
-            Ledger(),
+            calls,
             plan.name,
             time.monotonic() + (pool.judge.timeout_s if pool.judge else 30.0),
             role="comparison",
@@ -133,7 +174,8 @@ class BaselineSampler:
         except JudgeFailed:
             self._stats.comparison(plan.name, "error")
             self._metrics.baseline_compared(plan.name, "error")
-            return
+            return "error"
         result = {"first": "fusion", "second": "baseline", "tie": "tie"}[pref]
         self._stats.comparison(plan.name, result)
         self._metrics.baseline_compared(plan.name, result)
+        return result

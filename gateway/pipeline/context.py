@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any, Protocol
 
 import anyio
 
+from gateway.books.calls import CallRecord
+from gateway.books.ledger.writer import LedgerWriter
 from gateway.books.metrics import Metrics
+from gateway.books.record import FusionMetadata
 from gateway.books.stats import StatsStore
 from gateway.pipeline.auth import ANONYMOUS, Principal
 from gateway.pipeline.baseline import BaselineSampler
@@ -32,6 +36,10 @@ class Services(Protocol):
     @property
     def log(self) -> logging.Logger: ...
 
+    #: where finished requests are remembered (None: ``ledger: none``)
+    @property
+    def ledger(self) -> LedgerWriter | None: ...
+
     #: set when the shutdown grace has run out: open streams end with an in-band error
     @property
     def draining(self) -> anyio.Event: ...
@@ -49,3 +57,8 @@ class RequestContext:
     status: int = 0
     cost: Decimal | None = None
     fields: dict[str, Any] = field(default_factory=dict)
+    #: for the ledger: what the request became, the calls it made, its fusion metadata, its content
+    kind: str = "refused"
+    calls: Sequence[CallRecord] = ()
+    meta: FusionMetadata | None = None
+    content: tuple[Any, Any] | None = None

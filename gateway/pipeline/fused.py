@@ -8,7 +8,7 @@ import secrets
 from fusion_modes.base import Emit, FusionError
 from gateway.books.calls import Ledger
 from gateway.books.record import FusionMetadata
-from gateway.pipeline.baseline import Sample
+from gateway.pipeline.baseline import Sample, Shadowed
 from gateway.pipeline.context import RequestContext
 from gateway.pipeline.events import FusionEvents
 from gateway.pipeline.outcome import pool_answered, pool_failed
@@ -29,7 +29,7 @@ class FusedRequest:
     async def run(self, emit: Emit | None = None, events: FusionEvents | None = None) -> PoolOutcome:
         ctx, plan = self.ctx, self.plan
         # The baseline starts with the members, before the fan-out.
-        self._sample = ctx.services.baseline.start(ctx.runtime, plan)
+        self._sample = ctx.services.baseline.start(ctx.runtime, plan, Shadowed(ctx.request_id, ctx.principal.name))
         try:
             return await run_pool(
                 ctx.runtime.caller,

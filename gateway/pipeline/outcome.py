@@ -9,9 +9,12 @@ from __future__ import annotations
 
 import time
 from decimal import Decimal
+from typing import Any
 
 from fusion_modes.base import FusionError
 from gateway.books.calls import CallRecord, Ledger
+from gateway.books.ledger.entry import LedgerEntry
+from gateway.books.logs import log_request
 from gateway.books.record import (
     CallEntry,
     FusionMetadata,
@@ -131,6 +134,7 @@ def pool_answered(ctx: RequestContext, outcome: PoolOutcome, sample: Sample | No
         sample.deliver(FusedAnswer(outcome.result.message, latency.total, meta.cost_usd))
     ctx.status = 200
     ctx.cost = meta.cost_usd
+    ctx.kind, ctx.calls, ctx.meta = "pool", ledger.records, meta
     ctx.fields.update(
         {
             "pool": plan.name,
@@ -142,8 +146,7 @@ def pool_answered(ctx: RequestContext, outcome: PoolOutcome, sample: Sample | No
             "latency_breakdown_ms": latency.to_json(),
         }
     )
-    if ctx.runtime.config.logging.content:
-        ctx.fields["content"] = {"messages": plan.body["messages"], "answer": outcome.result.message}
+    note_content(ctx, plan.body["messages"], outcome.result.message)
     return meta
 
 
@@ -156,6 +159,7 @@ def pool_failed(ctx: RequestContext, plan: PoolPlan, ledger: Ledger, exc: Gatewa
     ctx.services.stats.request(plan.name, "error")
     error = JudgeUnavailable(str(exc)) if isinstance(exc, FusionError) else exc
     ctx.status = error.http_status
+    ctx.kind, ctx.calls = "pool", ledger.records
     ctx.cost = fused_cost(ledger)  # what was spent before the failure is still spent
     ctx.fields["error"] = error.code
     return error
@@ -165,7 +169,63 @@ def passthrough_answered(ctx: RequestContext, spec: ModelSpec, record: CallRecor
     ctx.services.metrics.passthrough_answered(spec.name, error is None, time.monotonic() - ctx.started)
     ctx.status = 200 if error is None else error.http_status
     ctx.cost = record.cost
+    ctx.kind, ctx.calls = "passthrough", (record,)
     ctx.fields["upstream"] = {"status": record.status, "attempts": record.attempts, "error_type": record.error_type,
                               "latency_ms": ms(record.latency_ms)}
     if error is not None:
         ctx.fields["error"] = error.code
+
+
+def note_content(ctx: RequestContext, messages: Any, answer: Any) -> None:
+    """Prompt and answer, kept only where the operator opted in: in the log line, in the ledger, or both."""
+    config = ctx.runtime.config
+    if config.logging.content:
+        ctx.fields["content"] = {"messages": messages, "answer": answer}
+    if config.ledger.content:
+        ctx.content = (messages, answer)
+
+
+def finished(ctx: RequestContext, stream: bool) -> None:
+    """Every request ends here, answered, failed or refused: its log line and its ledger record."""
+    latency_ms = (time.monotonic() - ctx.started) * 1000
+    status = ctx.status or 499  # 499: the client went away before an answer
+    fields = ctx.fields
+    log_request(
+        ctx.services.log,
+        {
+            "request_id": ctx.request_id,
+            "key": ctx.principal.name,
+            "status": status,
+            "stream": stream,
+            "latency_ms": round(latency_ms, 3),
+            "cost_usd": ctx.cost,
+            **fields,
+        },
+    )
+    ledger = ctx.services.ledger
+    if ledger is None:
+        return
+    model = fields.get("model")
+    meta = ctx.meta
+    content = ctx.content
+    ledger.submit(
+        LedgerEntry(
+            request_id=ctx.request_id,
+            kind=ctx.kind,  # type: ignore[arg-type]
+            key=ctx.principal.name,
+            created=time.time() - latency_ms / 1000,
+            status=status,
+            stream=stream,
+            model=model,
+            pool=model if ctx.kind == "pool" else None,
+            mode=fields.get("mode"),
+            error_code=fields.get("error"),
+            latency_ms=meta.latency.total if meta is not None else latency_ms,
+            cost=ctx.cost,
+            calls=ctx.calls,
+            providers=ctx.runtime.providers_of,
+            meta=meta,
+            messages=content[0] if content is not None else None,
+            answer=content[1] if content is not None else None,
+        )
+    )

@@ -8,7 +8,7 @@ their connection pools.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from gateway.books.metrics import Metrics
 from gateway.config.loader import GatewayConfig, ModelSpec
@@ -31,6 +31,8 @@ class Runtime:
     providers: Mapping[str, Provider]
     caller: UpstreamCaller
     keys: KeyRing
+    #: model name -> provider name (the ledger says where each call went)
+    providers_of: Mapping[str, str] = field(default_factory=dict)
 
     def resolve(self, name: str) -> ModelSpec | PoolTarget:
         spec = self.config.models.get(name)
@@ -49,7 +51,11 @@ def build_runtime(config: GatewayConfig, metrics: Metrics, previous: Runtime | N
         old = previous.providers.get(name) if previous is not None else None
         providers[name] = old if old is not None and old.config == pcfg else create_provider(name, pcfg)
     return Runtime(
-        config=config, providers=providers, caller=UpstreamCaller(providers, metrics), keys=KeyRing(config.auth)
+        config=config,
+        providers=providers,
+        caller=UpstreamCaller(providers, metrics),
+        keys=KeyRing(config.auth),
+        providers_of={name: spec.provider for name, spec in config.models.items()},
     )
 
 

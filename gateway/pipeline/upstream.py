@@ -107,6 +107,8 @@ class UpstreamCaller:
             # failing right after them can still be retried: nothing has reached the caller.
             held: list[tuple[dict[str, Any], str]] = []
             async with provider.stream(spec, body) as chunks:
+                if not record.first_byte:
+                    record.first_byte = time.monotonic()
                 async for chunk in chunks:
                     added = acc.add(chunk)
                     if on_chunk is None:

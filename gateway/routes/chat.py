@@ -14,10 +14,10 @@ import time
 from collections.abc import Coroutine
 from typing import Any
 
-from gateway.books.logs import log_request
 from gateway.config.loader import ModelSpec
 from gateway.pipeline.admission import Admission, admit, settle
 from gateway.pipeline.context import RequestContext
+from gateway.pipeline.outcome import finished as record_finished
 from gateway.pipeline.plan import plan_pool
 from gateway.pipeline.runtime import PoolTarget
 from gateway.routes import direct, fused
@@ -72,7 +72,7 @@ async def chat_completions(gw: Gateway, scope: Scope, receive: Receive, send: Se
         ctx.status = exc.http_status
         ctx.fields["error"] = exc.code
         await send_error(send, exc, ctx.headers)
-        _log(ctx, stream=False)
+        record_finished(ctx, stream=False)
         return
     await _serve(gw, ctx, receive, work, admission, req.stream)
 
@@ -94,17 +94,4 @@ async def _serve(
             ctx.fields["client_disconnected"] = True
         if admission.reservation is not None:
             await settle(gw.limits, admission, ctx.cost)
-        _log(ctx, stream)
-
-
-def _log(ctx: RequestContext, stream: bool) -> None:
-    fields = {
-        "request_id": ctx.request_id,
-        "key": ctx.principal.name,
-        "status": ctx.status or 499,  # 499: the client went away before an answer
-        "stream": stream,
-        "latency_ms": round((time.monotonic() - ctx.started) * 1000, 3),
-        "cost_usd": ctx.cost,
-        **ctx.fields,
-    }
-    log_request(ctx.services.log, fields)
+        record_finished(ctx, stream)

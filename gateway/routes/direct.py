@@ -7,7 +7,7 @@ from typing import Any
 from gateway.books.calls import CallRecord
 from gateway.config.loader import ModelSpec
 from gateway.pipeline.context import RequestContext
-from gateway.pipeline.outcome import passthrough_answered
+from gateway.pipeline.outcome import note_content, passthrough_answered
 from gateway.wire.asgi import Send, cost_header, send_error, send_json
 from gateway.wire.errors import GatewayError, UpstreamError
 from gateway.wire.protocol import ChatRequest
@@ -27,8 +27,8 @@ async def json(ctx: RequestContext, spec: ModelSpec, req: ChatRequest, send: Sen
     if not isinstance(data.get("usage"), dict) and record.usage is not None:
         data["usage"] = record.usage.to_openai()  # counted by the gateway: marked usage_estimated
     passthrough_answered(ctx, spec, record, None)
-    if ctx.runtime.config.logging.content:
-        ctx.fields["content"] = {"messages": req.messages, "answer": data.get("choices")}
+    choices = data.get("choices")
+    note_content(ctx, req.messages, choices[0].get("message") if choices and isinstance(choices[0], dict) else None)
     await send_json(send, 200, data, [*ctx.headers, *cost_header(record.cost)])
 
 
@@ -65,8 +65,7 @@ async def stream(ctx: RequestContext, spec: ModelSpec, req: ChatRequest, send: S
                 {"id": last.get("id"), "object": "chat.completion.chunk", "created": last.get("created"),
                  "model": req.model, "choices": [], "usage": record.usage.to_openai()}
             )
-        if ctx.runtime.config.logging.content:
-            ctx.fields["content"] = {"messages": req.messages, "answer": acc.message()}
+        note_content(ctx, req.messages, acc.message())
         await out.done()
 
     try:

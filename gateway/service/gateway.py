@@ -13,16 +13,19 @@ from typing import Any
 import anyio
 from anyio.abc import TaskGroup
 
+from gateway.books.ledger.store import LedgerStore, default_url, redact
+from gateway.books.ledger.writer import LedgerWriter
 from gateway.books.limits import Limits, MemoryLimits
 from gateway.books.logs import LOGGER
 from gateway.books.metrics import Metrics
 from gateway.books.stats import StatsStore
 from gateway.config.loader import GatewayConfig
-from gateway.config.schema import StateConfig
+from gateway.config.schema import LedgerConfig, StateConfig
 from gateway.pipeline.baseline import BaselineSampler
 from gateway.pipeline.runtime import Runtime, build_runtime, retired_providers
 from gateway.providers import Provider
 from gateway.service.reload import Reloader
+from gateway.wire.errors import LedgerSchemaError
 
 
 def make_limits(state: StateConfig) -> Limits:
@@ -33,6 +36,13 @@ def make_limits(state: StateConfig) -> Limits:
     return MemoryLimits()
 
 
+def make_ledger(config: LedgerConfig, metrics: Metrics, log: logging.Logger) -> LedgerWriter | None:
+    if not config.enabled:
+        return None
+    store = LedgerStore(config.url or default_url(), migrate_schema=config.migrate)
+    return LedgerWriter(store, config, metrics, log)
+
+
 class Gateway:
     def __init__(self, config: GatewayConfig, config_path: str | None = None) -> None:
         self.log = logging.getLogger(LOGGER)
@@ -40,7 +50,11 @@ class Gateway:
         self.runtime: Runtime = build_runtime(config, self.metrics)
         self.limits = make_limits(config.state)
         self.stats = StatsStore()
-        self.baseline = BaselineSampler(self.metrics, self.stats, config.server.background_max_inflight)
+        #: every finished request is remembered here (None: ``ledger: none``); its URL is fixed at start
+        self.ledger = make_ledger(config.ledger, self.metrics, self.log)
+        self.baseline = BaselineSampler(
+            self.metrics, self.stats, config.server.background_max_inflight, self.ledger
+        )
         self.reloader = Reloader(self, config_path)
         self.started_at = int(time.time())
         self.ready = False
@@ -67,6 +81,9 @@ class Gateway:
         new = build_runtime(config, self.metrics, previous=old)
         self.install(new)
         self.metrics.config_loaded(time.time())
+        if config.ledger.url != old.config.ledger.url:
+            self.log.warning("ledger.url changed: it takes effect at the next start",
+                             extra={"fields": {"path": path}})
         retired = retired_providers(old, new)
         if retired:
             self.close_later(retired, _longest_request_s(old.config))
@@ -90,8 +107,28 @@ class Gateway:
         if self._tg is not None:
             self._tg.start_soon(close)
 
+    async def _open_ledger(self) -> None:
+        """Say where the ledger is; check its schema. A schema newer than ours stops the start (raises);
+        an unreachable database does not: records wait in the queue until it answers."""
+        ledger = self.ledger
+        if ledger is None:
+            self.log.info("ledger: off (ledger: none)")
+            return
+        url = redact(ledger.store.url)
+        try:
+            state = await ledger.store.prepare()
+        except LedgerSchemaError:
+            await ledger.store.aclose()
+            raise
+        except Exception as exc:
+            self.log.error("ledger: database unreachable at start; records are queued until it answers",
+                           extra={"fields": {"url": url, "error": f"{type(exc).__name__}: {exc}"[:300]}})
+            return
+        self.log.info(f"ledger: {url}", extra={"fields": {"url": url, "schema": state.current}})
+
     @asynccontextmanager
     async def lifespan(self, _app: Any = None) -> AsyncIterator[None]:
+        await self._open_ledger()
         async with anyio.create_task_group() as tg:
             # Background work (baseline samples, the config watcher, delayed closes) lives here:
             # bounded by the app's lifetime, cancelled cleanly at shutdown, never awaited by a request.
@@ -101,11 +138,16 @@ class Gateway:
             if server.watch_config and self.reloader.path:
                 tg.start_soon(self.reloader.watch, server.watch_interval_s)
             tg.start_soon(self._signals)
+            if self.ledger is not None:
+                tg.start_soon(self.ledger.run)
             self.ready = True
             try:
                 yield
             finally:
                 self.ready = False
+                if self.ledger is not None:
+                    # Requests are over: what they recorded is written before the process goes.
+                    await self.ledger.close(max(5.0, self.config.server.shutdown_grace_s))
                 self.baseline.task_group = None
                 self._tg = None
                 tg.cancel_scope.cancel()

@@ -7,6 +7,7 @@ with ``raise ... from exc``, so nothing else in the code base needs to know abou
 
     GatewayError                         500 api_error
     ├── ConfigError                      (load time: never reaches a caller)
+    ├── LedgerSchemaError                (start time: the ledger's schema is not one this gateway can use)
     ├── InvalidRequest                   400 invalid_request_error
     │   └── PayloadTooLarge              413
     ├── AuthenticationFailed             401 authentication_error
@@ -63,6 +64,12 @@ class ConfigError(GatewayError):
     """A config file is invalid. The message names file, line and key path."""
 
     default_code = "config_error"
+
+
+class LedgerSchemaError(GatewayError):
+    """The ledger database's schema is newer than this gateway knows, or older and not to be migrated."""
+
+    default_code = "ledger_schema"
 
 
 class InvalidRequest(GatewayError):

@@ -1,0 +1,90 @@
+"""What the ledger remembers, over HTTP: one request by id, the recent requests, spend.
+
+A client key sees only its own requests and spend; the admin key (or any caller when no keys are
+configured) sees everyone's. Money is exact: decimal JSON numbers.
+"""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Request, Response
+
+from gateway.books.ledger import queries
+from gateway.books.ledger.writer import LedgerWriter
+from gateway.routes.deps import ledger_since
+from gateway.service.gateway import Gateway
+from gateway.wire import jsonutil
+from gateway.wire.errors import InvalidRequest, ModelNotFound
+
+router = APIRouter()
+
+
+class LedgerOff(InvalidRequest):
+    status = 404
+    default_code = "ledger_off"
+
+
+class RequestNotFound(ModelNotFound):
+    default_code = "request_not_found"
+
+
+async def _ledger(request: Request) -> LedgerWriter:
+    gw: Gateway = request.app.state.gateway
+    if gw.ledger is None:
+        raise LedgerOff("the ledger is off (ledger: none): nothing is remembered")
+    await gw.ledger.flush()  # read your own writes
+    return gw.ledger
+
+
+def _scope(request: Request) -> str | None:
+    """The key whose records this caller may see; None: all of them (401 for a missing or wrong key)."""
+    gw: Gateway = request.app.state.gateway
+    keys = gw.runtime.keys
+    authorization = request.headers.get("authorization")
+    if not keys.enabled or keys.is_admin(authorization):
+        return None
+    return keys.authenticate(authorization).name
+
+
+def _json(body: object) -> Response:
+    return Response(jsonutil.dumps(body), media_type="application/json")
+
+
+@router.get("/v1/fusion/requests/{request_id}")
+async def get_request(request: Request, request_id: str) -> Response:
+    """One request: its calls, cost and latency breakdown (and its shadow baseline, if it was sampled)."""
+    scope = _scope(request)
+    ledger = await _ledger(request)
+    found = await queries.request(ledger.store.engine, request_id, scope)
+    if found is None:
+        raise RequestNotFound(f"no request '{request_id}' in the ledger", param="request_id")
+    return _json(found)
+
+
+@router.get("/v1/fusion/requests")
+async def list_requests(
+    request: Request, pool: str | None = None, key: str | None = None, status: int | None = None,
+    limit: int = 50,
+) -> Response:
+    """The most recent requests, newest first (``pool`` also matches a model called directly)."""
+    scope = _scope(request)
+    if not 1 <= limit <= 1000:
+        raise InvalidRequest("limit must be between 1 and 1000", param="limit")
+    ledger = await _ledger(request)
+    if scope is not None and key is not None and key != scope:
+        return _json({"object": "list", "data": []})
+    rows = await queries.recent(ledger.store.engine, key=scope or key, pool=pool, status=status, limit=limit)
+    return _json({"object": "list", "data": rows})
+
+
+@router.get("/v1/fusion/spend")
+async def spend(request: Request, group_by: str = "key", since: str | None = None) -> Response:
+    """Exact spend grouped by key, pool, upstream model or UTC day."""
+    if group_by not in queries.GROUPS:
+        raise InvalidRequest(
+            f"group_by must be one of {', '.join(queries.GROUPS)}, not '{group_by}'", param="group_by"
+        )
+    scope = _scope(request)
+    start = ledger_since(since)
+    ledger = await _ledger(request)
+    rows = await queries.spend(ledger.store.engine, group_by, start, scope)  # type: ignore[arg-type]
+    return _json({"object": "fusion.spend", "group_by": group_by, "since": since, "data": rows})
