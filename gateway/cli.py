@@ -1,4 +1,4 @@
-"""``fusion-gateway``: serve, check, simulate, compare."""
+"""``fusion-gateway``: serve, check, simulate, report, compare, db upgrade, export."""
 
 from __future__ import annotations
 
@@ -37,9 +37,26 @@ def main(argv: Sequence[str] | None = None) -> int:
     sim.add_argument("--host", default="127.0.0.1")
     sim.add_argument("--port", type=int, default=8100)
 
-    rep = sub.add_parser("report", help="print /v1/fusion/stats of a running gateway, with a verdict per pool")
+    from gateway.books.ledger.command import add_db_argument
+
+    rep = sub.add_parser("report", help="print /v1/fusion/stats of a running gateway (or of a ledger database, "
+                                        "with --db), with a verdict per pool")
     rep.add_argument("--url", default="http://127.0.0.1:8000")
     rep.add_argument("--api-key", default=None, help="client key (default: $FUSION_GATEWAY_API_KEY)")
+    rep.add_argument("--db", default=None, help="read this ledger database instead of a running gateway")
+    rep.add_argument("--since", default=None, help="only records this recent: 24h, 7d, ... (with --db)")
+
+    db = sub.add_parser("db", help="the ledger's database")
+    db_sub = db.add_subparsers(dest="db_command", required=True)
+    upgrade = db_sub.add_parser("upgrade", help="apply the ledger's schema migrations")
+    add_db_argument(upgrade)
+
+    exp = sub.add_parser("export", help="a pool's answers from the ledger as OpenAI chat fine-tuning JSONL")
+    add_db_argument(exp)
+    exp.add_argument("--pool", required=True)
+    exp.add_argument("--since", default=None, help="only answers this recent: 24h, 7d, ...")
+    exp.add_argument("--winners-only", action="store_true",
+                     help="only answers the pairwise judge preferred to the baseline's")
 
     from gateway.compare.command import add_arguments as add_compare_arguments
 
@@ -54,7 +71,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "simulate":
         return _simulate(args)
     if args.command == "report":
+        if args.db:
+            from gateway.books.ledger.command import report
+
+            args.config = None
+            return report(args)
         return _report(args)
+    if args.command == "db":
+        from gateway.books.ledger.command import db_upgrade
+
+        return db_upgrade(args)
+    if args.command == "export":
+        from gateway.books.ledger.command import export
+
+        return export(args)
     if args.command == "compare":
         from gateway.compare.command import run as run_compare
 

@@ -13,6 +13,7 @@ import pytest
 from gateway.app import GatewayApp, create_app
 from gateway.config import parse_config
 from tests.fakes import FakeUpstream
+from tests.procs import PostgresCluster, postgres_cluster
 from tests.servers import ServerThread, serving
 
 
@@ -61,3 +62,10 @@ def fake_provider_yaml(url: str, *, name: str = "up", extra: str = "") -> str:
 def _ledger_data_dir(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
     """Each test's gateways keep their default SQLite ledger in a directory of their own."""
     monkeypatch.setenv("FUSION_GATEWAY_DATA", str(tmp_path_factory.mktemp("data")))
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[PostgresCluster]:
+    """One throwaway PostgreSQL cluster for the test session; each test makes its own database in it."""
+    with postgres_cluster() as cluster:
+        yield cluster

@@ -288,12 +288,12 @@ async def spend(
     if group_by == "model":
         c = calls.c
         group: sa.ColumnElement[Any] = c.model
-        call_cond = [c.created_at >= since] if since is not None else []
-        stmt = sa.select(group, sa.func.sum(c.cost_pusd), sa.func.count(), sa.func.count(c.cost_pusd))
-        if key is not None:
-            stmt = stmt.join(requests, sa.and_(requests.c.row_id == c.request_row,
-                                               requests.c.created_at == c.created_at))
-        stmt = stmt.where(*call_cond, *cond).group_by(group)
+        stmt = (
+            sa.select(group, sa.func.sum(c.cost_pusd), sa.func.count(), sa.func.count(c.cost_pusd))
+            .join(requests, sa.and_(r.row_id == c.request_row, r.created_at == c.created_at))
+            .where(*cond)
+            .group_by(group)
+        )
         what = "calls"
     else:
         group = {"key": r.key_name, "pool": r.model, "day": sa.func.date(r.created_at)}[group_by]
@@ -342,3 +342,23 @@ def _training_message(answer: Mapping[str, Any]) -> dict[str, Any]:
     if answer.get("tool_calls"):
         out["tool_calls"] = answer["tool_calls"]
     return out
+
+
+async def pools(engine: AsyncEngine, since: datetime | None) -> dict[str, dict[str, Any]]:
+    """The pools the ledger has records of (for a report without a running gateway): name -> mode, baseline."""
+    r = requests.c
+    window = [r.created_at >= since] if since is not None else []
+    async with engine.connect() as conn:
+        modes = (
+            await conn.execute(
+                sa.select(r.pool, sa.func.max(r.mode)).where(r.kind == "pool", *window).group_by(r.pool).order_by(r.pool)
+            )
+        ).all()
+        baselines = dict(
+            (
+                await conn.execute(
+                    sa.select(r.pool, sa.func.max(r.model)).where(r.kind == "baseline", *window).group_by(r.pool)
+                )
+            ).all()
+        )
+    return {name: {"mode": mode, "baseline": baselines.get(name)} for name, mode in modes}
