@@ -339,7 +339,8 @@ def test_an_older_schema_is_not_migrated_when_migrate_is_off(tmp_path: Path, fak
         assert gw.proc.wait(timeout=30) != 0
     finally:
         gw.stop()
-    assert "older than this gateway's '0001': run 'fusion-gateway db upgrade' (ledger.migrate is off)" in gw.log_path.read_text()
+    assert ("older than this gateway's '0001': run 'fusion-gateway db upgrade' (ledger.migrate is off)"
+            in gw.log_path.read_text())
 
 
 def test_the_start_up_log_says_where_the_default_ledger_is(tmp_path: Path, fake: FakeUpstream) -> None:

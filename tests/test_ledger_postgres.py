@@ -55,7 +55,9 @@ def count(url: str, sql: str) -> int:
     return anyio.run(run)
 
 
-def test_migrations_run_up_from_an_empty_database(postgres: PostgresCluster, capsys: pytest.CaptureFixture[str]) -> None:
+def test_migrations_run_up_from_an_empty_database(
+    postgres: PostgresCluster, capsys: pytest.CaptureFixture[str]
+) -> None:
     url = fresh_db(postgres)
     assert main(["db", "upgrade", "--db", url]) == 0
     assert capsys.readouterr().out.strip() == (

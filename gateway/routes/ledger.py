@@ -86,5 +86,5 @@ async def spend(request: Request, group_by: str = "key", since: str | None = Non
     scope = _scope(request)
     start = ledger_since(since)
     ledger = await _ledger(request)
-    rows = await queries.spend(ledger.store.engine, group_by, start, scope)  # type: ignore[arg-type]
+    rows = await queries.spend(ledger.store.engine, group_by, start, scope)
     return _json({"object": "fusion.spend", "group_by": group_by, "since": since, "data": rows})

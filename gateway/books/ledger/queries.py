@@ -79,7 +79,7 @@ async def stats(
     async with engine.connect() as conn:
         for name, info in pools.items():
             fused = [r.pool == name, r.kind == "pool", *window]
-            outcomes = dict(
+            outcomes: dict[str, int] = dict(
                 (
                     await conn.execute(
                         sa.select(
@@ -113,7 +113,7 @@ async def stats(
             ).scalar_one()
             (lat_ratio,) = await _percentiles(conn, r.latency_ratio, b_ok, (0.5,))
             (cost_ratio,) = await _percentiles(conn, r.cost_ratio, b_ok, (0.5,))
-            cmp_ = dict(
+            cmp_: dict[str, int] = dict(
                 (
                     await conn.execute(
                         sa.select(r.comparison, sa.func.count())
@@ -167,7 +167,7 @@ async def stats(
     }
 
 
-def _request_json(row: Mapping[str, Any]) -> dict[str, Any]:
+def _request_json(row: sa.RowMapping) -> dict[str, Any]:
     return {
         "request_id": row["request_id"],
         "parent_id": row["parent_id"],
@@ -204,7 +204,7 @@ def _request_json(row: Mapping[str, Any]) -> dict[str, Any]:
     }
 
 
-def _call_json(row: Mapping[str, Any]) -> dict[str, Any]:
+def _call_json(row: sa.RowMapping) -> dict[str, Any]:
     return {
         "role": row["role"],
         "round": row["round"],
@@ -351,7 +351,10 @@ async def pools(engine: AsyncEngine, since: datetime | None) -> dict[str, dict[s
     async with engine.connect() as conn:
         modes = (
             await conn.execute(
-                sa.select(r.pool, sa.func.max(r.mode)).where(r.kind == "pool", *window).group_by(r.pool).order_by(r.pool)
+                sa.select(r.pool, sa.func.max(r.mode))
+                .where(r.kind == "pool", *window)
+                .group_by(r.pool)
+                .order_by(r.pool)
             )
         ).all()
         baselines = dict(

@@ -9,6 +9,8 @@ Revises:
 
 from __future__ import annotations
 
+from typing import Any
+
 import sqlalchemy as sa
 from alembic import op
 
@@ -16,7 +18,7 @@ revision = "0001"
 down_revision = None
 
 
-def _partitioned() -> dict[str, str]:
+def _partitioned() -> dict[str, Any]:
     return {"postgresql_partition_by": "RANGE (created_at)"} if op.get_bind().dialect.name == "postgresql" else {}
 
 
