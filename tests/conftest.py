@@ -49,8 +49,24 @@ def http_client(url: str, timeout: float = 30) -> httpx.Client:
     return httpx.Client(base_url=url, timeout=timeout, transport=httpx.HTTPTransport(socket_options=nodelay))
 
 
+#: SDK clients made during the current test: closed at its end (see ``_close_sdk_clients``)
+_SDK_CLIENTS: list[openai.OpenAI] = []
+
+
 def sdk(url: str, **kwargs: Any) -> openai.OpenAI:
-    return openai.OpenAI(base_url=url + "/v1", api_key=kwargs.pop("api_key", "test-key"), max_retries=0, **kwargs)
+    client = openai.OpenAI(base_url=url + "/v1", api_key=kwargs.pop("api_key", "test-key"), max_retries=0, **kwargs)
+    _SDK_CLIENTS.append(client)
+    return client
+
+
+@pytest.fixture(autouse=True)
+def _close_sdk_clients() -> Iterator[None]:
+    """Tests make SDK clients inline (``sdk(url).models.list()``); their kept-alive sockets are closed when
+    the test ends, not whenever the garbage collector happens to find them (as an unclosed-socket
+    ResourceWarning in whichever later test is running)."""
+    yield
+    while _SDK_CLIENTS:
+        _SDK_CLIENTS.pop().close()
 
 
 def fake_provider_yaml(url: str, *, name: str = "up", extra: str = "") -> str:
