@@ -385,3 +385,12 @@ def test_the_cli_reports_bad_arguments(capsys: pytest.CaptureFixture[str]) -> No
         main(["report", "--db", "sqlite:////tmp/none.db", "--since", "soon"])
     assert info.value.code == 2
     assert "--since: since must be a duration like 24h" in capsys.readouterr().err
+
+
+def test_an_unusable_ledger_file_does_not_stop_the_gateway(gateway: GatewayRunner, fake: FakeUpstream) -> None:
+    fake.behaviours["a"] = answer("hello")
+    with gateway(cfg(fake, "{url: 'sqlite:////proc/no-such-dir/ledger.db', flush_interval_s: 0.05}")) as (app, srv):
+        codes = [chat(srv.url, "a").status_code for _ in range(3)]
+        assert wait_until(lambda: "fusion_ledger_write_errors_total" in httpx.get(srv.url + "/metrics").text)
+        assert app.gateway.ledger is not None and app.gateway.ledger.depth == 3  # kept for when it works
+    assert codes == [200, 200, 200]

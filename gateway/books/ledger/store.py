@@ -52,9 +52,6 @@ def redact(url: str) -> str:
 def make_engine(url: str) -> AsyncEngine:
     target = driver_url(url)
     if target.startswith("sqlite"):
-        path = sa.engine.make_url(target).database
-        if path and path != ":memory:":
-            Path(path).parent.mkdir(parents=True, exist_ok=True)
         engine = create_async_engine(target, connect_args={"timeout": 30})
 
         @sa.event.listens_for(engine.sync_engine, "connect")
@@ -91,6 +88,12 @@ class LedgerStore:
 
     async def prepare(self) -> migrate.SchemaState:
         """Check (and if allowed, migrate) the schema; raises LedgerSchemaError on a schema we cannot use."""
+        if not self.postgres:
+            # The file's directory is made on first use, not at construction: a read-only place is then
+            # "database unreachable" (requests go on, records are queued), not a crash.
+            path = self.engine.url.database
+            if path and path != ":memory:":
+                Path(path).parent.mkdir(parents=True, exist_ok=True)
         state = await migrate.ensure_schema(self.engine, migrate=self._migrate)
         self._checked = True
         return state
