@@ -7,11 +7,15 @@ import abc
 import random
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal, Protocol
+from typing import Any, ClassVar, Literal, Protocol
 
 import orjson
 
 JudgeStatus = Literal["ok", "fallback", "skipped", "error"]
+#: every mode's name, declared once: the config, the per-request override and the registry use these
+ModeName = Literal["best-of", "merge", "debate"]
+#: how a debate ends
+FinalMode = Literal["best-of", "merge"]
 
 
 def content_text(content: Any) -> str:
@@ -107,7 +111,7 @@ class FusionContext:
     swap: bool = False
     #: debate
     rounds: int = 0
-    final: Literal["best-of", "merge"] = "best-of"
+    final: FinalMode = "best-of"
     reviser: Reviser | None = None
     #: merge streams the judge's words here when the caller streams
     emit: Emit | None = None
@@ -146,7 +150,7 @@ class FusionResult:
 
 
 class FusionMode(abc.ABC):
-    name: str
+    name: ClassVar[ModeName]
 
     @abc.abstractmethod
     async def run(self, ctx: FusionContext, candidates: Sequence[Candidate]) -> FusionResult:

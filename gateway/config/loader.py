@@ -141,7 +141,7 @@ def _providers(raw: RawConfig, issues: list[ConfigIssue]) -> dict[str, ProviderC
             continue
         cfg = _validate(cls, body, loc, issues)
         if cfg is not None:
-            out[name] = cfg  # type: ignore[assignment]
+            out[name] = cfg
     return out
 
 
