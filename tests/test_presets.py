@@ -10,7 +10,7 @@ from gateway.config.presets import PRESETS
 from gateway.config.schema import AnthropicProviderConfig, GeminiProviderConfig, OpenAIProviderConfig
 from gateway.wire.errors import ConfigError
 from tests.conftest import GatewayRunner, sdk
-from tests.fakes import FakeUpstream, completion, json_reply
+from tests.support.fakes import FakeUpstream, completion, json_reply
 
 KNOWN = "openrouter, together, groq, mistral, deepseek, fireworks, vllm, ollama, llamacpp"
 
