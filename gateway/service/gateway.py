@@ -13,6 +13,7 @@ from typing import Any
 import anyio
 from anyio.abc import TaskGroup
 
+from gateway.books import tokens
 from gateway.books.limits import Limits, MemoryLimits
 from gateway.books.logs import LOGGER
 from gateway.books.metrics import Metrics
@@ -92,6 +93,9 @@ class Gateway:
 
     @asynccontextmanager
     async def lifespan(self, _app: Any = None) -> AsyncIterator[None]:
+        # The tokenizer loads its tables (tiktoken may even try to fetch them) on first use: do that
+        # now, off the event loop, rather than inside the first request that needs a count.
+        await anyio.to_thread.run_sync(tokens.warm)
         async with anyio.create_task_group() as tg:
             # Background work (baseline samples, the config watcher, delayed closes) lives here:
             # bounded by the app's lifetime, cancelled cleanly at shutdown, never awaited by a request.
