@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import asyncio
 import glob
 import os
 import sys
@@ -60,6 +61,15 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         return run_compare(args, list(argv) if argv is not None else sys.argv[1:])
     return 2
+
+
+def _http_protocol() -> type[asyncio.Protocol] | str:
+    """httptools with coalesced writes (see gateway/wire/coalesce.py) where httptools is installed."""
+    if not _has("httptools"):
+        return "h11"
+    from gateway.wire.coalesce import CoalescingHttpToolsProtocol
+
+    return CoalescingHttpToolsProtocol
 
 
 def _load(path: str) -> GatewayConfig | None:
@@ -137,7 +147,7 @@ def _serve(args: argparse.Namespace) -> int:
         host=host,
         port=port,
         loop="uvloop" if _has("uvloop") else "asyncio",
-        http="httptools" if _has("httptools") else "h11",
+        http=_http_protocol(),
         access_log=False,
         proxy_headers=False,  # the gateway does not use the client address; skip the per-request rewrite
         server_header=False,  # no "server: uvicorn": nothing to gain from advertising the stack
