@@ -198,3 +198,17 @@ def test_check_fails_with_the_message(
     assert err.strip() == f"{bad}:9: models.sim-fast.provider: unknown provider 'nope' (known: openai, local, sim)"
     assert main(["check", str(tmp_path / "missing.yaml")]) == 1
     assert "cannot read config file" in capsys.readouterr().err
+
+
+def test_an_unquoted_reference_in_flow_style_says_how_to_fix_it() -> None:
+    # YAML's own message blames the '{' without saying that the ${...} is the cause.
+    text = BASE.replace('api_key: "${OPENAI_API_KEY}"', "api_key: ${OPENAI_API_KEY}")
+    assert error_of(text) == (
+        "config/gateway.yaml:3: invalid YAML: expected ',' or '}', but got '{'; an unquoted ${OPENAI_API_KEY} "
+        'inside {...} or [...] is not valid YAML: quote it ("${OPENAI_API_KEY}") or use block style, one key per line'
+    )
+    text = BASE.replace("pools: {}", "pools: {}\nauth: {keys: [{name: a, key: ${K}}]}")
+    assert error_of(text).endswith('an unquoted ${K} inside {...} or [...] is not valid YAML: quote it ("${K}") '
+                                   "or use block style, one key per line")
+    # the block style needs no quotes
+    assert parse_config(BASE.replace("pools: {}", "auth:\n  admin_key: ${K}"), "c.yaml", environ={**ENV, "K": "k"})

@@ -77,8 +77,10 @@ def parse_source(text: str, path: str, *, environ: Mapping[str, str]) -> Source:
     try:
         node = loader.get_single_node()
     except yaml.MarkedYAMLError as exc:
-        line = exc.problem_mark.line + 1 if exc.problem_mark is not None else 1
-        raise ConfigError(f"{path}:{line}: invalid YAML: {exc.problem}") from exc
+        mark = exc.problem_mark
+        line = mark.line + 1 if mark is not None else 1
+        hint = _flow_env_ref_hint(text, mark.index) if mark is not None else ""
+        raise ConfigError(f"{path}:{line}: invalid YAML: {exc.problem}{hint}") from exc
     except yaml.YAMLError as exc:
         raise ConfigError(f"{path}:1: invalid YAML: {exc}") from exc
     finally:
@@ -92,6 +94,22 @@ def parse_source(text: str, path: str, *, environ: Mapping[str, str]) -> Source:
     if issues:
         raise source.error(issues)
     return source
+
+
+def _flow_env_ref_hint(text: str, index: int) -> str:
+    """What to do when the parser tripped over an unquoted ``${VAR}`` inside ``{...}`` or ``[...]``.
+
+    In YAML's flow style ``{`` opens a mapping, so ``{api_key: ${KEY}}`` is a syntax error whose own
+    message ("expected ',' or '}', but got '{'") does not say that the reference is the cause.
+    """
+    if text[index - 1 : index + 1] != "${":
+        return ""
+    end = text.find("}", index)
+    ref = text[index - 1 : end + 1] if end != -1 else "${VAR}"
+    return (
+        f"; an unquoted {ref} inside {{...}} or [...] is not valid YAML: quote it (\"{ref}\") "
+        "or use block style, one key per line"
+    )
 
 
 def _build(
