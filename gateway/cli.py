@@ -10,7 +10,7 @@ import tempfile
 from collections.abc import Sequence
 
 from gateway.books import logs
-from gateway.config import CONFIG_ENV, GatewayConfig, default_config_path, load_config
+from gateway.config import CONFIG_ENV, DEFAULT_CONFIG_PATH, GatewayConfig, default_config_path, load_config
 from gateway.config.schema import SimulatorProviderConfig
 from gateway.pipeline.auth import is_loopback
 from gateway.wire.errors import ConfigError
@@ -22,7 +22,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     serve = sub.add_parser("serve", help="run the gateway")
     serve.add_argument(
-        "--config", default=None, help="config file (default: $FUSION_GATEWAY_CONFIG or config/gateway.yaml)"
+        "--config", default=None, help="config file (default: $FUSION_GATEWAY_CONFIG, else config/gateway.yaml if it exists, else the "
+        "packaged offline default)"
     )
     serve.add_argument("--host", default=None, help="override server.host")
     serve.add_argument("--port", type=int, default=None, help="override server.port")
@@ -30,6 +31,10 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     check = sub.add_parser("check", help="validate a config file and print a summary")
     check.add_argument("path", nargs="?", default=None)
+
+    init = sub.add_parser("init", help="write a starter config (and commented examples) to edit")
+    init.add_argument("dir", nargs="?", default="config", help="where to write gateway.yaml (default: config)")
+    init.add_argument("--force", action="store_true", help="overwrite files that exist")
 
     sim = sub.add_parser("simulate", help="serve the simulated models as an OpenAI-compatible server")
     sim.add_argument("--config", default=None, help="take simulator profiles from this config")
@@ -51,6 +56,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _serve(args)
     if args.command == "check":
         return _check(args.path or default_config_path())
+    if args.command == "init":
+        return _init(args)
     if args.command == "simulate":
         return _simulate(args)
     if args.command == "report":
@@ -75,6 +82,26 @@ def _check(path: str) -> int:
     if config is None:
         return 1
     print(summary(config))
+    return 0
+
+
+def _init(args: argparse.Namespace) -> int:
+    from gateway.config.starter import write_starter
+
+    try:
+        written = write_starter(args.dir, force=args.force)
+    except ConfigError as exc:
+        print(exc.message, file=sys.stderr)
+        return 1
+    except OSError as exc:
+        print(f"{args.dir}: cannot write the starter config: {exc.strerror or exc}", file=sys.stderr)
+        return 1
+    config = written.config
+    print(f"wrote {config} (offline, on the built-in simulator) and {len(written.examples)} examples:")
+    for example in written.examples:
+        print(f"  {example}")
+    serve = "fusion-gateway serve" if str(config) == DEFAULT_CONFIG_PATH else f"fusion-gateway serve --config {config}"
+    print(f"next: edit {config} (or start from an example), then: fusion-gateway check {config} && {serve}")
     return 0
 
 

@@ -3,6 +3,7 @@
 from gateway.config.loader import (
     CONFIG_ENV,
     DEFAULT_CONFIG_PATH,
+    PACKAGED_DEFAULTS,
     GatewayConfig,
     ModelSpec,
     default_config_path,
@@ -13,6 +14,7 @@ from gateway.config.loader import (
 __all__ = [
     "CONFIG_ENV",
     "DEFAULT_CONFIG_PATH",
+    "PACKAGED_DEFAULTS",
     "GatewayConfig",
     "ModelSpec",
     "default_config_path",

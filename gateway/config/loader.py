@@ -8,6 +8,7 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, TypeVar
 
 from pydantic import BaseModel, ValidationError
@@ -31,6 +32,8 @@ M = TypeVar("M", bound=BaseModel)
 
 DEFAULT_CONFIG_PATH = "config/gateway.yaml"
 CONFIG_ENV = "FUSION_GATEWAY_CONFIG"
+#: the offline default config and the commented examples, shipped inside the package
+PACKAGED_DEFAULTS = Path(__file__).resolve().parent.parent / "defaults"
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,8 +74,17 @@ class GatewayConfig:
 
 
 def default_config_path(environ: Mapping[str, str] | None = None) -> str:
+    """``$FUSION_GATEWAY_CONFIG``, else ``config/gateway.yaml`` if there is one, else the packaged default.
+
+    The last step is what makes ``pip install fusion-gateway && fusion-gateway serve`` work anywhere.
+    """
     env = os.environ if environ is None else environ
-    return env.get(CONFIG_ENV) or DEFAULT_CONFIG_PATH
+    explicit = env.get(CONFIG_ENV)
+    if explicit:
+        return explicit
+    if os.path.exists(DEFAULT_CONFIG_PATH):
+        return DEFAULT_CONFIG_PATH
+    return str(PACKAGED_DEFAULTS / "gateway.yaml")
 
 
 def load_config(path: str, *, environ: Mapping[str, str] | None = None) -> GatewayConfig:
