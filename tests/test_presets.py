@@ -64,7 +64,7 @@ def test_every_field_overrides_the_preset() -> None:
 
 def test_unknown_preset_names_the_known_ones_at_its_line() -> None:
     assert error_of("  p:\n    type: openai\n    preset: grok\n") == (
-        f"config/gateway.yaml:5: providers.p.preset: unknown preset 'grok' (known: {KNOWN})"
+        f"config/gateway.yaml:5: providers.p.preset: unknown preset 'grok' (did you mean 'groq'? known: {KNOWN})"
     )
 
 

@@ -14,6 +14,7 @@ from urllib.parse import urlsplit
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
 from gateway.config.presets import PRESETS
+from gateway.config.suggest import unknown
 
 PositiveSeconds = Annotated[float, Field(gt=0)]
 Usd = Annotated[Decimal, Field(ge=0)]
@@ -141,7 +142,7 @@ class OpenAIProviderConfig(HTTPProviderConfig):
     @classmethod
     def _known_preset(cls, v: str | None) -> str | None:
         if v is not None and v not in PRESETS:
-            raise ValueError(f"unknown preset '{v}' (known: {', '.join(PRESETS)})")
+            raise ValueError(unknown("preset", v, PRESETS))
         return v
 
     @model_validator(mode="after")

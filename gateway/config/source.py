@@ -35,6 +35,10 @@ class Source:
     path: str
     data: Any
     lines: dict[Loc, int] = field(default_factory=dict)
+    #: what parsing found (duplicate keys, unset environment variables), reported with the loader's findings
+    issues: list[ConfigIssue] = field(default_factory=list)
+    #: where an unset environment variable left an empty value: errors there are its echoes
+    unset: list[Loc] = field(default_factory=list)
 
     def line_of(self, loc: Loc) -> int:
         """Line of the deepest key of ``loc`` that exists in the file (1-based)."""
@@ -45,7 +49,9 @@ class Source:
         return 1
 
     def error(self, issues: list[ConfigIssue]) -> ConfigError:
-        return ConfigError("\n".join(self.format(i) for i in issues))
+        """One error listing every issue, in the order of the file."""
+        ordered = sorted(issues, key=lambda i: self.line_of(i.loc))
+        return ConfigError("\n".join(self.format(i) for i in ordered))
 
     def format(self, issue: ConfigIssue) -> str:
         path = format_loc(issue.loc)
@@ -89,10 +95,8 @@ def parse_source(text: str, path: str, *, environ: Mapping[str, str]) -> Source:
     if node is None:
         source.data = {}
         return source
-    issues: list[ConfigIssue] = []
-    source.data = _build(node, (), source, loader, environ, issues)
-    if issues:
-        raise source.error(issues)
+    source.data = _build(node, (), source, loader, environ, source.issues)
+    source.unset = [i.loc for i in source.issues if i.message.startswith("environment variable ")]
     return source
 
 
