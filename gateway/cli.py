@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import argparse
+import errno
 import glob
 import os
+import socket
 import sys
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Sequence, Sized
+from urllib.parse import urlsplit
 
+from gateway import __version__
 from gateway.books import logs
 from gateway.config import CONFIG_ENV, DEFAULT_CONFIG_PATH, GatewayConfig, default_config_path, load_config
 from gateway.config.schema import SimulatorProviderConfig
@@ -18,12 +22,15 @@ from gateway.wire.errors import ConfigError
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="fusion-gateway", description="Multi-model fusion gateway.")
+    parser.add_argument("--version", action="version", version=f"fusion-gateway {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
 
     serve = sub.add_parser("serve", help="run the gateway")
     serve.add_argument(
-        "--config", default=None, help="config file (default: $FUSION_GATEWAY_CONFIG, else config/gateway.yaml if it exists, else the "
-        "packaged offline default)"
+        "--config",
+        default=None,
+        help="config file (default: $FUSION_GATEWAY_CONFIG, else config/gateway.yaml if it exists, else the "
+        "packaged offline default)",
     )
     serve.add_argument("--host", default=None, help="override server.host")
     serve.add_argument("--port", type=int, default=None, help="override server.port")
@@ -135,14 +142,19 @@ def _serve(args: argparse.Namespace) -> int:
     host = args.host or config.server.host
     port = args.port if args.port is not None else config.server.port
     log = logs.configure(config.logging.level)
+    if not config.auth.keys and not is_loopback(host):
+        print(
+            f"refusing to serve on {host}: no client keys are configured (auth.keys), so anyone who can reach "
+            "this address could spend the upstream credits. Add keys, or bind to 127.0.0.1.",
+            file=sys.stderr,
+        )
+        return 2
+    busy = _port_in_use(host, port)
+    if busy is not None:
+        print(busy, file=sys.stderr)
+        return 1
+    print(banner(config, host, port), file=sys.stderr)
     if not config.auth.keys:
-        if not is_loopback(host):
-            print(
-                f"refusing to serve on {host}: no client keys are configured (auth.keys), so anyone who can reach "
-                "this address could spend the upstream credits. Add keys, or bind to 127.0.0.1.",
-                file=sys.stderr,
-            )
-            return 2
         log.warning("no client keys configured: serving without authentication on loopback only",
                     extra={"fields": {"host": host}})
     if args.workers > 1:
@@ -175,6 +187,57 @@ def _serve(args: argparse.Namespace) -> int:
         backlog=4096,
     )
     return 0
+
+
+def banner(config: GatewayConfig, host: str, port: int) -> str:
+    """What an operator wants to see once at start-up: which build, which file, where, what, how guarded."""
+    base = f"http://{f'[{host}]' if ':' in host else host}:{port}"
+    keys = config.auth.keys
+    auth = (
+        f"on ({_count(keys, 'client key')}"
+        f"{', admin key set' if config.auth.admin_key is not None else ''})"
+        if keys
+        else "off (loopback only)"
+    )
+    redis = urlsplit(config.state.redis_url) if config.state.redis_url else None
+    # the URL may carry a password: show where, never who
+    state = f"redis at {redis.hostname}:{redis.port or 6379}" if redis else "in memory (this process)"
+    return "\n".join([
+        f"fusion-gateway {__version__}",
+        f"  config      {os.path.abspath(config.path)}",
+        f"  listening   {base}/v1",
+        f"  playground  {base}/ui",
+        f"  serving     {_count(config.pools, 'pool')}, {_count(config.models, 'model')}, "
+        f"{_count(config.providers, 'provider')}",
+        f"  auth        {auth}",
+        f"  limits      {state}",
+    ])
+
+
+def _count(items: Sized, noun: str) -> str:
+    return f"{len(items)} {noun}{'' if len(items) == 1 else 's'}"
+
+
+def _port_in_use(host: str, port: int) -> str | None:
+    """One clear line when the address is taken, instead of the server's start-up and shutdown logs."""
+    if port == 0:
+        return None
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    except socket.gaierror as exc:
+        return f"cannot listen on {host}:{port}: {exc.strerror}"
+    family, kind, proto, _, address = infos[0]
+    with socket.socket(family, kind, proto) as probe:
+        # the same option the server sets: a port in TIME_WAIT is free for it, so it is free here too
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind(address)
+        except OSError as exc:
+            if exc.errno == errno.EADDRINUSE:
+                return (f"port {port} on {host} is already in use (another gateway?): stop it, or pick another "
+                        "port with --port or server.port")
+            return f"cannot listen on {host}:{port}: {exc.strerror or exc}"
+    return None
 
 
 def _simulate(args: argparse.Namespace) -> int:
