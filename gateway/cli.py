@@ -14,7 +14,15 @@ from urllib.parse import urlsplit
 
 from gateway import __version__
 from gateway.books import logs
-from gateway.config import CONFIG_ENV, DEFAULT_CONFIG_PATH, GatewayConfig, default_config_path, load_config
+from gateway.config import (
+    CONFIG_ENV,
+    DEFAULT_CONFIG_PATH,
+    GatewayConfig,
+    default_config_path,
+    load_config,
+    load_server_config,
+    server_url,
+)
 from gateway.config.schema import SimulatorProviderConfig
 from gateway.pipeline.auth import is_loopback
 from gateway.wire.errors import ConfigError
@@ -50,7 +58,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     sim.add_argument("--port", type=int, default=8100)
 
     rep = sub.add_parser("report", help="print /v1/fusion/stats of a running gateway, with a verdict per pool")
-    rep.add_argument("--url", default="http://127.0.0.1:8000")
+    rep.add_argument("--url", default=None, help="the gateway (default: the server address of --config)")
+    rep.add_argument("--config", default=None, help="read the gateway's address from this config file")
     rep.add_argument("--api-key", default=None, help="client key (default: $FUSION_GATEWAY_API_KEY)")
 
     from gateway.compare.command import add_arguments as add_compare_arguments
@@ -281,6 +290,14 @@ def _report(args: argparse.Namespace) -> int:
 
     from gateway.books.report import fetch, render
 
+    if args.url is None:
+        path = args.config or default_config_path()
+        try:
+            args.url = server_url(load_server_config(path))
+        except ConfigError as exc:
+            print(f"{exc.message}\nreport: cannot read the gateway's address from {path}: give it with --url",
+                  file=sys.stderr)
+            return 1
     try:
         stats = fetch(args.url, args.api_key or os.environ.get("FUSION_GATEWAY_API_KEY"))
     except httpx.HTTPError as exc:

@@ -8,7 +8,9 @@ from gateway.config.loader import (
     ModelSpec,
     default_config_path,
     load_config,
+    load_server_config,
     parse_config,
+    server_url,
 )
 
 __all__ = [
@@ -19,5 +21,7 @@ __all__ = [
     "ModelSpec",
     "default_config_path",
     "load_config",
+    "load_server_config",
     "parse_config",
+    "server_url",
 ]

@@ -93,6 +93,31 @@ def load_config(path: str, *, environ: Mapping[str, str] | None = None) -> Gatew
     return build_config(load_source(path, environ=environ))
 
 
+def load_server_config(path: str) -> ServerConfig:
+    """Only the ``server:`` section of a config: where a running gateway listens, for the client commands.
+
+    The rest of the file is not validated, and environment variables elsewhere (API keys the client
+    does not have) need not be set.
+    """
+    source = load_source(path, environ=os.environ)
+    data = source.data if isinstance(source.data, dict) else {}
+    issues = [i for i in source.issues if i.loc[:1] == ("server",)]
+    server = _validate(ServerConfig, data.get("server", {}), ("server",), issues)
+    if server is None or issues:
+        raise source.error(issues)
+    return server
+
+
+def server_url(server: ServerConfig) -> str:
+    """How a client on this machine reaches a gateway listening as ``server`` says."""
+    host = server.host
+    if host in ("0.0.0.0", ""):
+        host = "127.0.0.1"  # listening everywhere: loopback is one of the addresses
+    elif host == "::":
+        host = "::1"
+    return f"http://[{host}]:{server.port}" if ":" in host else f"http://{host}:{server.port}"
+
+
 def parse_config(text: str, path: str = "<config>", *, environ: Mapping[str, str] | None = None) -> GatewayConfig:
     return build_config(parse_source(text, path, environ=os.environ if environ is None else environ))
 
