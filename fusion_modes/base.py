@@ -7,15 +7,22 @@ import abc
 import random
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal, Protocol
+from typing import Any, ClassVar, Literal, Protocol
 
 import orjson
 
 JudgeStatus = Literal["ok", "fallback", "skipped", "error"]
+#: every mode's name, declared once: the config, the per-request override and the registry use these
+ModeName = Literal["best-of", "merge", "debate"]
+#: how a debate ends
+FinalMode = Literal["best-of", "merge"]
 
 
 def content_text(content: Any) -> str:
-    """A message's text: the string, or the text parts of a content array (images are not shown)."""
+    """A message's text: the string, or the text parts of a content array (images are not shown).
+
+    The gateway has the same reading in ``gateway.wire.protocol``; this package imports nothing of the
+    gateway, so it keeps its own three lines rather than depend on the HTTP side."""
     if isinstance(content, str):
         return content
     if isinstance(content, list):
@@ -104,7 +111,7 @@ class FusionContext:
     swap: bool = False
     #: debate
     rounds: int = 0
-    final: Literal["best-of", "merge"] = "best-of"
+    final: FinalMode = "best-of"
     reviser: Reviser | None = None
     #: merge streams the judge's words here when the caller streams
     emit: Emit | None = None
@@ -143,7 +150,7 @@ class FusionResult:
 
 
 class FusionMode(abc.ABC):
-    name: str
+    name: ClassVar[ModeName]
 
     @abc.abstractmethod
     async def run(self, ctx: FusionContext, candidates: Sequence[Candidate]) -> FusionResult:

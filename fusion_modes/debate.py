@@ -6,7 +6,6 @@ from __future__ import annotations
 import re
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import Any
 
 from fusion_modes.base import (
@@ -17,7 +16,7 @@ from fusion_modes.base import (
     RoundRecord,
 )
 from fusion_modes.best_of import BestOf
-from fusion_modes.delimit import Block, blocks, new_nonce, wrap
+from fusion_modes.delimit import new_nonce, wrap
 from fusion_modes.merge import merge
 
 ANSWER = "ANSWER"
@@ -46,26 +45,6 @@ def revision_messages(
         "give your updated answer to the original question. Reply with the complete answer only."
     )
     return [*conversation, {"role": "assistant", "content": own.text}, {"role": "user", "content": ask}]
-
-
-@dataclass(frozen=True)
-class DebateTask:
-    own: str
-    others: list[Block]
-
-
-def read_debate_task(messages: Sequence[dict[str, Any]]) -> DebateTask | None:
-    """If ``messages`` is a revision prompt built here, its parts; else None (used by the simulator)."""
-    if len(messages) < 3 or messages[-2].get("role") != "assistant":
-        return None
-    last = messages[-1].get("content")
-    if messages[-1].get("role") != "user" or not isinstance(last, str):
-        return None
-    found = blocks(last, ANSWER)
-    if not found:
-        return None
-    own = messages[-2].get("content")
-    return DebateTask(own=own if isinstance(own, str) else "", others=found)
 
 
 class Debate(FusionMode):

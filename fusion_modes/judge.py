@@ -20,7 +20,7 @@ from typing import Any
 import orjson
 
 from fusion_modes.base import Candidate, JudgeFailed, content_text
-from fusion_modes.delimit import Block, blocks, cap, new_nonce, wrap
+from fusion_modes.delimit import cap, new_nonce, wrap
 
 VERDICT_SCHEMA_NAME = "fusion_verdict"
 CANDIDATE = "CANDIDATE"
@@ -195,40 +195,3 @@ def parse_verdict(text: str, labels: Sequence[str]) -> ParsedVerdict:
     if winner not in labels:
         raise JudgeFailed("unknown_label", "the winner is not one of this request's labels")
     return ParsedVerdict(winner=winner, analysis=analysis)
-
-
-# --------------------------------------------------------------------------- reading a judge prompt back
-# The built-in simulator plays judge offline; these read the format above back.
-
-
-@dataclass(frozen=True)
-class JudgeTask:
-    nonce: str
-    candidates: list[Block]
-    conversation: str
-    wants_verdict: bool
-
-
-def read_judge_task(messages: Sequence[dict[str, Any]], response_format: Any) -> JudgeTask | None:
-    """If ``messages`` is a judge prompt built here, what it asks; else None."""
-    if not messages or not isinstance(messages[-1].get("content"), str):
-        return None
-    text: str = messages[-1]["content"]
-    found = blocks(text, CANDIDATE)
-    conv = blocks(text, CONVERSATION)
-    if not found or not conv:
-        return None
-    nonce = conv[0].nonce
-    wants = (
-        isinstance(response_format, dict)
-        and isinstance(response_format.get("json_schema"), dict)
-        and response_format["json_schema"].get("name") == VERDICT_SCHEMA_NAME
-    )
-    system = messages[0].get("content") if messages[0].get("role") == "system" else ""
-    wants = wants or (isinstance(system, str) and '"winner"' in system)
-    return JudgeTask(
-        nonce=nonce,
-        candidates=[b for b in found if b.nonce == nonce],
-        conversation=conv[0].body,
-        wants_verdict=wants,
-    )

@@ -17,7 +17,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from gateway.books.tokens import count_messages, count_text
 from gateway.cli import main
 from tests.conftest import GatewayRunner, http_client, sdk
-from tests.fakes import (
+from tests.support.fakes import (
     FakeUpstream,
     answer,
     chunk,
@@ -27,7 +27,7 @@ from tests.fakes import (
     sequence,
     sse_reply,
 )
-from tests.servers import wait_http_ready, wait_until
+from tests.support.servers import wait_http_ready, wait_until
 
 HI = [{"role": "user", "content": "Which sorting algorithm should I use?"}]
 M = Decimal(1_000_000)

@@ -11,7 +11,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.procs import gateway_process
+from tests.support.procs import gateway_process
 
 CONFIG = """
 server: {watch_config: false}

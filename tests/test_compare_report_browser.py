@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 from gateway.cli import main
-from tests.browser import PHONE, chromium
 from tests.conftest import GatewayRunner
+from tests.support.browser import PHONE, chromium
 
 CONFIG = """
 providers:

@@ -17,7 +17,7 @@ from kubernetes_validate.utils import latest_version
 
 from gateway.config import parse_config
 from tests.conftest import GatewayRunner
-from tests.deploykit import DEPLOY, ROOT, cli_command, dockerfile_env, parse_dockerfile, subprocess_env
+from tests.support.deploykit import DEPLOY, ROOT, cli_command, dockerfile_env, parse_dockerfile, subprocess_env
 
 K8S = DEPLOY / "k8s"
 KUSTOMIZATION = yaml.safe_load((K8S / "kustomization.yaml").read_text())

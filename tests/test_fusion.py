@@ -15,7 +15,7 @@ from openai.lib.streaming.chat import ChatCompletionStreamState
 from openai.types.chat import ChatCompletion
 
 from tests.conftest import GatewayRunner, sdk
-from tests.fakes import (
+from tests.support.fakes import (
     FakeUpstream,
     answer,
     candidates_in,
@@ -26,7 +26,7 @@ from tests.fakes import (
     sse_reply,
     text_chunks,
 )
-from tests.servers import wait_until
+from tests.support.servers import wait_until
 
 HI = [{"role": "user", "content": "Which sorting algorithm should I use?"}]
 USAGE = {"prompt_tokens": 20, "completion_tokens": 5, "total_tokens": 25}

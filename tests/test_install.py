@@ -22,8 +22,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.procs import free_port
-from tests.servers import wait_http_ready
+from tests.support.procs import free_port
+from tests.support.servers import wait_http_ready
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -11,17 +11,19 @@ import pytest
 
 from fusion_modes.base import Candidate, FusionContext, JudgeFailed
 from fusion_modes.best_of import BestOf
+from fusion_modes.debate import revision_messages
 from fusion_modes.delimit import blocks
 from fusion_modes.judge import (
     CANDIDATE,
     make_ballot,
+    merge_messages,
     parse_verdict,
-    read_judge_task,
     verdict_messages,
     verdict_response_format,
 )
 from gateway.config.schema import SimulatorProfile
 from gateway.providers.simulator.engine import SimulatedModel
+from gateway.providers.simulator.prompts import read_debate_task, read_judge_task
 
 QUESTION = [{"role": "user", "content": "What is 37 * 12?"}]
 
@@ -157,6 +159,19 @@ def test_prompt_states_criteria_and_that_length_is_not_quality() -> None:
     assert "Length is not quality" in system and ballot.nonce in system
     task = read_judge_task(verdict_messages(QUESTION, ballot, None, 16_000), verdict_response_format(ballot.order))
     assert task is not None and task.wants_verdict and len(task.candidates) == 3
+    assert {c.label for c in task.candidates} == set(ballot.order) and task.nonce == ballot.nonce
+
+
+def test_the_simulator_reads_the_prompts_the_modes_write() -> None:
+    """The simulator reads prompts from the outside, as a model would: the format is the contract."""
+    ballot = make_ballot(HONEST, random.Random(4))
+    merge = read_judge_task(merge_messages(QUESTION, ballot, None, 16_000), None)
+    assert merge is not None and not merge.wants_verdict
+    assert [c.body for c in merge.candidates] == [ballot.by_label[label].text for label in ballot.order]
+    own, *others = HONEST
+    task = read_debate_task(revision_messages(QUESTION, own, others))
+    assert task is not None and task.own == own.text
+    assert sorted(b.body for b in task.others) == sorted(c.text for c in others)
 
 
 class _EchoJudge:

@@ -20,8 +20,8 @@ from gateway.config import load_config
 from gateway.pipeline.estimate import model_cost
 from gateway.wire.protocol import parse_chat_request
 from tests.conftest import GatewayRunner, sdk
-from tests.fakes import FakeUpstream, answer, judge_picking
-from tests.servers import serving, wait_until
+from tests.support.fakes import FakeUpstream, answer, judge_picking
+from tests.support.servers import serving, wait_until
 
 HI = [{"role": "user", "content": "What is 6 * 7?"}]
 CLIENT_KEY = "sk-client-alpha-0123456789"

@@ -17,7 +17,7 @@ from gateway.config.schema import (
 )
 from gateway.wire.errors import ConfigError
 from tests.conftest import GatewayRunner, sdk
-from tests.fakes import FakeUpstream, completion, json_reply
+from tests.support.fakes import FakeUpstream, completion, json_reply
 
 KNOWN = "openrouter, together, groq, mistral, deepseek, fireworks, vllm, ollama, llamacpp"
 

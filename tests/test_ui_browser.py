@@ -20,10 +20,10 @@ from playwright.sync_api import Page, ViewportSize
 
 from gateway.pipeline.auth import UNAUTHORIZED
 from gateway.routes.ui import CSP, STATIC
-from tests.browser import LAPTOP, PHONE, Watched, chromium
 from tests.conftest import GatewayRunner
-from tests.fakes import FakeUpstream, answer, judge_picking
-from tests.servers import wait_until
+from tests.support.browser import LAPTOP, PHONE, Watched, chromium
+from tests.support.fakes import FakeUpstream, answer, judge_picking
+from tests.support.servers import wait_until
 from tests.test_fusion import pool_config
 
 ROOT = Path(__file__).resolve().parent.parent

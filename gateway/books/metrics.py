@@ -1,5 +1,8 @@
 """Prometheus metrics. The names are a contract: the Grafana dashboard and the alert rules use them.
 
+Every metric family is written here and only here: the rest of the gateway reports what happened
+(``pool_answered``, ``call_attempted`` ...) and this module decides which series that moves.
+
 Per upstream call, OpenTelemetry's GenAI names (``gen_ai_client_*``); per fusion request, ``fusion_*``.
 No label takes unbounded values: pools, models and providers come from the operator's config, every
 other label from a fixed set. Each app owns its registry (no global state); with several worker
@@ -10,12 +13,19 @@ and a scrape of any worker shows them all.
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from decimal import Decimal
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import prometheus_client
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.multiprocess import MultiProcessCollector
+
+from gateway.books.usage import Usage
+
+if TYPE_CHECKING:
+    from gateway.books.record import FusionMetadata
 
 CONTENT_TYPE = prometheus_client.CONTENT_TYPE_LATEST
 
@@ -112,7 +122,7 @@ class Metrics:
             ["pool", "outcome"],
             registry=reg,
         )
-        self.baseline_skipped = Counter(
+        self.baseline_skips = Counter(
             "fusion_baseline_skipped",
             "Sampled baseline calls not made because background work was full.",
             ["pool"],
@@ -155,7 +165,7 @@ class Metrics:
             multiprocess_mode="livemin",
         )
         #: (provider, model) -> its series; keys come from the config, so this stays small
-        self._upstream: dict[tuple[str, str], UpstreamSeries] = {}
+        self._upstream_series: dict[tuple[str, str], UpstreamSeries] = {}
         self.reload_ts = Gauge(
             "fusion_config_last_reload_success_timestamp_seconds",
             "When the config last loaded successfully.",
@@ -163,17 +173,102 @@ class Metrics:
             multiprocess_mode="livemax",
         )
 
-    def upstream(self, provider: str, model: str) -> UpstreamSeries:
+    # ------------------------------------------------------------------ upstream calls
+
+    def _upstream(self, provider: str, model: str) -> UpstreamSeries:
         """The per-call series of one upstream model, looked up once: every call touches three of them."""
         key = (provider, model)
-        series = self._upstream.get(key)
+        series = self._upstream_series.get(key)
         if series is None:
-            series = self._upstream[key] = UpstreamSeries(self, provider, model)
+            series = self._upstream_series[key] = UpstreamSeries(self, provider, model)
         return series
 
-    def add_cost(self, pool: str, role: str, usd: Decimal | None) -> None:
-        if usd is not None and usd > 0:
-            self.cost.labels(pool, role).inc(float(usd))
+    def call_attempted(self, provider: str, model: str, error_type: str, seconds: float) -> None:
+        """One attempt of an upstream call ended (``error_type`` empty when it succeeded)."""
+        self._upstream(provider, model).duration(error_type).observe(seconds)
+
+    def call_settled(
+        self, provider: str, model: str, pool: str, role: str, usage: Usage, cost: Decimal | None, priced: bool
+    ) -> None:
+        """An upstream call that used tokens: its tokens and its cost."""
+        if not priced:
+            self.unpriced_calls.labels(model).inc()
+        if cost is not None and cost > 0:
+            self.cost.labels(pool, role).inc(float(cost))
+        series = self._upstream(provider, model)
+        series.tokens_in.observe(usage.prompt_tokens)
+        series.tokens_out.observe(usage.completion_tokens)
+
+    # ------------------------------------------------------------------ requests
+
+    @contextmanager
+    def in_flight(self) -> Iterator[None]:
+        self.inflight.inc()
+        try:
+            yield
+        finally:
+            self.inflight.dec()
+
+    def passthrough_answered(self, model: str, ok: bool, seconds: float) -> None:
+        self.requests.labels(model, "passthrough", "ok" if ok else "error").inc()
+        if ok:
+            self.request_duration.labels(model, "passthrough").observe(seconds)
+
+    def pool_answered(self, meta: FusionMetadata, *, judge_called: bool, quorum_missed: bool) -> None:
+        pool, mode, latency = meta.pool, meta.mode, meta.latency
+        self.requests.labels(pool, mode, "degraded" if meta.degraded else "ok").inc()
+        self.request_duration.labels(pool, mode).observe(latency.total / 1000)
+        stage = self.stage_duration
+        stage.labels(pool, "fanout").observe(latency.fanout / 1000)
+        if judge_called:
+            stage.labels(pool, "judge").observe(latency.judge / 1000)
+        for r in latency.rounds:
+            stage.labels(pool, "debate_round").observe(r / 1000)
+        stage.labels(pool, "gateway").observe(max(0.0, latency.gateway) / 1000)
+        for call in (*meta.members, *(c for r in meta.rounds for c in r.members)):
+            self.member_calls.labels(pool, call.model, call.status).inc()
+        if meta.judge is not None and meta.judge.status == "ok":
+            self.judge_verdicts.labels(pool, "picked").inc()
+        elif meta.judge is not None and meta.judge.status == "fallback":
+            self.judge_verdicts.labels(pool, "fallback").inc()
+        if meta.winner is not None:
+            self.winners.labels(pool, meta.winner.model).inc()
+        if quorum_missed:
+            self.quorum_misses.labels(pool).inc()
+
+    def pool_failed(self, pool: str, mode: str, *, judge_failed: bool, quorum_missed: bool) -> None:
+        self.requests.labels(pool, mode, "error").inc()
+        if judge_failed:
+            self.judge_verdicts.labels(pool, "error").inc()
+        if quorum_missed:
+            self.quorum_misses.labels(pool).inc()
+
+    # ------------------------------------------------------------------ baseline
+
+    def baseline_skipped(self, pool: str) -> None:
+        self.baseline_skips.labels(pool).inc()
+
+    def baseline_called(self, pool: str, ok: bool) -> None:
+        self.baseline_calls.labels(pool, "ok" if ok else "error").inc()
+
+    def baseline_ratios(self, pool: str, latency: float | None, cost: float | None) -> None:
+        if latency is not None:
+            self.baseline_latency_ratio.labels(pool).observe(latency)
+        if cost is not None:
+            self.baseline_cost_ratio.labels(pool).observe(cost)
+
+    def baseline_compared(self, pool: str, result: str) -> None:
+        """``result``: fusion, baseline, tie, or error (the comparison judge failed)."""
+        self.baseline_comparisons.labels(pool, result).inc()
+
+    # ------------------------------------------------------------------ config
+
+    def config_loaded(self, when: float) -> None:
+        self.reload_ok.set(1)
+        self.reload_ts.set(when)
+
+    def config_refused(self) -> None:
+        self.reload_ok.set(0)
 
     def process_exit(self) -> None:
         """A worker is leaving: drop its share of live gauges (in-flight requests) from the files."""

@@ -7,6 +7,7 @@ reports its own traffic (Prometheus aggregates across workers and replicas).
 
 from __future__ import annotations
 
+import math
 import time
 from collections import Counter, deque
 from collections.abc import Sequence
@@ -16,14 +17,16 @@ from typing import Any
 
 
 def percentile(values: Sequence[float], q: float) -> float | None:
-    """Linear interpolation between closest ranks (numpy's default). None without data."""
+    """Nearest-rank percentile, q in (0, 100]: the ceil(q/100 * n)-th smallest value; None without data.
+
+    The one definition: the live statistics here and the offline ``compare`` report give the same p50
+    on the same data.
+    """
     if not values:
         return None
     ordered = sorted(values)
-    pos = (len(ordered) - 1) * q
-    lo = int(pos)
-    hi = min(lo + 1, len(ordered) - 1)
-    return ordered[lo] + (ordered[hi] - ordered[lo]) * (pos - lo)
+    rank = max(1, math.ceil(q / 100 * len(ordered)))
+    return ordered[rank - 1]
 
 
 @dataclass
@@ -139,8 +142,8 @@ class StatsStore:
                     },
                     "ratios": {
                         "samples": len(s.latency_ratio),
-                        "latency_p50": _round(percentile(s.latency_ratio, 0.5)),
-                        "cost_p50": _round(percentile(s.cost_ratio, 0.5)),
+                        "latency_p50": _round(percentile(s.latency_ratio, 50)),
+                        "cost_p50": _round(percentile(s.cost_ratio, 50)),
                     },
                     "comparison": {
                         "wins": s.comparisons["fusion"],
@@ -158,7 +161,7 @@ class StatsStore:
 
 
 def _pcts(values: Sequence[float]) -> dict[str, float | None]:
-    return {"p50": _round(percentile(values, 0.5)), "p95": _round(percentile(values, 0.95))}
+    return {"p50": _round(percentile(values, 50)), "p95": _round(percentile(values, 95))}
 
 
 def _round(x: float | None) -> float | None:

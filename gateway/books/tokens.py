@@ -14,7 +14,7 @@ import re
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from fusion_modes.base import content_text
+from gateway.wire.protocol import content_text
 
 _PIECES = re.compile(r"[^\W\d_]+|\d+|[^\w\s]|_")
 
@@ -47,6 +47,11 @@ def _counter() -> Callable[[str], int]:
     except Exception:  # the encoding file may need a download this machine cannot make
         return _approximate
     return lambda text: len(enc.encode(text, disallowed_special=()))
+
+
+def warm() -> None:
+    """Load the tokenizer now (blocking): a server calls this at start-up, off its event loop."""
+    _counter()
 
 
 def count_text(text: str, *, exact: bool = True) -> int:

@@ -12,6 +12,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from gateway.wire.protocol import content_text
+
 ROLES = ("system", "developer", "user", "assistant", "tool")
 #: keys of a line that are sent along with the messages (the fine-tuning format allows tools)
 _PASSED_KEYS = ("tools", "parallel_tool_calls")
@@ -43,16 +45,8 @@ class Item:
     def question(self) -> str:
         for msg in reversed(self.messages):
             if msg.get("role") == "user":
-                return text_of(msg.get("content"))
+                return content_text(msg.get("content"))
         return ""
-
-
-def text_of(content: Any) -> str:
-    if isinstance(content, str):
-        return content
-    if isinstance(content, list):
-        return "".join(p["text"] for p in content if isinstance(p, dict) and isinstance(p.get("text"), str))
-    return ""
 
 
 def item_key(messages: list[dict[str, Any]], extra: dict[str, Any]) -> str:
@@ -117,7 +111,7 @@ def parse_line(number: int, text: str) -> Item:
     reference: str | None = None
     prompt = list(messages)
     if prompt[-1]["role"] == "assistant":
-        reference = text_of(prompt.pop().get("content")) or None
+        reference = content_text(prompt.pop().get("content")) or None
     if not any(m["role"] == "user" for m in prompt):
         raise ValueError("no user message to send (the last assistant message is the reference, not a question)")
     sent = [{k: v for k, v in m.items() if k not in _TRAINING_ONLY} for m in prompt]

@@ -33,15 +33,6 @@ def wilson(successes: int, n: int, z: float = Z95) -> tuple[float, float]:
     return lo, hi
 
 
-def percentile(values: Sequence[float], q: float) -> float | None:
-    """Nearest-rank percentile, q in (0, 100]."""
-    if not values:
-        return None
-    ordered = sorted(values)
-    rank = max(1, math.ceil(q / 100 * len(ordered)))
-    return ordered[rank - 1]
-
-
 def mean_ci(values: Sequence[float], z: float = Z95) -> tuple[float, float, float] | None:
     """(mean, low, high): normal approximation with the sample standard deviation."""
     n = len(values)

@@ -11,6 +11,7 @@ from __future__ import annotations
 from decimal import Decimal
 from typing import Any
 
+from gateway.books.stats import percentile
 from gateway.compare import stats
 from gateway.compare.client import parse_cost
 from gateway.compare.runner import Plan, Runner, System
@@ -117,7 +118,7 @@ def system_figures(runner: Runner, system: System, scorer: Scorer) -> dict[str, 
             for k in stages:
                 if isinstance(lat.get(k), int | float):
                     stages[k].append(float(lat[k]))
-        figures["gateway_latency_p50_ms"] = {k: stats.percentile(v, 50) for k, v in stages.items()}
+        figures["gateway_latency_p50_ms"] = {k: percentile(v, 50) for k, v in stages.items()}
         figures["degraded"] = sum(1 for ln in answered if (ln.get("fusion") or {}).get("degraded"))
     return figures
 
@@ -127,7 +128,7 @@ def latency_figures(values: list[float]) -> dict[str, Any]:
         return {"n": 0}
     out: dict[str, Any] = {"n": len(values)}
     for q in (5, 25, 50, 75, 95, 99):
-        out[f"p{q}"] = stats.percentile(values, q)
+        out[f"p{q}"] = percentile(values, q)
     out["min"] = min(values)
     out["max"] = max(values)
     out["mean"] = sum(values) / len(values)

@@ -266,7 +266,7 @@ def _providers(entries: Mapping[str, Any], issues: list[ConfigIssue]) -> dict[st
             continue
         cfg = _validate(cls, body, loc, issues)
         if cfg is not None:
-            out[name] = cfg  # type: ignore[assignment]
+            out[name] = cfg
     return out
 
 

@@ -8,11 +8,12 @@ from __future__ import annotations
 
 import ipaddress
 from decimal import Decimal
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, ClassVar, Literal, get_args
 from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
+from fusion_modes.base import FinalMode, ModeName
 from gateway.config.presets import PRESETS
 from gateway.config.suggest import unknown
 
@@ -61,6 +62,12 @@ class RetryPolicy(Strict):
 
 
 class ProviderBase(Strict):
+    #: the adapter that serves this ``type:``, as "module:Class" (uvicorn's way): imported only when a
+    #: provider of this type is configured, so the config layer never imports the providers
+    adapter: ClassVar[str]
+
+    #: each subclass narrows this to its own literal: the type's name, declared once
+    type: str
     timeouts: Timeouts = Timeouts()
     retry: RetryPolicy = RetryPolicy()
 
@@ -128,6 +135,7 @@ class OpenAIProviderConfig(HTTPProviderConfig):
     """
 
     type: Literal["openai"]
+    adapter: ClassVar[str] = "gateway.providers.openai_compat:OpenAIProvider"
     preset: str | None = None
 
     @model_validator(mode="before")
@@ -161,6 +169,7 @@ class AnthropicProviderConfig(HTTPProviderConfig):
     """Anthropic's Messages API, translated to and from OpenAI Chat Completions (``x-api-key`` auth)."""
 
     type: Literal["anthropic"]
+    adapter: ClassVar[str] = "gateway.providers.anthropic:AnthropicProvider"
     base_url: str = ANTHROPIC_BASE_URL
     anthropic_version: str = "2023-06-01"
     #: Anthropic requires max_tokens; this is sent when the caller gives neither max_tokens nor max_completion_tokens
@@ -179,6 +188,7 @@ class GeminiProviderConfig(HTTPProviderConfig):
     """Google's Gemini API (generateContent), translated to and from OpenAI Chat Completions (``x-goog-api-key``)."""
 
     type: Literal["gemini"]
+    adapter: ClassVar[str] = "gateway.providers.gemini:GeminiProvider"
     base_url: str = GEMINI_BASE_URL
     #: native GenerateContentRequest fields added to every request (e.g. safetySettings,
     #: generationConfig.thinkingConfig); merged key by key, the translated request wins on conflict
@@ -226,6 +236,7 @@ class SimulatorProviderConfig(ProviderBase):
     """Offline, deterministic OpenAI-compatible models (no network, no key)."""
 
     type: Literal["simulator"]
+    adapter: ClassVar[str] = "gateway.providers.simulator:SimulatorProvider"
     seed: int = 0
     #: upstream model name -> profile; other names get the default profile
     profiles: dict[str, SimulatorProfile] = {}
@@ -234,14 +245,18 @@ class SimulatorProviderConfig(ProviderBase):
         return self.profiles.get(model) or SimulatorProfile()
 
 
-ProviderConfig = OpenAIProviderConfig | AnthropicProviderConfig | GeminiProviderConfig | SimulatorProviderConfig
-
+#: Every provider ``type:``, the one registry: adding a type is a config class here (its ``type``
+#: literal and its ``adapter``) and the adapter it names.
+_PROVIDER_CLASSES: tuple[type[ProviderBase], ...] = (
+    OpenAIProviderConfig,
+    AnthropicProviderConfig,
+    GeminiProviderConfig,
+    SimulatorProviderConfig,
+)
 PROVIDER_CONFIG_TYPES: dict[str, type[ProviderBase]] = {
-    "openai": OpenAIProviderConfig,
-    "anthropic": AnthropicProviderConfig,
-    "gemini": GeminiProviderConfig,
-    "simulator": SimulatorProviderConfig,
+    get_args(cls.model_fields["type"].annotation)[0]: cls for cls in _PROVIDER_CLASSES
 }
+ProviderConfig = ProviderBase
 
 
 # --------------------------------------------------------------------------- models
@@ -294,7 +309,7 @@ class JudgeConfig(Strict):
 
 class DebateConfig(Strict):
     rounds: int = Field(2, ge=0, le=6)
-    final: Literal["best-of", "merge"] = "best-of"
+    final: FinalMode = "best-of"
 
 
 class BaselineConfig(Strict):
@@ -304,7 +319,7 @@ class BaselineConfig(Strict):
     compare_judge: str | None = None
 
 
-Mode = Literal["best-of", "merge", "debate"]
+Mode = ModeName
 
 
 class PoolConfig(Strict):

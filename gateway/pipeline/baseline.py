@@ -70,7 +70,7 @@ class BaselineSampler:
         if cfg is None or self.task_group is None or self._rng.random() >= cfg.sample_rate:
             return None
         if self._inflight >= self._max:
-            self._metrics.baseline_skipped.labels(plan.name).inc()
+            self._metrics.baseline_skipped(plan.name)
             return None
         sample = Sample()
         self._inflight += 1
@@ -92,19 +92,16 @@ class BaselineSampler:
             answer = await runtime.caller.collect(spec, {**plan.body, "model": spec.upstream}, record, deadline)
         except UpstreamError:
             self._stats.baseline_failed(plan.name)
-            self._metrics.baseline_calls.labels(plan.name, "error").inc()
+            self._metrics.baseline_called(plan.name, ok=False)
             return
-        self._metrics.baseline_calls.labels(plan.name, "ok").inc()
+        self._metrics.baseline_called(plan.name, ok=True)
         fused = await sample.wait()
         if fused is None:
             return  # the fused request failed or was abandoned: nothing to compare
         lat_ratio, cost_ratio = self._stats.baseline(
             plan.name, record.latency_ms, record.cost, fused.latency_ms, fused.cost
         )
-        if lat_ratio is not None:
-            self._metrics.baseline_latency_ratio.labels(plan.name).observe(lat_ratio)
-        if cost_ratio is not None:
-            self._metrics.baseline_cost_ratio.labels(plan.name).observe(cost_ratio)
+        self._metrics.baseline_ratios(plan.name, lat_ratio, cost_ratio)
         if cfg.compare == "judge":
             await self._compare(runtime, plan, pool, cfg, fused, answer.message())
 
@@ -135,8 +132,8 @@ class BaselineSampler:
             pref = await prefer(judge, plan.body["messages"], first, second, self._rng, criteria=plan.criteria)
         except JudgeFailed:
             self._stats.comparison(plan.name, "error")
-            self._metrics.baseline_comparisons.labels(plan.name, "error").inc()
+            self._metrics.baseline_compared(plan.name, "error")
             return
         result = {"first": "fusion", "second": "baseline", "tie": "tie"}[pref]
         self._stats.comparison(plan.name, result)
-        self._metrics.baseline_comparisons.labels(plan.name, result).inc()
+        self._metrics.baseline_compared(plan.name, result)

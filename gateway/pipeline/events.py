@@ -20,8 +20,8 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from gateway.books.record import CallEntry, JudgeEntry, ms
 from gateway.pipeline.fanout import FanoutObserver, MemberCall, MemberResult
-from gateway.pipeline.outcome import call_entry
 
 Emit = Callable[[dict[str, Any]], Awaitable[None]]
 
@@ -33,7 +33,7 @@ class FusionEvents(FanoutObserver):
         self._judge_calls = 0
 
     async def send(self, kind: str, **fields: Any) -> None:
-        await self._emit({"type": kind, "t_ms": round((time.monotonic() - self._started) * 1000, 3), **fields})
+        await self._emit({"type": kind, "t_ms": ms((time.monotonic() - self._started) * 1000), **fields})
 
     async def started(self, call: MemberCall, round: int) -> None:
         await self.send("member.started", member=call.index, model=call.spec.name, round=round)
@@ -42,18 +42,14 @@ class FusionEvents(FanoutObserver):
         await self.send("member.delta", member=call.index, model=call.spec.name, round=round, content=text)
 
     async def finished(self, result: MemberResult, round: int) -> None:
-        await self.send("member.done", round=round, **call_entry(result.record))
+        await self.send("member.done", round=round, **CallEntry.of(result.record).to_json())
 
     async def round_done(self, round: int, answers: int, agreed: bool, latency_ms: float) -> None:
-        await self.send("round.done", round=round, answers=answers, agreed=agreed, latency_ms=round_ms(latency_ms))
+        await self.send("round.done", round=round, answers=answers, agreed=agreed, latency_ms=ms(latency_ms))
 
     async def judge_started(self, model: str) -> None:
         self._judge_calls += 1
         await self.send("judge.started", model=model, call=self._judge_calls)
 
-    async def judge_done(self, judge: dict[str, Any]) -> None:
-        await self.send("judge.done", **{k: v for k, v in judge.items() if k != "errors"})
-
-
-def round_ms(x: float) -> float:
-    return round(x, 3)
+    async def judge_done(self, judge: JudgeEntry) -> None:
+        await self.send("judge.done", **judge.to_json(with_errors=False))

@@ -1,61 +1,56 @@
-"""What a fused request reports: the ``fusion`` object, the latency breakdown, and its metrics."""
+"""The one place a finished request becomes what is recorded of it.
+
+A pool answer becomes its typed :class:`~gateway.books.record.FusionMetadata` (the ``fusion`` object),
+its metrics, its live statistics and the fields of its log line; a failed pool request and a passthrough
+call are recorded the same way. Routes only shape the answer.
+"""
 
 from __future__ import annotations
 
-from typing import Any
+import time
+from decimal import Decimal
 
+from fusion_modes.base import FusionError
 from gateway.books.calls import CallRecord, Ledger
-from gateway.books.metrics import Metrics
+from gateway.books.record import (
+    CallEntry,
+    FusionMetadata,
+    JudgeEntry,
+    LatencyBreakdown,
+    MemberRef,
+    RoundEntry,
+    VerdictEntry,
+    ms,
+    span_ms,
+)
+from gateway.config.loader import ModelSpec
+from gateway.pipeline.baseline import FusedAnswer, Sample
+from gateway.pipeline.context import RequestContext
+from gateway.pipeline.plan import PoolPlan
 from gateway.pipeline.pool import PoolOutcome
+from gateway.wire.errors import GatewayError, JudgeUnavailable, PoolFailed
 
 
-def _ms(x: float) -> float:
-    return round(x, 3)
-
-
-def span_ms(records: list[CallRecord]) -> float:
-    """Wall time covered by ``records`` (parallel calls overlap: first start to last end)."""
-    done = [r for r in records if r.started and r.ended]
-    if not done:
-        return 0.0
-    return (max(r.ended for r in done) - min(r.started for r in done)) * 1000
-
-
-def latency_breakdown(outcome: PoolOutcome, end: float) -> dict[str, Any]:
-    """``total`` and its parts. ``gateway`` is what is left after the time spent waiting on upstream
-    calls on the critical path (fan-out, debate rounds, judge): what the gateway itself adds.
-    The parts add up to the total by construction."""
+def latency_breakdown(outcome: PoolOutcome, end: float) -> LatencyBreakdown:
     t = outcome.timeline
     total = (end - t.start) * 1000
     fanout = (t.fanout_end - t.fanout_start) * 1000
-    rounds = list(t.rounds_ms)
+    rounds = tuple(t.rounds_ms)
     judge = span_ms(outcome.ledger.by_role("judge"))
     members = [m.record for m in outcome.members]
     answered = [r for r in members if r.status == "ok"] or members
     slowest = max((r.latency_ms for r in answered), default=0.0)
-    return {
-        "total": _ms(total),
-        "fanout": _ms(fanout),
-        "slowest_member": _ms(slowest),
-        "rounds": [_ms(r) for r in rounds],
-        "judge": _ms(judge),
-        "gateway": _ms(total - fanout - sum(rounds) - judge),
-    }
+    return LatencyBreakdown(
+        total=ms(total),
+        fanout=ms(fanout),
+        slowest_member=ms(slowest),
+        rounds=tuple(ms(r) for r in rounds),
+        judge=ms(judge),
+        gateway=ms(total - fanout - sum(rounds) - judge),
+    )
 
 
-def call_entry(r: CallRecord) -> dict[str, Any]:
-    return {
-        "member": r.member,
-        "model": r.model,
-        "status": r.status,
-        "latency_ms": _ms(r.latency_ms),
-        "usage": r.usage.to_openai() if r.usage is not None else None,
-        "cost_usd": r.cost,
-        "error_type": r.error_type,
-    }
-
-
-def _judge_entry(outcome: PoolOutcome) -> dict[str, Any] | None:
+def _judge_entry(outcome: PoolOutcome) -> JudgeEntry | None:
     plan, result, ledger = outcome.plan, outcome.result, outcome.ledger
     if plan.judge is None:
         return None
@@ -63,85 +58,114 @@ def _judge_entry(outcome: PoolOutcome) -> dict[str, Any] | None:
     verdict = None
     if result.verdict is not None:
         v = result.verdict
-        verdict = {
-            "winner": v.winner.model,
-            "winner_index": v.winner.member,
-            "analysis": v.analysis,
-            "consistent": v.consistent,
-            # the analysis speaks of anonymous labels: this says who they were
-            "labels": {label: {"member": c.member, "model": c.model} for label, c in v.labels.items()},
-        }
-    status = result.judge_status
-    return {
-        "model": plan.judge.name,
-        "status": status,
-        "calls": len(calls),
-        "latency_ms": _ms(span_ms(calls)),
-        "usage": ledger.usage("judge").to_openai() if calls else None,
-        "cost_usd": ledger.cost("judge"),  # 0 when the judge was not needed, like cost_by_role
-        "verdict": verdict,
-        "fallback_reason": result.fallback_reason,
-        "errors": [c.error_type for c in calls if c.status != "ok"],
-    }
+        verdict = VerdictEntry(
+            winner=MemberRef(v.winner.member, v.winner.model),
+            analysis=v.analysis,
+            consistent=v.consistent,
+            labels={label: MemberRef(c.member, c.model) for label, c in v.labels.items()},
+        )
+    return JudgeEntry(
+        model=plan.judge.name,
+        status=result.judge_status,
+        calls=len(calls),
+        latency_ms=ms(span_ms(calls)),
+        usage=ledger.usage("judge") if calls else None,
+        cost_usd=ledger.cost("judge"),
+        verdict=verdict,
+        fallback_reason=result.fallback_reason,
+        errors=tuple(c.error_type for c in calls if c.status != "ok"),
+    )
 
 
-def pool_metadata(outcome: PoolOutcome, latency: dict[str, Any]) -> dict[str, Any]:
+def fusion_metadata(outcome: PoolOutcome, latency: LatencyBreakdown, *, baseline_sampled: bool) -> FusionMetadata:
     result, ledger = outcome.result, outcome.ledger
     ordered = sorted(outcome.members, key=lambda m: m.call.index)
     rounds = []
     for i, rec in enumerate(result.rounds):
         records = sorted((r for r in ledger.by_role("member") if r.round == rec.round), key=lambda r: r.member or 0)
-        entries = [call_entry(r) for r in records]
         rounds.append(
-            {
-                "round": rec.round,
-                "answers": rec.answers,
-                "agreed": rec.agreed,
-                "latency_ms": latency["rounds"][i] if i < len(latency["rounds"]) else None,
-                "members": entries,
-            }
+            RoundEntry(
+                round=rec.round,
+                answers=rec.answers,
+                agreed=rec.agreed,
+                latency_ms=latency.rounds[i] if i < len(latency.rounds) else None,
+                members=tuple(CallEntry.of(r) for r in records),
+            )
         )
     winner = result.winner
-    return {
-        "pool": outcome.plan.name,
-        "mode": outcome.plan.mode,
-        "members": [call_entry(m.record) for m in ordered],
-        "judge": _judge_entry(outcome),
-        "winner": winner.model if winner is not None else None,
-        "winner_index": winner.member if winner is not None else None,
-        "rounds": rounds,
-        "degraded": outcome.degraded,
-        "cost_usd": fused_cost(ledger),
-        "cost_by_role": {"member": ledger.cost("member"), "judge": ledger.cost("judge")},
-        "usage_estimated": any(r.usage is not None and r.usage.estimated for r in ledger.by_role("member", "judge")),
-        "latency_ms": latency,
-    }
+    return FusionMetadata(
+        pool=outcome.plan.name,
+        mode=outcome.plan.mode,
+        members=tuple(CallEntry.of(m.record) for m in ordered),
+        judge=_judge_entry(outcome),
+        winner=MemberRef(winner.member, winner.model) if winner is not None else None,
+        rounds=tuple(rounds),
+        degraded=outcome.degraded,
+        cost_usd=fused_cost(ledger),
+        cost_member=ledger.cost("member"),
+        cost_judge=ledger.cost("judge"),
+        usage_estimated=any(r.usage is not None and r.usage.estimated for r in ledger.by_role("member", "judge")),
+        latency=latency,
+        baseline_sampled=baseline_sampled,
+    )
 
 
-def fused_cost(ledger: Ledger) -> Any:
+def fused_cost(ledger: Ledger) -> Decimal | None:
     return ledger.cost("member", "judge")
 
 
-def record_pool_metrics(metrics: Metrics, outcome: PoolOutcome, latency: dict[str, Any]) -> None:
-    pool, mode = outcome.plan.name, outcome.plan.mode
-    metrics.requests.labels(pool, mode, "degraded" if outcome.degraded else "ok").inc()
-    metrics.request_duration.labels(pool, mode).observe(latency["total"] / 1000)
-    stage = metrics.stage_duration
-    stage.labels(pool, "fanout").observe(latency["fanout"] / 1000)
-    if outcome.ledger.by_role("judge"):
-        stage.labels(pool, "judge").observe(latency["judge"] / 1000)
-    for r in latency["rounds"]:
-        stage.labels(pool, "debate_round").observe(r / 1000)
-    stage.labels(pool, "gateway").observe(max(0.0, latency["gateway"]) / 1000)
-    for r in outcome.ledger.by_role("member"):
-        metrics.member_calls.labels(pool, r.model, r.status).inc()
-    result = outcome.result
-    if result.judge_status == "ok":
-        metrics.judge_verdicts.labels(pool, "picked").inc()
-    elif result.judge_status == "fallback":
-        metrics.judge_verdicts.labels(pool, "fallback").inc()
-    if result.winner is not None:
-        metrics.winners.labels(pool, result.winner.model).inc()
-    quorum = min(outcome.plan.pool.effective_quorum, len(outcome.members))
-    if sum(1 for m in outcome.members if m.ok) < quorum:
-        metrics.quorum_misses.labels(pool).inc()
+def pool_answered(ctx: RequestContext, outcome: PoolOutcome, sample: Sample | None) -> FusionMetadata:
+    """A pool answered: its metadata, metrics, stats, log fields; the answer to the baseline job if sampled."""
+    latency = latency_breakdown(outcome, time.monotonic())
+    meta = fusion_metadata(outcome, latency, baseline_sampled=sample is not None)
+    plan, ledger = outcome.plan, outcome.ledger
+    quorum = min(plan.pool.effective_quorum, len(outcome.members))
+    services = ctx.services
+    services.metrics.pool_answered(
+        meta,
+        judge_called=bool(ledger.by_role("judge")),
+        quorum_missed=sum(1 for m in outcome.members if m.ok) < quorum,
+    )
+    services.stats.request(plan.name, "degraded" if meta.degraded else "ok", latency.total, meta.cost_usd)
+    if sample is not None:
+        sample.deliver(FusedAnswer(outcome.result.message, latency.total, meta.cost_usd))
+    ctx.status = 200
+    ctx.cost = meta.cost_usd
+    ctx.fields.update(
+        {
+            "pool": plan.name,
+            "degraded": meta.degraded,
+            "members": [{"model": m.model, "status": m.status, "latency_ms": m.latency_ms} for m in meta.members],
+            "judge": meta.judge.status if meta.judge else None,
+            "winner": meta.winner.model if meta.winner else None,
+            "rounds": len(meta.rounds),
+            "latency_breakdown_ms": latency.to_json(),
+        }
+    )
+    if ctx.runtime.config.logging.content:
+        ctx.fields["content"] = {"messages": plan.body["messages"], "answer": outcome.result.message}
+    return meta
+
+
+def pool_failed(ctx: RequestContext, plan: PoolPlan, ledger: Ledger, exc: GatewayError | FusionError) -> GatewayError:
+    """A pool could not answer: count it, note what was spent, and give the error to show the caller."""
+    judge_failed = isinstance(exc, FusionError)
+    ctx.services.metrics.pool_failed(
+        plan.name, plan.mode, judge_failed=judge_failed, quorum_missed=isinstance(exc, PoolFailed)
+    )
+    ctx.services.stats.request(plan.name, "error")
+    error = JudgeUnavailable(str(exc)) if isinstance(exc, FusionError) else exc
+    ctx.status = error.http_status
+    ctx.cost = fused_cost(ledger)  # what was spent before the failure is still spent
+    ctx.fields["error"] = error.code
+    return error
+
+
+def passthrough_answered(ctx: RequestContext, spec: ModelSpec, record: CallRecord, error: GatewayError | None) -> None:
+    ctx.services.metrics.passthrough_answered(spec.name, error is None, time.monotonic() - ctx.started)
+    ctx.status = 200 if error is None else error.http_status
+    ctx.cost = record.cost
+    ctx.fields["upstream"] = {"status": record.status, "attempts": record.attempts, "error_type": record.error_type,
+                              "latency_ms": ms(record.latency_ms)}
+    if error is not None:
+        ctx.fields["error"] = error.code

@@ -9,15 +9,16 @@ from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass
-from typing import Any, Literal, cast
+from typing import Any, cast
 
+from fusion_modes import MODES
+from fusion_modes.base import FinalMode
 from gateway.config.loader import GatewayConfig, ModelSpec
 from gateway.config.schema import Mode, PoolConfig
 from gateway.wire.errors import InvalidRequest
 from gateway.wire.protocol import ChatRequest
 
 _OVERRIDES = frozenset({"mode", "criteria", "rounds", "members", "events"})
-_MODES = ("best-of", "merge", "debate")
 _MAX_CRITERIA = 2000
 
 
@@ -30,7 +31,7 @@ class PoolPlan:
     judge: ModelSpec | None
     criteria: str | None
     rounds: int
-    final: Literal["best-of", "merge"]
+    final: FinalMode
     events: bool
     #: the body every member gets (model set per member)
     body: dict[str, Any]
@@ -46,9 +47,9 @@ def plan_pool(config: GatewayConfig, name: str, pool: PoolConfig, req: ChatReque
             code="invalid_fusion_option",
         )
     mode = opts.get("mode", pool.mode)
-    if mode not in _MODES:
+    if mode not in MODES:
         raise InvalidRequest(
-            f"'fusion.mode' must be one of {', '.join(_MODES)}", param="fusion.mode", code="invalid_value"
+            f"'fusion.mode' must be one of {', '.join(MODES)}", param="fusion.mode", code="invalid_value"
         )
     criteria = opts.get("criteria", pool.judge.criteria if pool.judge else None)
     if criteria is not None and (not isinstance(criteria, str) or len(criteria) > _MAX_CRITERIA):

@@ -205,15 +205,13 @@ class UpstreamCaller:
             if spec.price is not None:
                 record.cost = Decimal(0)  # refused or never sent: nothing was billed (unpriced stays unknown)
             return
-        if spec.price is None:
-            self.metrics.unpriced_calls.labels(spec.name).inc()
-        self.metrics.add_cost(record.pool, _cost_role(record.role), record.cost)
-        series = self.metrics.upstream(self.provider(spec).kind, spec.name)
-        series.tokens_in.observe(record.usage.prompt_tokens)
-        series.tokens_out.observe(record.usage.completion_tokens)
+        self.metrics.call_settled(
+            self.provider(spec).kind, spec.name, record.pool, _cost_role(record.role), record.usage, record.cost,
+            priced=spec.price is not None,
+        )
 
     def _observe(self, spec: ModelSpec, t0: float, error_type: str) -> None:
-        self.metrics.upstream(self.provider(spec).kind, spec.name).duration(error_type).observe(time.monotonic() - t0)
+        self.metrics.call_attempted(self.provider(spec).kind, spec.name, error_type, time.monotonic() - t0)
 
 
 def _says_nothing(chunk: dict[str, Any]) -> bool:

@@ -85,12 +85,11 @@ async def _serve(
     admission: Admission,
     stream: bool,
 ) -> None:
-    gw.metrics.inflight.inc()
     finished = False
     try:
-        finished = await until_disconnect(receive, work)
+        with gw.metrics.in_flight():
+            finished = await until_disconnect(receive, work)
     finally:
-        gw.metrics.inflight.dec()
         if not finished:
             ctx.fields["client_disconnected"] = True
         if admission.reservation is not None:
@@ -108,4 +107,4 @@ def _log(ctx: RequestContext, stream: bool) -> None:
         "cost_usd": ctx.cost,
         **ctx.fields,
     }
-    log_request(ctx.gateway.log, fields)
+    log_request(ctx.services.log, fields)

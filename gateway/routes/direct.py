@@ -2,30 +2,16 @@
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
 from gateway.books.calls import CallRecord
 from gateway.config.loader import ModelSpec
 from gateway.pipeline.context import RequestContext
+from gateway.pipeline.outcome import passthrough_answered
 from gateway.wire.asgi import Send, cost_header, send_error, send_json
 from gateway.wire.errors import GatewayError, UpstreamError
 from gateway.wire.protocol import ChatRequest
 from gateway.wire.sse_out import SSEResponse
-
-
-def _done(ctx: RequestContext, spec: ModelSpec, record: CallRecord, error: GatewayError | None) -> None:
-    m = ctx.gateway.metrics
-    outcome = "ok" if error is None else "error"
-    m.requests.labels(spec.name, "passthrough", outcome).inc()
-    if error is None:
-        m.request_duration.labels(spec.name, "passthrough").observe(time.monotonic() - ctx.started)
-    ctx.status = 200 if error is None else error.http_status
-    ctx.cost = record.cost
-    ctx.fields["upstream"] = {"status": record.status, "attempts": record.attempts, "error_type": record.error_type,
-                              "latency_ms": round(record.latency_ms, 3)}
-    if error is not None:
-        ctx.fields["error"] = error.code
 
 
 async def json(ctx: RequestContext, spec: ModelSpec, req: ChatRequest, send: Send) -> None:
@@ -34,13 +20,13 @@ async def json(ctx: RequestContext, spec: ModelSpec, req: ChatRequest, send: Sen
     try:
         data = await ctx.runtime.caller.complete(spec, body, record, ctx.started + spec.timeouts.total_s)
     except UpstreamError as exc:
-        _done(ctx, spec, record, exc)
+        passthrough_answered(ctx, spec, record, exc)
         await send_error(send, exc, ctx.headers)
         return
     data["model"] = req.model
     if not isinstance(data.get("usage"), dict) and record.usage is not None:
         data["usage"] = record.usage.to_openai()  # counted by the gateway: marked usage_estimated
-    _done(ctx, spec, record, None)
+    passthrough_answered(ctx, spec, record, None)
     if ctx.runtime.config.logging.content:
         ctx.fields["content"] = {"messages": req.messages, "answer": data.get("choices")}
     await send_json(send, 200, data, [*ctx.headers, *cost_header(record.cost)])
@@ -84,9 +70,9 @@ async def stream(ctx: RequestContext, spec: ModelSpec, req: ChatRequest, send: S
         await out.done()
 
     try:
-        await out.until_shutdown(work(), ctx.gateway.draining)
+        await out.until_shutdown(work(), ctx.services.draining)
     except GatewayError as exc:
-        _done(ctx, spec, record, exc)
+        passthrough_answered(ctx, spec, record, exc)
         await out.fail(exc)
         return
-    _done(ctx, spec, record, None)
+    passthrough_answered(ctx, spec, record, None)

@@ -13,6 +13,7 @@ from typing import Any
 import anyio
 from anyio.abc import TaskGroup
 
+from gateway.books import tokens
 from gateway.books.limits import Limits, MemoryLimits
 from gateway.books.logs import LOGGER
 from gateway.books.metrics import Metrics
@@ -48,8 +49,7 @@ class Gateway:
         self.draining = anyio.Event()
         self._tg: TaskGroup | None = None
         self._retired: list[Provider] = []
-        self.metrics.reload_ok.set(1)
-        self.metrics.reload_ts.set(time.time())
+        self.metrics.config_loaded(time.time())
 
     @property
     def config(self) -> GatewayConfig:
@@ -67,8 +67,7 @@ class Gateway:
         old = self.runtime
         new = build_runtime(config, self.metrics, previous=old)
         self.install(new)
-        self.metrics.reload_ok.set(1)
-        self.metrics.reload_ts.set(time.time())
+        self.metrics.config_loaded(time.time())
         retired = retired_providers(old, new)
         if retired:
             self.close_later(retired, _longest_request_s(old.config))
@@ -76,7 +75,7 @@ class Gateway:
                                                            "providers_replaced": [p.name for p in retired]}})
 
     def refuse_config(self, message: str, reason: str) -> None:
-        self.metrics.reload_ok.set(0)
+        self.metrics.config_refused()
         self.log.error("config reload failed", extra={"fields": {"reason": reason, "error": message}})
 
     def close_later(self, providers: Sequence[Provider], delay_s: float, limits: Limits | None = None) -> None:
@@ -94,6 +93,9 @@ class Gateway:
 
     @asynccontextmanager
     async def lifespan(self, _app: Any = None) -> AsyncIterator[None]:
+        # The tokenizer loads its tables (tiktoken may even try to fetch them) on first use: do that
+        # now, off the event loop, rather than inside the first request that needs a count.
+        await anyio.to_thread.run_sync(tokens.warm)
         async with anyio.create_task_group() as tg:
             # Background work (baseline samples, the config watcher, delayed closes) lives here:
             # bounded by the app's lifetime, cancelled cleanly at shutdown, never awaited by a request.

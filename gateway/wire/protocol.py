@@ -141,6 +141,15 @@ def _missing_or_type(param: str, value: Any, what: str) -> InvalidRequest:
 # --------------------------------------------------------------------------- responses
 
 
+def content_text(content: Any) -> str:
+    """A message's text: the string, or the text parts of a content array (images are not text)."""
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):
+        return "".join(p["text"] for p in content if isinstance(p, dict) and isinstance(p.get("text"), str))
+    return ""
+
+
 def new_completion_id() -> str:
     return "chatcmpl-" + secrets.token_hex(12)
 

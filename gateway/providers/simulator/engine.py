@@ -5,7 +5,7 @@ so demos and tests are repeatable. Timing noise and injected failures come from 
 random stream, so a retry of a failed call can succeed, as it would upstream.
 
 - Arithmetic ("What is 37 * 12?"): correct with the profile's ``accuracy``, else off by a small amount.
-- A judge prompt built by :mod:`fusion_modes.judge`: the simulated judge votes. It picks the answer most
+- A judge prompt (read by :mod:`.prompts`): the simulated judge votes. It picks the answer most
   candidates agree on (ties broken by a hash of the text, so neither label nor position matters), and
   its merge writes that answer. This keeps the offline demo honest: fusion really beats one member.
 - A debate revision prompt: the member adopts the majority answer of the round, if there is one.
@@ -27,12 +27,11 @@ from typing import Any
 import anyio
 import orjson
 
-from fusion_modes.base import content_text
-from fusion_modes.debate import read_debate_task
-from fusion_modes.judge import read_judge_task
 from gateway.books.tokens import approximate, count_messages
 from gateway.books.usage import Usage
 from gateway.config.schema import SimulatorProfile
+from gateway.providers.simulator.prompts import read_debate_task, read_judge_task
+from gateway.wire.protocol import content_text
 
 _ARITH = re.compile(r"(-?\d+(?:\.\d+)?)\s*([-+*/×x])\s*(-?\d+(?:\.\d+)?)")
 _NUMBER = re.compile(r"-?\d+(?:\.\d+)?")

@@ -1,0 +1,198 @@
+"""What a fused request reports about itself: typed records, and the ``fusion`` JSON they become.
+
+The pipeline builds these once a pool request is finished; the route sends :meth:`FusionMetadata.to_json`
+as the response's ``fusion`` object, the progress events reuse the call and judge entries, and the
+metrics read the same record. The JSON shape is a contract with clients (documented in the README):
+key names and order here are the wire format.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Any
+
+from fusion_modes.base import JudgeStatus
+from gateway.books.calls import CallRecord, CallStatus
+from gateway.books.usage import Usage
+
+
+def ms(x: float) -> float:
+    """Milliseconds as reported: to the microsecond."""
+    return round(x, 3)
+
+
+def span_ms(records: Sequence[CallRecord]) -> float:
+    """Wall time covered by ``records`` (parallel calls overlap: first start to last end)."""
+    done = [r for r in records if r.started and r.ended]
+    if not done:
+        return 0.0
+    return (max(r.ended for r in done) - min(r.started for r in done)) * 1000
+
+
+def _usage_json(usage: Usage | None) -> dict[str, Any] | None:
+    return usage.to_openai() if usage is not None else None
+
+
+@dataclass(frozen=True, slots=True)
+class CallEntry:
+    """One upstream call as a client sees it."""
+
+    member: int | None  # position in the pool's members
+    model: str
+    status: CallStatus
+    latency_ms: float
+    usage: Usage | None
+    cost_usd: Decimal | None
+    error_type: str | None
+
+    @classmethod
+    def of(cls, r: CallRecord) -> CallEntry:
+        return cls(r.member, r.model, r.status, ms(r.latency_ms), r.usage, r.cost, r.error_type)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "member": self.member,
+            "model": self.model,
+            "status": self.status,
+            "latency_ms": self.latency_ms,
+            "usage": _usage_json(self.usage),
+            "cost_usd": self.cost_usd,
+            "error_type": self.error_type,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class MemberRef:
+    member: int
+    model: str
+
+
+@dataclass(frozen=True, slots=True)
+class VerdictEntry:
+    winner: MemberRef
+    analysis: str
+    consistent: bool
+    #: the analysis speaks of anonymous labels: this says who they were
+    labels: Mapping[str, MemberRef]
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "winner": self.winner.model,
+            "winner_index": self.winner.member,
+            "analysis": self.analysis,
+            "consistent": self.consistent,
+            "labels": {label: {"member": m.member, "model": m.model} for label, m in self.labels.items()},
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class JudgeEntry:
+    model: str
+    status: JudgeStatus
+    calls: int
+    latency_ms: float
+    usage: Usage | None
+    cost_usd: Decimal | None  # 0 when the judge was not needed
+    verdict: VerdictEntry | None
+    fallback_reason: str | None
+    errors: tuple[str | None, ...]
+
+    def to_json(self, *, with_errors: bool = True) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "model": self.model,
+            "status": self.status,
+            "calls": self.calls,
+            "latency_ms": self.latency_ms,
+            "usage": _usage_json(self.usage),
+            "cost_usd": self.cost_usd,
+            "verdict": self.verdict.to_json() if self.verdict is not None else None,
+            "fallback_reason": self.fallback_reason,
+        }
+        if with_errors:
+            out["errors"] = list(self.errors)
+        return out
+
+
+@dataclass(frozen=True, slots=True)
+class RoundEntry:
+    """One debate round."""
+
+    round: int
+    answers: int
+    agreed: bool
+    latency_ms: float | None
+    members: tuple[CallEntry, ...]
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "round": self.round,
+            "answers": self.answers,
+            "agreed": self.agreed,
+            "latency_ms": self.latency_ms,
+            "members": [m.to_json() for m in self.members],
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class LatencyBreakdown:
+    """``total`` and its parts, in milliseconds. ``gateway`` is what is left after the time spent waiting
+    on upstream calls on the critical path (fan-out, debate rounds, judge): what the gateway itself adds.
+    The parts add up to the total by construction."""
+
+    total: float
+    fanout: float
+    slowest_member: float
+    rounds: tuple[float, ...]
+    judge: float
+    gateway: float
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "total": self.total,
+            "fanout": self.fanout,
+            "slowest_member": self.slowest_member,
+            "rounds": list(self.rounds),
+            "judge": self.judge,
+            "gateway": self.gateway,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class FusionMetadata:
+    """The ``fusion`` object of a pool's answer."""
+
+    pool: str
+    mode: str
+    members: tuple[CallEntry, ...]  # the fan-out, in the pool's member order
+    judge: JudgeEntry | None  # None: the pool has no judge
+    winner: MemberRef | None
+    rounds: tuple[RoundEntry, ...]
+    degraded: bool
+    cost_usd: Decimal | None
+    cost_member: Decimal | None
+    cost_judge: Decimal | None
+    usage_estimated: bool
+    latency: LatencyBreakdown
+    #: this request's answer was handed to a sampled baseline comparison
+    baseline_sampled: bool = False
+
+    def to_json(self) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "pool": self.pool,
+            "mode": self.mode,
+            "members": [m.to_json() for m in self.members],
+            "judge": self.judge.to_json() if self.judge is not None else None,
+            "winner": self.winner.model if self.winner is not None else None,
+            "winner_index": self.winner.member if self.winner is not None else None,
+            "rounds": [r.to_json() for r in self.rounds],
+            "degraded": self.degraded,
+            "cost_usd": self.cost_usd,
+            "cost_by_role": {"member": self.cost_member, "judge": self.cost_judge},
+            "usage_estimated": self.usage_estimated,
+            "latency_ms": self.latency.to_json(),
+        }
+        if self.baseline_sampled:
+            out["baseline_sampled"] = True
+        return out

@@ -1,0 +1,92 @@
+"""How the simulated models read the prompts the gateway's judge and debate send them.
+
+A real model reads these prompts as text; so does the simulator, from the outside: it knows the
+published marker format (``<<<KIND label nonce>>>`` ... ``<<<END KIND label nonce>>>``) and the verdict
+schema's name, not the code that writes them. ``tests/test_judge.py`` checks that prompts built by
+:mod:`fusion_modes` are read back here.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+_BLOCK = re.compile(
+    r"<<<(?P<kind>[A-Z]+) (?P<label>[A-Za-z0-9]+) (?P<nonce>[0-9a-f]{32})>>>\n"
+    r"(?P<body>.*?)\n<<<END (?P=kind) (?P=label) (?P=nonce)>>>",
+    re.DOTALL,
+)
+#: the name of the JSON schema a judge is asked to answer with
+VERDICT_SCHEMA_NAME = "fusion_verdict"
+
+
+@dataclass(frozen=True, slots=True)
+class Block:
+    kind: str
+    label: str
+    nonce: str
+    body: str
+
+
+def blocks(text: str, kind: str) -> list[Block]:
+    """Every well-formed block of one kind in ``text``, in order."""
+    return [
+        Block(m.group("kind"), m.group("label"), m.group("nonce"), m.group("body"))
+        for m in _BLOCK.finditer(text)
+        if m.group("kind") == kind
+    ]
+
+
+@dataclass(frozen=True)
+class JudgeTask:
+    nonce: str
+    candidates: list[Block]
+    conversation: str
+    wants_verdict: bool
+
+
+def read_judge_task(messages: Sequence[dict[str, Any]], response_format: Any) -> JudgeTask | None:
+    """If ``messages`` is a judge prompt, what it asks; else None."""
+    if not messages or not isinstance(messages[-1].get("content"), str):
+        return None
+    text: str = messages[-1]["content"]
+    found = blocks(text, "CANDIDATE")
+    conv = blocks(text, "CONVERSATION")
+    if not found or not conv:
+        return None
+    nonce = conv[0].nonce
+    wants = (
+        isinstance(response_format, dict)
+        and isinstance(response_format.get("json_schema"), dict)
+        and response_format["json_schema"].get("name") == VERDICT_SCHEMA_NAME
+    )
+    system = messages[0].get("content") if messages[0].get("role") == "system" else ""
+    wants = wants or (isinstance(system, str) and '"winner"' in system)
+    return JudgeTask(
+        nonce=nonce,
+        candidates=[b for b in found if b.nonce == nonce],
+        conversation=conv[0].body,
+        wants_verdict=wants,
+    )
+
+
+@dataclass(frozen=True)
+class DebateTask:
+    own: str
+    others: list[Block]
+
+
+def read_debate_task(messages: Sequence[dict[str, Any]]) -> DebateTask | None:
+    """If ``messages`` is a debate revision prompt, its parts; else None."""
+    if len(messages) < 3 or messages[-2].get("role") != "assistant":
+        return None
+    last = messages[-1].get("content")
+    if messages[-1].get("role") != "user" or not isinstance(last, str):
+        return None
+    found = blocks(last, "ANSWER")
+    if not found:
+        return None
+    own = messages[-2].get("content")
+    return DebateTask(own=own if isinstance(own, str) else "", others=found)
