@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from decimal import ROUND_HALF_EVEN, Decimal
 from typing import Any
 
 from gateway.compare.summary import break_even_sentence, pairwise_sentence
@@ -15,8 +16,16 @@ def fmt_ci(ci: list[float] | None) -> str:
     return "-" if not ci else f"{100 * ci[0]:.1f}-{100 * ci[1]:.1f}%"
 
 
-def fmt_usd(text: str | None) -> str:
-    return "unknown" if text is None else f"${text}"
+def fmt_usd(text: str | None, digits: int = 4) -> str:
+    """Money for people: ``$0.0001258`` rather than the exact ``0.000125752917`` (summary.json keeps that);
+    cents from a dollar up (``$1,234.57``)."""
+    if text is None:
+        return "unknown"
+    value = Decimal(text)
+    if not value:
+        return "$0"
+    rounded = value.quantize(Decimal(1).scaleb(value.adjusted() - digits + 1), rounding=ROUND_HALF_EVEN)
+    return f"${value:,.2f}" if abs(rounded) >= 1 else f"${rounded:f}"
 
 
 def fmt_ms(x: float | None) -> str:
@@ -47,6 +56,9 @@ def render_markdown(s: dict[str, Any]) -> str:
     add("")
     add(f"Dataset `{s['dataset']}`, {s['items']} items, scorer `{s['scorer']}`, gateway {s['gateway']}.")
     add("")
+    for warning in s.get("warnings", []):
+        add(f"> **Warning:** {warning}.")
+        add("")
     for cmp in s["comparisons"]:
         add(f"- **{cmp['headline']}**")
         for extra in (pairwise_sentence(cmp), break_even_sentence(cmp)):

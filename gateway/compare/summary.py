@@ -51,14 +51,11 @@ def _decimal(text: Any) -> Decimal | None:
     return parse_cost(text) if isinstance(text, str) else None
 
 
-def system_figures(runner: Runner, system: System, scorer: Scorer) -> dict[str, Any]:
-    items = runner.plan.items
-    lines = [runner.result(item, system.name) for item in items]
-    answered = [ln for ln in lines if ln is not None and ln.get("status") == "ok"]
-    failed = sum(1 for ln in lines if ln is not None and ln.get("status") != "ok")
-    missing = sum(1 for ln in lines if ln is None)
+def tally(runner: Runner, system: System, scorer: Scorer) -> tuple[int, int]:
+    """(right, scorable) for one system's recorded answers; a failed request is a wrong answer."""
     scored = correct = 0
-    for item, ln in zip(items, lines, strict=True):
+    for item in runner.plan.items:
+        ln = runner.result(item, system.name)
         if ln is None:
             continue
         answer = ln.get("answer") if ln.get("status") == "ok" else None
@@ -67,6 +64,16 @@ def system_figures(runner: Runner, system: System, scorer: Scorer) -> dict[str, 
             continue
         scored += 1
         correct += int(verdict)
+    return correct, scored
+
+
+def system_figures(runner: Runner, system: System, scorer: Scorer) -> dict[str, Any]:
+    items = runner.plan.items
+    lines = [runner.result(item, system.name) for item in items]
+    answered = [ln for ln in lines if ln is not None and ln.get("status") == "ok"]
+    failed = sum(1 for ln in lines if ln is not None and ln.get("status") != "ok")
+    missing = sum(1 for ln in lines if ln is None)
+    correct, scored = tally(runner, system, scorer)
     lo, hi = stats.wilson(correct, scored)
     costs = [_decimal(ln.get("cost_usd")) for ln in answered]
     known = [c for c in costs if c is not None]
@@ -290,4 +297,6 @@ def build_summary(
         "systems": systems,
         "comparisons": comparisons,
         "formulas": FORMULAS,
+        #: what the reader must know before trusting the figures (e.g. a scorer that fits no reference)
+        "warnings": [],
     }

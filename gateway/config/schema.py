@@ -15,6 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, m
 
 from fusion_modes.base import FinalMode, ModeName
 from gateway.config.presets import PRESETS
+from gateway.config.suggest import unknown
 
 PositiveSeconds = Annotated[float, Field(gt=0)]
 Usd = Annotated[Decimal, Field(ge=0)]
@@ -149,7 +150,7 @@ class OpenAIProviderConfig(HTTPProviderConfig):
     @classmethod
     def _known_preset(cls, v: str | None) -> str | None:
         if v is not None and v not in PRESETS:
-            raise ValueError(f"unknown preset '{v}' (known: {', '.join(PRESETS)})")
+            raise ValueError(unknown("preset", v, PRESETS))
         return v
 
     @model_validator(mode="after")
