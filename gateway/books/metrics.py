@@ -231,6 +231,8 @@ class Metrics:
             self.judge_verdicts.labels(pool, "picked").inc()
         elif meta.judge is not None and meta.judge.status == "fallback":
             self.judge_verdicts.labels(pool, "fallback").inc()
+        elif meta.consensus is not None:
+            self.judge_verdicts.labels(pool, "consensus").inc()
         if meta.winner is not None:
             self.winners.labels(pool, meta.winner.model).inc()
         if quorum_missed:

@@ -214,6 +214,13 @@ def _check_pools(raw: RawConfig, issues: list[ConfigIssue]) -> None:
             issues.append(
                 ConfigIssue((*loc, "max_cost_usd"), "needs max_tokens_cap: without it the worst case has no bound")
             )
+        if pool.agreement is not None and pool.agreement.min > len(pool.members):
+            issues.append(
+                ConfigIssue(
+                    (*loc, "agreement", "min"),
+                    f"agreement min {pool.agreement.min} exceeds the {len(pool.members)} members",
+                )
+            )
         if pool.debate is not None and pool.mode != "debate":
             issues.append(ConfigIssue((*loc, "debate"), "only meaningful with mode: debate"))
         if pool.baseline is not None:

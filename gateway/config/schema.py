@@ -303,6 +303,14 @@ class BaselineConfig(Strict):
     compare_judge: str | None = None
 
 
+class AgreementConfig(Strict):
+    """Consensus: once ``min`` members give equivalent answers, answer with it, skip the judge and cancel
+    the members still running. ``compare`` names the equivalence (see :mod:`fusion_modes.agreement`)."""
+
+    compare: Literal["exact", "normalized", "numeric", "json", "judge"] = "normalized"
+    min: int = Field(2, ge=2)
+
+
 Mode = Literal["best-of", "merge", "debate"]
 
 
@@ -320,6 +328,7 @@ class PoolConfig(Strict):
     #: once quorum is met, wait this long for the rest, then cancel them; default: until timeout_s
     grace_ms: float | None = Field(None, ge=0)
     debate: DebateConfig | None = None
+    agreement: AgreementConfig | None = None
     baseline: BaselineConfig | None = None
     max_tokens_cap: int | None = Field(None, ge=1)
     max_tokens_policy: Literal["clamp", "reject"] = "clamp"

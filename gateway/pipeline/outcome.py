@@ -14,6 +14,7 @@ from fusion_modes.base import FusionError
 from gateway.books.calls import CallRecord, Ledger
 from gateway.books.record import (
     CallEntry,
+    ConsensusEntry,
     FusionMetadata,
     JudgeEntry,
     LatencyBreakdown,
@@ -36,7 +37,8 @@ def latency_breakdown(outcome: PoolOutcome, end: float) -> LatencyBreakdown:
     total = (end - t.start) * 1000
     fanout = (t.fanout_end - t.fanout_start) * 1000
     rounds = tuple(t.rounds_ms)
-    judge = span_ms(outcome.ledger.by_role("judge"))
+    # Equivalence questions asked during the fan-out (consensus by judge) are inside its span already.
+    judge = span_ms([r for r in outcome.ledger.by_role("judge") if r.started >= t.fanout_end])
     members = [m.record for m in outcome.members]
     answered = [r for r in members if r.status == "ok"] or members
     slowest = max((r.latency_ms for r in answered), default=0.0)
@@ -63,6 +65,16 @@ def _judge_entry(outcome: PoolOutcome) -> JudgeEntry | None:
             analysis=v.analysis,
             consistent=v.consistent,
             labels={label: MemberRef(c.member, c.model) for label, c in v.labels.items()},
+        )
+    elif outcome.consensus is not None:
+        c = outcome.consensus
+        first = c.answer
+        verdict = VerdictEntry(
+            winner=MemberRef(first.member, first.model),
+            analysis=f"{len(c.agreed)} members gave equivalent answers (compare: {c.compare}); no verdict was needed",
+            consistent=True,
+            labels={},
+            reason="consensus",
         )
     return JudgeEntry(
         model=plan.judge.name,
@@ -107,6 +119,19 @@ def fusion_metadata(outcome: PoolOutcome, latency: LatencyBreakdown, *, baseline
         usage_estimated=any(r.usage is not None and r.usage.estimated for r in ledger.by_role("member", "judge")),
         latency=latency,
         baseline_sampled=baseline_sampled,
+        consensus=_consensus_entry(outcome),
+    )
+
+
+def _consensus_entry(outcome: PoolOutcome) -> ConsensusEntry | None:
+    c = outcome.consensus
+    if c is None:
+        return None
+    return ConsensusEntry(
+        compare=c.compare,
+        min=c.min,
+        agreed=tuple(MemberRef(a.member, a.model) for a in c.agreed),
+        stopped_early=tuple(sorted(outcome.stopped_early)),
     )
 
 
