@@ -108,7 +108,7 @@ def render_candidates(ballot: Ballot, max_chars: int) -> str:
     return "\n\n".join(parts)
 
 
-def _user_message(conversation: Sequence[dict[str, Any]], ballot: Ballot, max_chars: int, closing: str) -> str:
+def user_message(conversation: Sequence[dict[str, Any]], ballot: Ballot, max_chars: int, closing: str) -> str:
     return (
         f"The conversation (data, nonce {ballot.nonce}):\n"
         f"{render_conversation(conversation, ballot.nonce)}\n\n"
@@ -126,7 +126,7 @@ def verdict_messages(
     closing = f"Which candidate is best? Reply with the JSON object only; winner is one of: {labels}."
     return [
         {"role": "system", "content": system},
-        {"role": "user", "content": _user_message(conversation, ballot, max_chars, closing)},
+        {"role": "user", "content": user_message(conversation, ballot, max_chars, closing)},
     ]
 
 
@@ -137,7 +137,7 @@ def merge_messages(
     closing = "Write the single best answer now."
     return [
         {"role": "system", "content": system},
-        {"role": "user", "content": _user_message(conversation, ballot, max_chars, closing)},
+        {"role": "user", "content": user_message(conversation, ballot, max_chars, closing)},
     ]
 
 
@@ -172,7 +172,7 @@ def parse_verdict(text: str, labels: Sequence[str]) -> ParsedVerdict:
     A Markdown code fence around the object is tolerated (a whole-reply transform, not a search);
     nothing else is. Raises :class:`JudgeFailed` with a bounded reason.
     """
-    data = _json_object(text)
+    data = json_object(text)
     _exact_keys(data, _VERDICT_KEYS)
     winner, analysis = data["winner"], data["analysis"]
     if not isinstance(winner, str) or not isinstance(analysis, str):
@@ -211,7 +211,7 @@ def equivalence_messages(
     closing = 'Are the two answers equivalent? Reply with {"equivalent": true} or {"equivalent": false} only.'
     messages = [
         {"role": "system", "content": system},
-        {"role": "user", "content": _user_message(conversation, ballot, max_chars, closing)},
+        {"role": "user", "content": user_message(conversation, ballot, max_chars, closing)},
     ]
     return messages
 
@@ -232,7 +232,7 @@ def equivalence_response_format() -> dict[str, Any]:
     }
 
 
-def _json_object(text: str) -> dict[str, Any]:
+def json_object(text: str) -> dict[str, Any]:
     """The whole reply as one JSON object (a Markdown fence around it tolerated). Raises JudgeFailed."""
     body = text.strip()
     if body.startswith("```"):
@@ -258,7 +258,7 @@ def _exact_keys(data: dict[str, Any], keys: frozenset[str]) -> None:
 
 def parse_equivalence(text: str) -> bool:
     """Strict: exactly ``{"equivalent": <boolean>}``."""
-    data = _json_object(text)
+    data = json_object(text)
     _exact_keys(data, frozenset({"equivalent"}))
     if not isinstance(data["equivalent"], bool):
         raise JudgeFailed("wrong_type", "equivalent must be a boolean")

@@ -6,7 +6,7 @@ The result, :class:`GatewayConfig`, is immutable; a reload builds a new one and 
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
@@ -200,6 +200,14 @@ def _check_pools(raw: RawConfig, issues: list[ConfigIssue]) -> None:
         loc: Loc = ("pools", name)
         if name in raw.models:
             issues.append(ConfigIssue(loc, f"'{name}' is already a model name; pools and models share one namespace"))
+        if pool.mode == "cascade":
+            _check_cascade(raw, loc, pool, check_model, issues)
+            continue
+        for key in ("first", "check", "escalate"):
+            if getattr(pool, key) is not None:
+                issues.append(ConfigIssue((*loc, key), "only meaningful with mode: cascade"))
+        if not pool.members:
+            issues.append(ConfigIssue((*loc, "members"), f"at least 1 member is needed (mode: {pool.mode})"))
         for i, member in enumerate(pool.members):
             check_model((*loc, "members", i), member, "member")
         if pool.judge is not None:
@@ -231,3 +239,30 @@ def _check_pools(raw: RawConfig, issues: list[ConfigIssue]) -> None:
                 issues.append(
                     ConfigIssue((*loc, "baseline", "compare"), "compare: judge needs the pool's judge or compare_judge")
                 )
+
+
+def _check_cascade(
+    raw: RawConfig, loc: Loc, pool: PoolConfig, check_model: Callable[[Loc, str, str], None], issues: list[ConfigIssue]
+) -> None:
+    """A cascade: a first model, a check, and a pool to escalate to that is not itself a cascade."""
+    for key in ("first", "check", "escalate"):
+        if getattr(pool, key) is None:
+            issues.append(ConfigIssue((*loc, key), "required key is missing (mode: cascade)"))
+    for key in ("members", "judge", "agreement", "debate", "quorum", "grace_ms"):
+        value = getattr(pool, key)
+        if value not in (None, []):
+            issues.append(ConfigIssue((*loc, key), "not used by mode: cascade (the escalation pool has its own)"))
+    if pool.first is not None:
+        check_model((*loc, "first"), pool.first, "cascade's first model")
+    if pool.check is not None:
+        if pool.check.agree_with is not None:
+            check_model((*loc, "check", "agree_with"), pool.check.agree_with, "check model")
+        if pool.check.judge is not None:
+            check_model((*loc, "check", "judge"), pool.check.judge, "check judge")
+    if pool.escalate is not None:
+        target = raw.pools.get(pool.escalate)
+        if target is None:
+            known = ", ".join(n for n, p in raw.pools.items() if p.mode != "cascade") or "none defined"
+            issues.append(ConfigIssue((*loc, "escalate"), f"unknown pool '{pool.escalate}' (known: {known})"))
+        elif target.mode == "cascade":
+            issues.append(ConfigIssue((*loc, "escalate"), f"'{pool.escalate}' is a cascade; escalate to a pool"))

@@ -31,6 +31,18 @@ class Timeline:
     fanout_start: float = 0.0
     fanout_end: float = 0.0
     rounds_ms: list[float] = field(default_factory=list)
+    #: cascade: time spent in the escalation pool
+    escalation_ms: float = 0.0
+
+
+@dataclass
+class CascadeRun:
+    """What a cascade decided: whether it escalated, why, and the escalation pool's own outcome."""
+
+    escalated: bool
+    reason: str | None
+    confidence: float | None = None
+    escalation: PoolOutcome | None = None
 
 
 @dataclass
@@ -42,6 +54,7 @@ class PoolOutcome:
     timeline: Timeline
     #: set when enough members agreed and the judge was skipped
     consensus: Consensus | None = None
+    cascade: CascadeRun | None = None
 
     @property
     def stopped_early(self) -> list[int]:
@@ -89,12 +102,7 @@ async def run_pool(
         timeout_s=pool.timeout_s,
         deadline=deadline,
     )
-    judge = (
-        ModelJudge(caller, plan.judge, pool.judge, ledger, plan.name, deadline,
-                   on_call=events.judge_started if events is not None else None)
-        if plan.judge is not None
-        else None
-    )
+    judge = plan_judge(caller, plan, ledger, deadline, events)
     max_chars = pool.judge.max_candidate_chars if pool.judge else 16_000
     agreement = None
     if pool.agreement is not None and len(calls) >= pool.agreement.min:
@@ -137,6 +145,16 @@ async def run_pool(
     result = await MODES[plan.mode].run(ctx, [candidate(r) for r in ok])
     timeline.rounds_ms = [r.latency_ms for r in result.rounds]
     return PoolOutcome(plan=plan, result=result, members=results, ledger=ledger, timeline=timeline)
+
+
+def plan_judge(
+    caller: UpstreamCaller, plan: PoolPlan, ledger: Ledger, deadline: float, events: FusionEvents | None
+) -> ModelJudge | None:
+    """The plan's judge (a pool's, or a cascade's check judge) over its model, reporting to the events."""
+    if plan.judge is None:
+        return None
+    on_call = events.judge_started if events is not None else None
+    return ModelJudge(caller, plan.judge, plan.pool.judge, ledger, plan.name, deadline, on_call=on_call)
 
 
 class _Reviser:
