@@ -143,6 +143,12 @@ def summary(config: GatewayConfig) -> str:
         lines.append(f"  {name:<16} {m.provider}:{m.upstream}  {price}")
     lines.append(f"pools ({len(config.pools)}):")
     for name, pool in config.pools.items():
+        if pool.mode == "cascade" and pool.check is not None:
+            check = pool.check
+            checks = [k for k in ("response_format", "regex", "agree_with", "judge") if getattr(check, k)]
+            what = f"first {pool.first}; check {', '.join(checks)}; escalate {pool.escalate}"
+            lines.append(f"  {name:<16} cascade  {what}")
+            continue
         judge = pool.judge.model if pool.judge else "-"
         extra = f", baseline {pool.baseline.model} @ {pool.baseline.sample_rate:.0%}" if pool.baseline else ""
         lines.append(f"  {name:<16} {pool.mode:<8} members {', '.join(pool.members)}; judge {judge}{extra}")

@@ -203,13 +203,13 @@ def test_pool_without_judge_and_bad_members_count() -> None:
     text = POOLS.replace("[gpt-4o-mini, sim-fast]", "[]").replace("    quorum: 2\n", "")
     assert (
         error_of(text)
-        == "config/gateway.yaml:13: pools.review.members: List should have at least 1 item after validation, not 0"
+        == "config/gateway.yaml:13: pools.review.members: at least 1 member is needed (mode: best-of)"
     )
 
 
 def test_default_config_loads_and_check_prints_a_summary(capsys: pytest.CaptureFixture[str]) -> None:
     cfg = load_config("config/gateway.yaml")
-    assert {p.mode for p in cfg.pools.values()} == {"best-of", "merge", "debate"}
+    assert {p.mode for p in cfg.pools.values()} == {"best-of", "merge", "debate", "cascade"}
     assert all(p.type == "simulator" for p in cfg.providers.values())  # offline, no key
     assert main(["check", "config/gateway.yaml"]) == 0
     out = capsys.readouterr().out

@@ -65,16 +65,32 @@ def render_markdown(s: dict[str, Any]) -> str:
             if extra:
                 add(f"  {extra}")
     add("")
-    add("| system | right | 95% CI | failed | mean cost / request | total cost | p50 ms | p95 ms |")
-    add("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
+    add("| system | right | 95% CI | failed | mean cost / request | total cost | cost / correct | p50 ms | p95 ms |")
+    add("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
     for name, f in s["systems"].items():
         role = " (baseline)" if name == s["baseline"] else ""
         lat = f["latency_ms"]
         add(
             f"| {name}{role} | {f['correct']}/{f['scored']} = {fmt_pct(f['accuracy'])} | {fmt_ci(f['accuracy_ci95'])} "
             f"| {f['failed']} | {fmt_usd(f['cost']['mean_usd'])} | {fmt_usd(f['cost']['total_usd'])} "
-            f"| {fmt_ms(lat.get('p50'))} | {fmt_ms(lat.get('p95'))} |"
+            f"| {fmt_usd(f.get('cost_per_correct_usd'))} | {fmt_ms(lat.get('p50'))} | {fmt_ms(lat.get('p95'))} |"
         )
+    front = s.get("pareto")
+    if front:
+        add("")
+        add("Pareto frontier (no other system is at least as accurate and cheaper, or faster): "
+            f"accuracy vs cost: {', '.join(front['accuracy_vs_cost']) or 'none'}; "
+            f"accuracy vs p50: {', '.join(front['accuracy_vs_p50']) or 'none'}.")
+    if s.get("paired"):
+        add("")
+        add("Paired test on the same items (McNemar, exact): does A's accuracy differ from B's?")
+        add("")
+        add("| A | B | only A right | only B right | A - B | 95% CI | p |")
+        add("| --- | --- | ---: | ---: | ---: | ---: | ---: |")
+        for t in s["paired"]:
+            lo, hi = t["difference_ci95"]
+            add(f"| {t['a']} | {t['b']} | {t['a_only']} | {t['b_only']} | {t['difference'] * 100:+.1f} pts "
+                f"| {lo * 100:+.1f} to {hi * 100:+.1f} | {t['p_value']:.3g} |")
     stages = stage_lines(s)
     if stages:
         add("")

@@ -309,8 +309,8 @@ def _check_keys(auth: Any, pools: Mapping[str, Any], models: Mapping[str, Any], 
 def _check_pool_names(
     name: str, body: Any, models: Mapping[str, Any], pools: Mapping[str, Any], issues: list[ConfigIssue]
 ) -> None:
-    """Every model name a pool refers to, read from the raw entry so that a schema error elsewhere in
-    the pool does not hide a misspelt member."""
+    """Every model and pool name a pool refers to, read from the raw entry so that a schema error
+    elsewhere in the pool does not hide a misspelt member."""
     loc: Loc = ("pools", name)
     if name in models:
         issues.append(ConfigIssue(loc, f"'{name}' is already a model name; pools and models share one namespace"))
@@ -321,6 +321,18 @@ def _check_pool_names(
         else:
             _check_name(where, ref, models, "model", issues)
 
+    if _get(body, "mode") == "cascade":
+        check_model((*loc, "first"), _get(body, "first"), "cascade's first model")
+        check_model((*loc, "check", "agree_with"), _get(body, "check", "agree_with"), "check model")
+        check_model((*loc, "check", "judge"), _get(body, "check", "judge"), "check judge")
+        target = _get(body, "escalate")
+        if isinstance(target, str):
+            escalations = {n: p for n, p in pools.items() if _get(p, "mode") != "cascade"}
+            if target in pools and target not in escalations:
+                issues.append(ConfigIssue((*loc, "escalate"), f"'{target}' is a cascade; escalate to a pool"))
+            else:
+                _check_name((*loc, "escalate"), target, escalations, "pool", issues)
+        return
     members = _get(body, "members")
     for i, member in enumerate(members if isinstance(members, list) else []):
         check_model((*loc, "members", i), member, "member")
@@ -332,10 +344,25 @@ def _check_pool_names(
 def _check_pool(name: str, pool: PoolConfig, issues: list[ConfigIssue]) -> None:
     """Rules between the fields of one valid pool."""
     loc: Loc = ("pools", name)
+    if pool.mode == "cascade":
+        _check_cascade(loc, pool, issues)
+        return
+    for key in ("first", "check", "escalate"):
+        if getattr(pool, key) is not None:
+            issues.append(ConfigIssue((*loc, key), "only meaningful with mode: cascade"))
+    if not pool.members:
+        issues.append(ConfigIssue((*loc, "members"), f"at least 1 member is needed (mode: {pool.mode})"))
     if pool.judge is None and (len(pool.members) > 1 or pool.mode == "debate"):
         issues.append(ConfigIssue(loc, "a judge is required when a pool has more than one member"))
     if pool.quorum is not None and pool.quorum > len(pool.members):
         issues.append(ConfigIssue((*loc, "quorum"), f"quorum {pool.quorum} exceeds the {len(pool.members)} members"))
+    if pool.agreement is not None and pool.agreement.min > len(pool.members):
+        issues.append(
+            ConfigIssue(
+                (*loc, "agreement", "min"),
+                f"agreement min {pool.agreement.min} exceeds the {len(pool.members)} members",
+            )
+        )
     if pool.max_cost_usd is not None and pool.max_tokens_cap is None:
         issues.append(
             ConfigIssue((*loc, "max_cost_usd"), "needs max_tokens_cap: without it the worst case has no bound")
@@ -347,3 +374,13 @@ def _check_pool(name: str, pool: PoolConfig, issues: list[ConfigIssue]) -> None:
         issues.append(
             ConfigIssue((*loc, "baseline", "compare"), "compare: judge needs the pool's judge or compare_judge")
         )
+
+
+def _check_cascade(loc: Loc, pool: PoolConfig, issues: list[ConfigIssue]) -> None:
+    """A cascade: a first model, a check, and a pool to escalate to (names are checked with the rest)."""
+    for key in ("first", "check", "escalate"):
+        if getattr(pool, key) is None:
+            issues.append(ConfigIssue((*loc, key), "required key is missing (mode: cascade)"))
+    for key in ("members", "judge", "agreement", "debate", "quorum", "grace_ms"):
+        if getattr(pool, key) not in (None, []):
+            issues.append(ConfigIssue((*loc, key), "not used by mode: cascade (the escalation pool has its own)"))

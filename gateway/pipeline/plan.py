@@ -35,6 +35,8 @@ class PoolPlan:
     events: bool
     #: the body every member gets (model set per member)
     body: dict[str, Any]
+    #: cascade: the pool to escalate to (members are then the first model and the check's second model)
+    escalate: PoolPlan | None = None
 
 
 def plan_pool(config: GatewayConfig, name: str, pool: PoolConfig, req: ChatRequest) -> PoolPlan:
@@ -46,6 +48,8 @@ def plan_pool(config: GatewayConfig, name: str, pool: PoolConfig, req: ChatReque
             param=f"fusion.{unknown[0]}",
             code="invalid_fusion_option",
         )
+    if pool.mode == "cascade":
+        return _plan_cascade(config, name, pool, req, opts)
     mode = opts.get("mode", pool.mode)
     if mode not in MODES:
         raise InvalidRequest(
@@ -85,6 +89,38 @@ def plan_pool(config: GatewayConfig, name: str, pool: PoolConfig, req: ChatReque
         final=debate.final if debate else "best-of",
         events=events,
         body=_member_body(pool, req),
+    )
+
+
+def _plan_cascade(
+    config: GatewayConfig, name: str, pool: PoolConfig, req: ChatRequest, opts: dict[str, Any]
+) -> PoolPlan:
+    """A cascade's own calls (the first model, the check's second model, its judge) and the pool it escalates to.
+
+    Overrides that shape a pool (mode, members, rounds) are refused: they belong to the escalation pool."""
+    for key in ("mode", "members", "rounds"):
+        if key in opts:
+            raise InvalidRequest(
+                f"'fusion.{key}' cannot be set on cascade '{name}'", param=f"fusion.{key}", code="invalid_fusion_option"
+            )
+    assert pool.first is not None and pool.check is not None and pool.escalate is not None  # checked at load
+    check = pool.check
+    members = [(0, config.models[pool.first])]
+    if check.agree_with is not None:
+        members.append((1, config.models[check.agree_with]))
+    escalate = plan_pool(config, pool.escalate, config.pools[pool.escalate], req)
+    return PoolPlan(
+        name=name,
+        pool=pool,
+        mode="cascade",
+        members=members,
+        judge=config.models[check.judge] if check.judge is not None else None,
+        criteria=escalate.criteria,
+        rounds=0,
+        final="best-of",
+        events=escalate.events,
+        body=_member_body(pool, req),
+        escalate=escalate,
     )
 
 

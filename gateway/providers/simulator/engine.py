@@ -199,6 +199,11 @@ class SimulatedModel:
 
     def _message(self, body: dict[str, Any], messages: list[dict[str, Any]]) -> tuple[dict[str, Any], str]:
         judge = read_judge_task(messages, body.get("response_format"))
+        if judge is not None and judge.asks == "equivalence":
+            return _text(orjson.dumps({"equivalent": _equivalent([b.body for b in judge.candidates])}).decode()), "stop"
+        if judge is not None and judge.asks == "confidence":
+            confidence = self._confidence(judge.conversation, judge.candidates[-1].body)
+            return _text(orjson.dumps({"confidence": confidence}).decode()), "stop"
         if judge is not None:
             texts = [b.body for b in judge.candidates]
             best = _vote(texts, keys=[b.label for b in judge.candidates])
@@ -251,6 +256,18 @@ class SimulatedModel:
         if not right:
             return fallback
         return min(right, key=lambda i: hashlib.sha256(texts[i].encode()).digest())
+
+    def _confidence(self, conversation: str, text: str) -> float:
+        """How sure the judge is that ``text`` answers the arithmetic in ``conversation`` right: with its
+        ``accuracy`` it works the sum out (0.95 when the answer matches, 0.05 when not); otherwise, or for
+        anything that is not arithmetic, it cannot tell (0.5)."""
+        m = _ARITH.search(conversation)
+        value = _evaluate(m.group(1), m.group(2), m.group(3)) if m else None
+        if value is None:
+            return 0.5
+        if stable_rng(self.seed, self.name, "confidence", conversation, text).random() >= self.profile.accuracy:
+            return 0.5
+        return 0.95 if final_number(text) == _fmt(value) else 0.05
 
     def _filler(self, rng: random.Random) -> str:
         words: list[str] = []
@@ -332,6 +349,17 @@ def _majority_number(texts: Sequence[str]) -> str | None:
     if n < 2 or (rest and rest[0][1] == n):
         return None
     return top
+
+
+def _equivalent(texts: Sequence[str]) -> bool:
+    """Two answers say the same when their final numbers are equal, or, without numbers, their words."""
+    numbers = [final_number(t) for t in texts]
+    if len(texts) < 2:
+        return False
+    if all(n is not None for n in numbers):
+        return len(set(numbers)) == 1
+    words = {" ".join(t.casefold().split()).rstrip(".!") for t in texts}
+    return len(words) == 1
 
 
 def _unanimous(texts: Sequence[str]) -> bool:
