@@ -2,17 +2,18 @@
 
 Everything that can be refused is refused here, before any upstream call: unknown override keys, a
 member subset that is not a subset, tools in a mode that cannot honour them, ``n > 1``, a ``max_tokens``
-over the pool's cap.
+over the pool's cap, and what a judge-written answer cannot honour (:mod:`gateway.pipeline.contract`).
 """
 
 from __future__ import annotations
 
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Literal, cast
 
 from gateway.config.loader import GatewayConfig, ModelSpec
 from gateway.config.schema import Mode, PoolConfig
+from gateway.pipeline.contract import WriterContract, writer_contract
 from gateway.wire.errors import InvalidRequest
 from gateway.wire.protocol import ChatRequest
 
@@ -34,6 +35,8 @@ class PoolPlan:
     events: bool
     #: the body every member gets (model set per member)
     body: dict[str, Any]
+    #: what the judge's writing call carries when it writes the answer (merge, debate ending in merge)
+    writer: WriterContract = field(default_factory=WriterContract)
 
 
 def plan_pool(config: GatewayConfig, name: str, pool: PoolConfig, req: ChatRequest) -> PoolPlan:
@@ -73,6 +76,9 @@ def plan_pool(config: GatewayConfig, name: str, pool: PoolConfig, req: ChatReque
     if len(members) > 1 and pool.judge is None:  # config check makes this unreachable for pools > 1
         raise InvalidRequest(f"pool '{name}' has no judge", code="invalid_pool")
     judge = config.models[pool.judge.model] if pool.judge else None
+    final: Literal["best-of", "merge"] = debate.final if debate else "best-of"
+    body = _member_body(pool, req)
+    writes = mode == "merge" or (mode == "debate" and final == "merge")
     return PoolPlan(
         name=name,
         pool=pool,
@@ -81,9 +87,10 @@ def plan_pool(config: GatewayConfig, name: str, pool: PoolConfig, req: ChatReque
         judge=judge,
         criteria=criteria,
         rounds=rounds,
-        final=debate.final if debate else "best-of",
+        final=final,
         events=events,
-        body=_member_body(pool, req),
+        body=body,
+        writer=writer_contract(name, mode, body) if writes else WriterContract(),
     )
 
 

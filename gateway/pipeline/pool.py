@@ -86,7 +86,7 @@ async def run_pool(
 
     judge = (
         ModelJudge(caller, plan.judge, pool.judge, ledger, plan.name, deadline,
-                   on_call=events.judge_started if events is not None else None)
+                   on_call=events.judge_started if events is not None else None, writer_fields=plan.writer.fields)
         if plan.judge is not None
         else None
     )
@@ -104,6 +104,7 @@ async def run_pool(
         reviser=_Reviser(caller, plan, ledger, policy, events) if plan.mode == "debate" else None,
         emit=emit,
         member_order=pool.members,
+        check=plan.writer.check,
     )
     result = await MODES[plan.mode].run(ctx, [candidate(r) for r in ok])
     timeline.rounds_ms = [r.latency_ms for r in result.rounds]

@@ -1,0 +1,192 @@
+"""A pool honours the caller's output contract: the call that writes the answer (merge, debate ending in
+merge) carries response_format, token limits, stop and sampling, and a structured answer is checked
+against the caller's schema before it is returned; best-of returns the winner's fields as sent."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import httpx
+import openai
+import pytest
+from pydantic import BaseModel
+
+from tests.conftest import GatewayRunner, sdk
+from tests.fakes import FakeUpstream, Seen, Send, answer, chunk, judge_picking, sse_reply
+from tests.test_fusion import pool_config, raw_stream
+
+Q = [{"role": "user", "content": "What is 37 * 12?"}]
+USAGE = {"prompt_tokens": 20, "completion_tokens": 5, "total_tokens": 25}
+
+
+class Product(BaseModel):
+    value: int
+    unit: str
+
+
+SCHEMA = {
+    "type": "json_schema",
+    "json_schema": {"name": "Product", "strict": True, "schema": {
+        "type": "object", "properties": {"value": {"type": "integer"}, "unit": {"type": "string"}},
+        "required": ["value", "unit"], "additionalProperties": False}},
+}
+
+MERGE = """  p:
+    mode: merge
+    members: [a, b, c]
+    judge: {model: j, params: {temperature: 0, max_tokens: 999}}
+"""
+DEBATE_MERGE = """  p:
+    mode: debate
+    members: [a, b, c]
+    judge: {model: j, params: {temperature: 0, max_tokens: 999}}
+    debate: {rounds: 1, final: merge}
+"""
+
+
+def writes(text: str, finish: str = "stop") -> Any:
+    """An upstream that answers ``text`` with ``finish`` as its finish_reason (streamed, as pools ask)."""
+
+    async def run(seen: Seen, send: Send) -> None:
+        events = [chunk({"role": "assistant", "content": ""}), chunk({"content": text}), chunk({}, finish),
+                  chunk(None, usage=USAGE)]
+        await sse_reply(events)(seen, send)
+
+    return run
+
+
+def json_members(fake: FakeUpstream, values: tuple[int, int, int] = (444, 444, 440)) -> None:
+    for name, v in zip("abc", values, strict=True):
+        fake.behaviours[name] = answer(json.dumps({"value": v, "unit": "apples"}))
+
+
+@pytest.mark.parametrize("pool", [MERGE, DEBATE_MERGE], ids=["merge", "debate-final-merge"])
+def test_the_writing_judge_gets_the_callers_contract_and_its_answer_validates(
+    gateway: GatewayRunner, fake: FakeUpstream, pool: str
+) -> None:
+    json_members(fake, (444, 440, 432))  # no agreement: debate goes to its final merge
+    fake.behaviours["j"] = writes('{"value": 444, "unit": "apples"}')
+    with gateway(pool_config(fake, pool)) as (_, srv):
+        client = sdk(srv.url)
+        parsed = client.chat.completions.parse(
+            model="p", messages=Q, response_format=Product, max_completion_tokens=50, stop=["END"],  # type: ignore[arg-type]
+            temperature=0.3, top_p=0.9, seed=11, extra_body={"user": "u-1"},
+        )
+        with client.chat.completions.stream(model="p", messages=Q, response_format=Product) as s:  # type: ignore[arg-type]
+            streamed = s.get_final_completion()
+    assert parsed.choices[0].message.parsed == Product(value=444, unit="apples")
+    assert streamed.choices[0].message.parsed == Product(value=444, unit="apples")
+    writer = fake.requests_for("j")[0].body
+    assert writer["response_format"]["json_schema"]["name"] == "Product"
+    assert writer["response_format"]["json_schema"]["strict"] is True
+    assert writer["max_completion_tokens"] == 50 and writer["stop"] == ["END"]
+    # the caller's sampling and limit win over the judge's params on the writing call
+    assert writer["temperature"] == 0.3 and writer["top_p"] == 0.9 and writer["seed"] == 11
+    assert "max_tokens" not in writer
+    assert "user" not in writer  # members-only fields stay with the members
+    assert all(s.body["user"] == "u-1" for s in fake.requests_for("a")[:1])
+
+
+def test_a_merged_answer_that_breaks_the_schema_falls_back_to_a_member_that_keeps_it(
+    gateway: GatewayRunner, fake: FakeUpstream
+) -> None:
+    fake.behaviours["a"] = answer("444 apples, I think")  # ignored the format: never returned
+    fake.behaviours["b"] = answer(json.dumps({"value": 444, "unit": "apples"}))
+    fake.behaviours["c"] = answer(json.dumps({"value": "444"}))
+    fake.behaviours["j"] = writes("The merged answer is 444 apples.")
+    with gateway(pool_config(fake, MERGE)) as (_, srv):
+        body = httpx.post(srv.url + "/v1/chat/completions", timeout=20,
+                          json={"model": "p", "messages": Q, "response_format": SCHEMA}).json()
+    assert json.loads(body["choices"][0]["message"]["content"]) == {"value": 444, "unit": "apples"}
+    judge = body["fusion"]["judge"]
+    assert judge["status"] == "fallback" and judge["fallback_reason"] == "invalid_output"
+    assert body["fusion"]["winner"] == "b"
+
+
+@pytest.mark.parametrize("stream", [False, True], ids=["json", "stream"])
+def test_no_answer_within_the_schema_is_a_clear_error_never_prose(
+    gateway: GatewayRunner, fake: FakeUpstream, stream: bool
+) -> None:
+    for name in "abc":
+        fake.behaviours[name] = answer(json.dumps({"value": "many", "unit": "apples"}))
+    fake.behaviours["j"] = writes("Roughly 444 apples.")
+    with gateway(pool_config(fake, MERGE)) as (_, srv):
+        r = httpx.post(srv.url + "/v1/chat/completions", timeout=20,
+                       json={"model": "p", "messages": Q, "response_format": SCHEMA, "stream": stream})
+    assert r.status_code == 502
+    assert r.json()["error"] == {
+        "message": "pool 'p': the judge failed (invalid_output: the merged answer breaks the requested "
+                   "response_format: it is not JSON) and no member's answer matches the requested response_format",
+        "type": "api_error", "param": None, "code": "judge_failed",
+    }
+
+
+def test_json_object_is_checked_too(gateway: GatewayRunner, fake: FakeUpstream) -> None:
+    json_members(fake)
+    fake.behaviours["j"] = writes('["not", "an", "object"]')
+    with gateway(pool_config(fake, MERGE)) as (_, srv):
+        body = httpx.post(srv.url + "/v1/chat/completions", timeout=20, json={
+            "model": "p", "messages": Q, "response_format": {"type": "json_object"}}).json()
+    assert fake.requests_for("j")[0].body["response_format"] == {"type": "json_object"}
+    assert body["fusion"]["judge"]["fallback_reason"] == "invalid_output"
+    assert json.loads(body["choices"][0]["message"]["content"])["value"] in (444, 440)
+
+
+@pytest.mark.parametrize("stream", [False, True], ids=["json", "stream"])
+def test_the_callers_token_limit_cuts_the_merged_answer_with_finish_reason_length(
+    gateway: GatewayRunner, fake: FakeUpstream, stream: bool
+) -> None:
+    json_members(fake)
+    fake.behaviours["j"] = writes("The answer", finish="length")
+    with gateway(pool_config(fake, MERGE)) as (_, srv):
+        body = {"model": "p", "messages": Q, "max_tokens": 2}
+        if stream:
+            _, events = raw_stream(srv.url, {**body, "stream": True})
+            finish = [c["choices"][0]["finish_reason"] for c in events if c["choices"]][-1]
+            text = "".join(c["choices"][0]["delta"].get("content") or "" for c in events if c["choices"])
+        else:
+            got = httpx.post(srv.url + "/v1/chat/completions", json=body, timeout=20).json()
+            finish, text = got["choices"][0]["finish_reason"], got["choices"][0]["message"]["content"]
+    assert (text, finish) == ("The answer", "length")
+    assert fake.requests_for("j")[0].body["max_tokens"] == 2
+
+
+@pytest.mark.parametrize(
+    ("extra", "param", "message"),
+    [
+        ({"logprobs": True}, "logprobs",
+         "'logprobs' is not supported when the judge writes the answer (pool 'p' runs merge): token log "
+         "probabilities would describe the judge's rewrite, not the members' answers. Use a best-of pool, or "
+         "fusion.mode 'best-of'."),
+        ({"modalities": ["text", "audio"]}, "modalities",
+         "'modalities' is not supported when the judge writes the answer (pool 'p' runs merge): the judge writes "
+         "text. Use a best-of pool, or fusion.mode 'best-of'."),
+        ({"response_format": {"type": "json_schema", "json_schema": {"name": "x", "schema": {"type": 12}}}},
+         "response_format.json_schema.schema",
+         "'response_format.json_schema.schema' is not a valid JSON Schema: 12 is not valid under any of the "
+         "given schemas"),
+        ({"response_format": {"type": "yaml"}}, "response_format.type",
+         "'response_format.type' must be one of text, json_object, json_schema"),
+    ],
+    ids=["logprobs", "audio", "bad-schema", "bad-type"],
+)
+def test_what_a_written_answer_cannot_honour_is_refused_before_any_call(
+    gateway: GatewayRunner, fake: FakeUpstream, extra: dict[str, Any], param: str, message: str
+) -> None:
+    with gateway(pool_config(fake, MERGE)) as (_, srv), pytest.raises(openai.BadRequestError) as err:
+        sdk(srv.url).chat.completions.create(model="p", messages=Q, extra_body=extra)  # type: ignore[arg-type]
+    assert err.value.body == {"message": message, "type": "invalid_request_error", "param": param,
+                              "code": "unsupported_for_mode" if param in ("logprobs", "modalities")
+                              else "invalid_value"}
+    assert fake.seen == []
+
+
+def test_best_of_passes_logprobs_to_members(gateway: GatewayRunner, fake: FakeUpstream) -> None:
+    json_members(fake)
+    fake.behaviours["j"] = judge_picking(lambda t: "444" in t)
+    with gateway(pool_config(fake, MERGE.replace("merge", "best-of"))) as (_, srv):
+        r = httpx.post(srv.url + "/v1/chat/completions", timeout=20,
+                       json={"model": "p", "messages": Q, "logprobs": True, "top_logprobs": 2})
+    assert r.status_code == 200
+    assert fake.requests_for("a")[0].body["logprobs"] is True
