@@ -55,6 +55,10 @@ class Candidate:
     model: str
     message: dict[str, Any]
     finish_reason: str | None
+    #: what the member sent beside its message, returned as sent when this answer is the caller's
+    logprobs: dict[str, Any] | None = None
+    system_fingerprint: str | None = None
+    service_tier: str | None = None
 
     @property
     def text(self) -> str:

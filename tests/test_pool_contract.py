@@ -182,11 +182,51 @@ def test_what_a_written_answer_cannot_honour_is_refused_before_any_call(
     assert fake.seen == []
 
 
-def test_best_of_passes_logprobs_to_members(gateway: GatewayRunner, fake: FakeUpstream) -> None:
-    json_members(fake)
+def member_with_extras(text: str, fingerprint: str) -> Any:
+    """A member that sends logprobs, a system fingerprint, a service tier and an annotation, as OpenAI does."""
+
+    def lp(token: str) -> dict[str, Any]:
+        return {"token": token, "logprob": -0.25, "bytes": list(token.encode()),
+                "top_logprobs": [{"token": token, "logprob": -0.25, "bytes": list(token.encode())}]}
+
+    citation = {"type": "url_citation", "url_citation": {"url": "https://example.com/" + fingerprint,
+                                                         "title": "source", "start_index": 0, "end_index": 3}}
+
+    async def run(seen: Seen, send: Send) -> None:
+        extra = {"system_fingerprint": fingerprint, "service_tier": "default"}
+        events = [chunk({"role": "assistant", "content": ""})]
+        for word in text.split(" "):
+            c = chunk({"content": word + " "})
+            c["choices"][0]["logprobs"] = {"content": [lp(word + " ")], "refusal": None}
+            events.append(c)
+        events += [chunk({"annotations": [citation]}), chunk({}, "stop"), chunk(None, usage=USAGE)]
+        await sse_reply([{**e, **extra} for e in events])(seen, send)
+
+    return run
+
+
+@pytest.mark.parametrize("stream", [False, True], ids=["json", "stream"])
+def test_best_of_returns_the_winners_logprobs_fingerprint_tier_and_annotations(
+    gateway: GatewayRunner, fake: FakeUpstream, stream: bool
+) -> None:
+    fake.behaviours["a"] = member_with_extras("It is 440", "fp_a")
+    fake.behaviours["b"] = member_with_extras("It is 444", "fp_b")
+    fake.behaviours["c"] = member_with_extras("It is 432", "fp_c")
     fake.behaviours["j"] = judge_picking(lambda t: "444" in t)
     with gateway(pool_config(fake, MERGE.replace("merge", "best-of"))) as (_, srv):
-        r = httpx.post(srv.url + "/v1/chat/completions", timeout=20,
-                       json={"model": "p", "messages": Q, "logprobs": True, "top_logprobs": 2})
-    assert r.status_code == 200
+        client = sdk(srv.url)
+        kwargs: dict[str, Any] = {"model": "p", "messages": Q, "logprobs": True, "top_logprobs": 1}
+        if stream:
+            with client.chat.completions.stream(**kwargs) as s:
+                done = s.get_final_completion()
+        else:
+            done = client.chat.completions.create(**kwargs)  # type: ignore[assignment]
     assert fake.requests_for("a")[0].body["logprobs"] is True
+    choice = done.choices[0]
+    assert choice.message.content == "It is 444 "
+    assert choice.logprobs is not None and choice.logprobs.content is not None
+    assert [t.token for t in choice.logprobs.content] == ["It ", "is ", "444 "]
+    assert choice.logprobs.content[2].top_logprobs[0].bytes == list(b"444 ")
+    assert done.system_fingerprint == "fp_b" and done.service_tier == "default"
+    assert choice.message.annotations is not None
+    assert [a.url_citation.url for a in choice.message.annotations] == ["https://example.com/fp_b"]

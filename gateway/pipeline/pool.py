@@ -54,6 +54,9 @@ def candidate(result: MemberResult) -> Candidate:
         model=result.call.spec.name,
         message=result.answer.message(),
         finish_reason=result.answer.finish_reason,
+        logprobs=result.answer.logprobs,
+        system_fingerprint=result.answer.system_fingerprint,
+        service_tier=result.answer.service_tier,
     )
 
 
