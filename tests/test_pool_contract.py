@@ -230,3 +230,41 @@ def test_best_of_returns_the_winners_logprobs_fingerprint_tier_and_annotations(
     assert done.system_fingerprint == "fp_b" and done.service_tier == "default"
     assert choice.message.annotations is not None
     assert [a.url_citation.url for a in choice.message.annotations] == ["https://example.com/fp_b"]
+
+
+# ------------------------------------------------------------------ the cost of a stream, afterwards
+
+ALPHA, BETA = "sk-alpha-0123456789abcdef", "sk-beta-0123456789abcdef"
+
+
+def test_a_streamed_answers_cost_is_in_its_usage_and_its_receipt_for_its_own_key_only(
+    gateway: GatewayRunner, fake: FakeUpstream
+) -> None:
+    json_members(fake)
+    fake.behaviours["j"] = judge_picking(lambda t: "444" in t)
+    keys = f"auth:\n  keys:\n    - {{name: alpha, key: {ALPHA}, pools: [p]}}\n    - {{name: beta, key: {BETA}, pools: [p]}}\n"
+    with gateway(keys + pool_config(fake, MERGE.replace("merge", "best-of"))) as (_, srv):
+        with httpx.stream("POST", srv.url + "/v1/chat/completions", timeout=20,
+                          headers={"authorization": f"Bearer {ALPHA}", "x-request-id": "mine-1"},
+                          json={"model": "p", "messages": Q, "stream": True,
+                                "stream_options": {"include_usage": True}}) as r:
+            assert r.status_code == 200, r.read()
+            assert "x-fusion-cost-usd" not in r.headers  # headers precede the answer: no cost yet
+            events = [json.loads(line[6:]) for line in r.iter_lines() if line.startswith("data: {")]
+
+        def receipt(key: str, rid: str = "mine-1") -> httpx.Response:
+            return httpx.get(f"{srv.url}/v1/fusion/requests/{rid}", headers={"authorization": f"Bearer {key}"})
+
+        mine, theirs, unknown = receipt(ALPHA), receipt(BETA), receipt(ALPHA, "never-sent")
+    usage = events[-1]["usage"]
+    # members 3 x (20 + 5 x 2) + judge (300 + 20 x 2) at 1 / 2 USD per 1M tokens
+    assert usage["fusion_cost_usd"] == events[-1]["fusion"]["cost_usd"] == pytest.approx(0.00043)
+    assert mine.status_code == 200
+    got = mine.json()
+    assert (got["request_id"], got["model"], got["status"]) == ("mine-1", "p", 200)
+    assert got["cost_usd"] == usage["fusion_cost_usd"] and got["fusion"] == events[-1]["fusion"]
+    not_found = {"message": "no recent request 'never-sent' of this key on this gateway process (the last 1000 "
+                 "are kept)", "type": "invalid_request_error", "param": "request_id", "code": "request_not_found"}
+    assert unknown.status_code == 404 and unknown.json()["error"] == not_found
+    assert theirs.status_code == 404 and theirs.json()["error"] == {
+        **not_found, "message": not_found["message"].replace("never-sent", "mine-1")}

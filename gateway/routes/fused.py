@@ -9,7 +9,7 @@ from gateway.pipeline.context import RequestContext
 from gateway.pipeline.events import FusionEvents
 from gateway.pipeline.fused import FusedRequest
 from gateway.pipeline.plan import PoolPlan
-from gateway.wire.asgi import Send, cost_header, send_error, send_json
+from gateway.wire.asgi import Send, cost_header, send_error, send_json, usage_with_cost
 from gateway.wire.concurrency import beside
 from gateway.wire.errors import GatewayError
 from gateway.wire.protocol import ChatRequest, chunk, completion, new_completion_id, now_s
@@ -34,7 +34,7 @@ async def json(ctx: RequestContext, plan: PoolPlan, req: ChatRequest, send: Send
         model=plan.name,
         message=result.message,
         finish_reason=result.finish_reason,
-        usage=fused.ledger.usage("member", "judge").to_openai(),
+        usage=usage_with_cost(fused.ledger.usage("member", "judge").to_openai(), meta.cost_usd),
         logprobs=winner.logprobs if winner is not None else None,
     )
     body.update(_sent_beside(winner))
@@ -90,7 +90,7 @@ async def stream(ctx: RequestContext, plan: PoolPlan, req: ChatRequest, send: Se
         if with_usage:
             await out.event(last)
             usage_chunk = make(None)
-            usage_chunk["usage"] = fused.ledger.usage("member", "judge").to_openai()
+            usage_chunk["usage"] = usage_with_cost(fused.ledger.usage("member", "judge").to_openai(), meta.cost_usd)
             usage_chunk["fusion"] = meta.to_json()
             await out.event(usage_chunk)
         else:
