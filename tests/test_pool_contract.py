@@ -242,7 +242,8 @@ def test_a_streamed_answers_cost_is_in_its_usage_and_its_receipt_for_its_own_key
 ) -> None:
     json_members(fake)
     fake.behaviours["j"] = judge_picking(lambda t: "444" in t)
-    keys = f"auth:\n  keys:\n    - {{name: alpha, key: {ALPHA}, pools: [p]}}\n    - {{name: beta, key: {BETA}, pools: [p]}}\n"
+    keys = (f"auth:\n  keys:\n    - {{name: alpha, key: {ALPHA}, pools: [p]}}\n"
+            f"    - {{name: beta, key: {BETA}, pools: [p]}}\n")
     with gateway(keys + pool_config(fake, MERGE.replace("merge", "best-of"))) as (_, srv):
         with httpx.stream("POST", srv.url + "/v1/chat/completions", timeout=20,
                           headers={"authorization": f"Bearer {ALPHA}", "x-request-id": "mine-1"},
