@@ -181,6 +181,15 @@ def honours(ctx: FusionContext, candidate: Candidate) -> bool:
     return ctx.check(content if isinstance(content, str) else "") is None
 
 
+def unjudged(ctx: FusionContext, only: Candidate) -> FusionResult:
+    """No judge needed (one answer, or every member agrees): that answer, if it keeps the caller's contract."""
+    if not honours(ctx, only):
+        raise FusionError(
+            f"pool '{ctx.pool}': the members' answer does not match the requested response_format", "invalid_output"
+        )
+    return FusionResult(only.message, only.finish_reason, winner=only, judge_status="skipped")
+
+
 def first_success(
     ctx: FusionContext, candidates: Sequence[Candidate], reason: str, detail: str = ""
 ) -> FusionResult:

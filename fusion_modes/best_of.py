@@ -14,6 +14,7 @@ from fusion_modes.base import (
     JudgeFailed,
     Verdict,
     first_success,
+    unjudged,
 )
 from fusion_modes.judge import Ballot, make_ballot, parse_verdict, verdict_messages, verdict_response_format
 
@@ -24,7 +25,7 @@ class BestOf(FusionMode):
     async def run(self, ctx: FusionContext, candidates: Sequence[Candidate]) -> FusionResult:
         if len(candidates) == 1:
             only = candidates[0]
-            return FusionResult(only.message, only.finish_reason, winner=only, judge_status="skipped")
+            return unjudged(ctx, only)
         try:
             verdict = await pick(ctx, candidates)
         except JudgeFailed as exc:

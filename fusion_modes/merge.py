@@ -12,6 +12,7 @@ from fusion_modes.base import (
     FusionResult,
     JudgeFailed,
     first_success,
+    unjudged,
 )
 from fusion_modes.judge import make_ballot, merge_messages
 
@@ -22,7 +23,7 @@ class Merge(FusionMode):
     async def run(self, ctx: FusionContext, candidates: Sequence[Candidate]) -> FusionResult:
         if len(candidates) == 1:
             only = candidates[0]
-            return FusionResult(only.message, only.finish_reason, winner=only, judge_status="skipped")
+            return unjudged(ctx, only)
         return await merge(ctx, candidates)
 
 

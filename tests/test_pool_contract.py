@@ -13,7 +13,7 @@ import pytest
 from pydantic import BaseModel
 
 from tests.conftest import GatewayRunner, sdk
-from tests.fakes import FakeUpstream, Seen, Send, answer, chunk, judge_picking, sse_reply
+from tests.fakes import FakeUpstream, Seen, Send, answer, chunk, error_reply, judge_picking, sse_reply
 from tests.test_fusion import pool_config, raw_stream
 
 Q = [{"role": "user", "content": "What is 37 * 12?"}]
@@ -120,6 +120,17 @@ def test_no_answer_within_the_schema_is_a_clear_error_never_prose(
                    "response_format: it is not JSON) and no member's answer matches the requested response_format",
         "type": "api_error", "param": None, "code": "judge_failed",
     }
+
+
+def test_a_lone_answer_is_checked_too(gateway: GatewayRunner, fake: FakeUpstream) -> None:
+    fake.behaviours["a"] = answer("444 apples")  # the only member to answer, in prose
+    fake.behaviours["b"] = fake.behaviours["c"] = error_reply(500)
+    with gateway(pool_config(fake, MERGE)) as (_, srv):
+        r = httpx.post(srv.url + "/v1/chat/completions", timeout=20,
+                       json={"model": "p", "messages": Q, "response_format": SCHEMA})
+    assert r.status_code == 502
+    assert r.json()["error"]["message"] == "pool 'p': the members' answer does not match the requested response_format"
+    assert fake.requests_for("j") == []
 
 
 def test_json_object_is_checked_too(gateway: GatewayRunner, fake: FakeUpstream) -> None:
