@@ -61,9 +61,13 @@ def json_members(fake: FakeUpstream, values: tuple[int, int, int] = (444, 444, 4
         fake.behaviours[name] = answer(json.dumps({"value": v, "unit": "apples"}))
 
 
-@pytest.mark.parametrize("pool", [MERGE, DEBATE_MERGE], ids=["merge", "debate-final-merge"])
+@pytest.mark.parametrize(
+    ("pool", "fusion"),
+    [(MERGE, {}), (DEBATE_MERGE, {}), (MERGE.replace("mode: merge", "mode: best-of"), {"mode": "merge"})],
+    ids=["merge", "debate-final-merge", "fusion.mode-merge"],
+)
 def test_the_writing_judge_gets_the_callers_contract_and_its_answer_validates(
-    gateway: GatewayRunner, fake: FakeUpstream, pool: str
+    gateway: GatewayRunner, fake: FakeUpstream, pool: str, fusion: dict[str, Any]
 ) -> None:
     json_members(fake, (444, 440, 432))  # no agreement: debate goes to its final merge
     fake.behaviours["j"] = writes('{"value": 444, "unit": "apples"}')
@@ -71,9 +75,10 @@ def test_the_writing_judge_gets_the_callers_contract_and_its_answer_validates(
         client = sdk(srv.url)
         parsed = client.chat.completions.parse(
             model="p", messages=Q, response_format=Product, max_completion_tokens=50, stop=["END"],  # type: ignore[arg-type]
-            temperature=0.3, top_p=0.9, seed=11, extra_body={"user": "u-1"},
+            temperature=0.3, top_p=0.9, seed=11, extra_body={"user": "u-1", "fusion": fusion},
         )
-        with client.chat.completions.stream(model="p", messages=Q, response_format=Product) as s:  # type: ignore[arg-type]
+        with client.chat.completions.stream(model="p", messages=Q, response_format=Product,  # type: ignore[arg-type]
+                                            extra_body={"fusion": fusion}) as s:
             streamed = s.get_final_completion()
     assert parsed.choices[0].message.parsed == Product(value=444, unit="apples")
     assert streamed.choices[0].message.parsed == Product(value=444, unit="apples")

@@ -24,7 +24,7 @@ by the caller's own token limit (``finish_reason: length``) is returned as it is
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -32,6 +32,7 @@ import orjson
 from jsonschema import Draft202012Validator
 from jsonschema.exceptions import SchemaError
 
+from fusion_modes.base import OutputCheck
 from gateway.wire.errors import InvalidRequest
 
 #: fields of the caller's body that the writing judge call receives
@@ -58,8 +59,6 @@ _NOT_FOR_WRITER = {
     "prediction": "a predicted output cannot apply to an answer written from several others",
     "web_search_options": "the judge does not search, and the members' citations do not survive a rewrite",
 }
-
-OutputCheck = Callable[[str], "str | None"]
 
 
 @dataclass(frozen=True)
