@@ -225,9 +225,8 @@ def test_litellm(base_url: str, model: str) -> None:
 # ------------------------------------------------------------------ README
 
 
-def test_the_readmes_try_it_runs_on_the_default_config(base_url: str, request: pytest.FixtureRequest) -> None:
-    if request.node.callspec.params["base_url"] != "default-config":
-        pytest.skip("the README speaks of the default config")
+@pytest.mark.parametrize("base_url", ["default-config"], indirect=True)
+def test_the_readmes_try_it_runs_on_the_default_config(base_url: str) -> None:
     readme = (ROOT / "README.md").read_text()
     section = readme[readme.index("## Try it"):readme.index("## Configuration")]
     code = "\n".join(textwrap.dedent(block) for block in re.findall(r"```python\n(.*?)```", section, re.DOTALL))
