@@ -15,6 +15,8 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
+from gateway.books.receipts import Receipts
+
 
 def percentile(values: Sequence[float], q: float) -> float | None:
     """Nearest-rank percentile, q in (0, 100]: the ceil(q/100 * n)-th smallest value; None without data.
@@ -75,6 +77,8 @@ class StatsStore:
         self.window = window
         self.since = int(time.time())
         self._pools: dict[str, PoolStats] = {}
+        #: per request, by id: what streamed answers cannot say in a header
+        self.receipts = Receipts()
 
     def _pool(self, name: str) -> PoolStats:
         # Keys are pool names from the config: bounded.
