@@ -25,7 +25,7 @@ from pydantic import BaseModel
 from gateway.config.schema import SimulatorProfile, SimulatorProviderConfig
 from gateway.providers.simulator.server import SimulatorApp
 from tests.conftest import run_gateway, sdk
-from tests.servers import serving
+from tests.support.servers import serving
 
 # LiteLLM fetches a model price map from the network at import unless told not to.
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")

@@ -13,7 +13,7 @@ import pytest
 from pydantic import BaseModel
 
 from tests.conftest import GatewayRunner, sdk
-from tests.fakes import FakeUpstream, Seen, Send, answer, chunk, error_reply, judge_picking, sse_reply
+from tests.support.fakes import FakeUpstream, Seen, Send, answer, chunk, error_reply, judge_picking, sse_reply
 from tests.test_fusion import pool_config, raw_stream
 
 Q = [{"role": "user", "content": "What is 37 * 12?"}]
