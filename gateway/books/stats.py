@@ -15,7 +15,6 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
-from gateway.books.receipts import Receipts
 
 
 def percentile(values: Sequence[float], q: float) -> float | None:
@@ -78,7 +77,6 @@ class StatsStore:
         self.since = int(time.time())
         self._pools: dict[str, PoolStats] = {}
         #: per request, by id: what streamed answers cannot say in a header
-        self.receipts = Receipts()
 
     def _pool(self, name: str) -> PoolStats:
         # Keys are pool names from the config: bounded.

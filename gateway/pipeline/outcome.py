@@ -239,6 +239,6 @@ def passthrough_answered(ctx: RequestContext, spec: ModelSpec, record: CallRecor
 def _receipt(ctx: RequestContext, model: str, meta: FusionMetadata | None) -> None:
     """Kept for ``GET /v1/fusion/requests/{id}``, before the answer's last byte goes out, so a client that
     asks right after it finds it."""
-    ctx.services.stats.receipts.add(
+    ctx.services.receipts.add(
         Receipt(ctx.request_id, ctx.principal.name, model, ctx.status, ctx.cost, meta)
     )

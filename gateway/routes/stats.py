@@ -29,11 +29,11 @@ async def fusion_stats(request: Request, caller: Caller) -> Response:
 async def fusion_request(request_id: str, request: Request, caller: Caller) -> Response:
     """One of this caller's recent requests: model, status, cost and, for a pool, its ``fusion`` object."""
     gw: Gateway = request.app.state.gateway
-    receipt = gw.stats.receipts.get(request_id, caller.name)
+    receipt = gw.receipts.get(request_id, caller.name)
     if receipt is None:
         raise RequestNotFound(
             f"no recent request '{request_id}' of this key on this gateway process "
-            f"(the last {gw.stats.receipts.capacity} are kept)",
+            f"(the last {gw.receipts.capacity} are kept)",
             param="request_id",
         )
     return Response(jsonutil.dumps(receipt.to_json()), media_type="application/json")
