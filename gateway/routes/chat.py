@@ -21,7 +21,7 @@ from gateway.pipeline.context import RequestContext
 from gateway.pipeline.plan import plan_pool
 from gateway.pipeline.runtime import PoolTarget
 from gateway.routes import direct, fused
-from gateway.routes.shape import CHAT_INBOUND, Inbound
+from gateway.routes.shape import Inbound
 from gateway.service.gateway import Gateway
 from gateway.wire.asgi import ClientGone, Receive, Scope, Send, header, read_body, until_disconnect
 from gateway.wire.errors import GatewayError, InvalidRequest
@@ -34,10 +34,6 @@ def request_id(scope: Scope) -> str:
     if given is not None and _REQUEST_ID.fullmatch(given):
         return given
     return "req_" + secrets.token_hex(12)
-
-
-async def chat_completions(gw: Gateway, scope: Scope, receive: Receive, send: Send) -> None:
-    await serve(gw, scope, receive, send, CHAT_INBOUND)
 
 
 async def serve(gw: Gateway, scope: Scope, receive: Receive, send: Send, inbound: Inbound) -> None:
