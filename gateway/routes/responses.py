@@ -45,27 +45,29 @@ class ResponsesStream:
         self._events = events
         self._opened = False
 
+    def _open(self) -> list[dict[str, Any]]:
+        """``response.created`` and ``response.in_progress``, before the first event (numbered first)."""
+        if self._opened:
+            return []
+        self._opened = True
+        return self._events.start()
+
     async def _send(self, events: list[dict[str, Any]]) -> None:
-        if not self._opened:
-            self._opened = True
-            events = [*self._events.start(), *events]
         for event in events:
             await self._out.named(event["type"], event)
 
     async def event(self, obj: dict[str, Any]) -> None:
-        await self._send(self._events.chunk(obj))
+        await self._send(self._open() + self._events.chunk(obj))
 
     async def done(self) -> None:
-        await self._send(self._events.finish())
+        await self._send(self._open() + self._events.finish())
         await self._out.end()
 
     async def fail(self, exc: GatewayError, headers: Sequence[tuple[bytes, bytes]] = ()) -> None:
         if not self._out.started:
             await self._out.fail(exc, headers)  # nothing sent yet: the real status and the error envelope
             return
-        events = [] if self._opened else self._events.start()
-        self._opened = True
-        events.extend(self._events.failed(exc.http_status, str(exc)))
+        events = self._open() + self._events.failed(exc.http_status, str(exc))
         inband = b"".join(b"event: " + e["type"].encode() + b"\n" + sse.encode(e) for e in events)
         await self._out.fail(exc, headers, inband=inband)
 

@@ -425,7 +425,12 @@ def response_object(
         "user": req.user,
         "metadata": req.metadata,
     }
-    return out
+    # Optional fields are left out rather than null: several of them may not be null.
+    return {k: v for k, v in out.items() if v is not None or k in _NULLABLE}
+
+
+#: Response fields that are always present, null or not
+_NULLABLE = frozenset({"error", "incomplete_details", "instructions", "temperature", "top_p", "completed_at"})
 
 
 def from_completion(req: ResponsesRequest, completion: dict[str, Any]) -> dict[str, Any]:

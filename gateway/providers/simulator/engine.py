@@ -10,6 +10,7 @@ random stream, so a retry of a failed call can succeed, as it would upstream.
   its merge writes that answer. This keeps the offline demo honest: fusion really beats one member.
 - A debate revision prompt: the member adopts the majority answer of the round, if there is one.
 - A request with ``tools``: a call of the first tool, with placeholder arguments.
+- A ``response_format`` asking for JSON: an object of the requested shape (:mod:`.structured`).
 - Anything else: deterministic filler text of the profile's length.
 """
 
@@ -31,6 +32,7 @@ from gateway.books.tokens import approximate, count_messages
 from gateway.books.usage import Usage
 from gateway.config.schema import SimulatorProfile
 from gateway.providers.simulator.prompts import read_debate_task, read_judge_task
+from gateway.providers.simulator.structured import instance
 from gateway.wire.protocol import content_text
 
 _ARITH = re.compile(r"(-?\d+(?:\.\d+)?)\s*([-+*/×x])\s*(-?\d+(?:\.\d+)?)")
@@ -227,6 +229,9 @@ class SimulatedModel:
             return self._tool_call(tools, messages), "tool_calls"
         question = _last_user_text(messages)
         rng = stable_rng(self.seed, self.name, question)
+        structured = _structured(body.get("response_format"), rng)
+        if structured is not None:
+            return _text(orjson.dumps(structured).decode()), "stop"
         m = _ARITH.search(question)
         if m is not None:
             value = _evaluate(m.group(1), m.group(2), m.group(3))
@@ -276,6 +281,18 @@ class SimulatedModel:
                 }
             ],
         }
+
+
+def _structured(fmt: Any, rng: random.Random) -> Any:
+    """The JSON a ``response_format`` asks for, or None for plain text."""
+    kind = fmt.get("type") if isinstance(fmt, dict) else None
+    if kind == "json_schema":
+        spec = fmt.get("json_schema") if isinstance(fmt, dict) else None
+        schema = spec.get("schema") if isinstance(spec, dict) else None
+        return instance(schema, rng) if isinstance(schema, dict) else {}
+    if kind == "json_object":
+        return {"answer": "sim"}
+    return None
 
 
 def _text(content: str) -> dict[str, Any]:
