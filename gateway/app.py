@@ -20,6 +20,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from gateway.config import GatewayConfig, default_config_path, load_config
 from gateway.routes import admin, models, ops, stats, ui
 from gateway.routes.chat import serve
+from gateway.routes.messages import MESSAGES
 from gateway.routes.responses import RESPONSES
 from gateway.routes.shape import CHAT_INBOUND, Inbound
 from gateway.service.gateway import Gateway
@@ -28,7 +29,7 @@ from gateway.wire.errors import GatewayError, InvalidRequest, ModelNotFound, env
 
 CHAT_PATH = "/v1/chat/completions"
 #: the routes served as raw ASGI, each an inbound API over the same pipeline (see routes/shape.py)
-INBOUND: dict[str, Inbound] = {CHAT_PATH: CHAT_INBOUND, "/v1/responses": RESPONSES}
+INBOUND: dict[str, Inbound] = {CHAT_PATH: CHAT_INBOUND, "/v1/responses": RESPONSES, "/v1/messages": MESSAGES}
 log = logging.getLogger("fusion_gateway")
 
 

@@ -14,10 +14,11 @@ from typing import Any, Protocol
 
 import anyio
 
+from gateway.wire import sse
 from gateway.wire.asgi import Headers, Scope, Send, header, send_error
 from gateway.wire.errors import GatewayError
 from gateway.wire.protocol import ChatRequest, parse_chat_request
-from gateway.wire.sse_out import SSEResponse
+from gateway.wire.sse_out import ErrorWriter, SSEResponse
 
 
 class AnswerStream(Protocol):
@@ -64,6 +65,62 @@ class ChatShaper:
 
 
 CHAT = ChatShaper()
+
+
+class EventTranslator(Protocol):
+    """Turns the chat chunks of one answer into another API's stream events (each with its ``type``)."""
+
+    def start(self) -> list[dict[str, Any]]: ...
+
+    def chunk(self, chunk: dict[str, Any]) -> list[dict[str, Any]]: ...
+
+    def finish(self) -> list[dict[str, Any]]: ...
+
+    def failed(self, exc: GatewayError) -> list[dict[str, Any]]: ...
+
+
+class TranslatedStream:
+    """An :class:`AnswerStream` for APIs whose streams are named events (``event: <type>``), ended without
+    ``[DONE]``. Nothing is sent before the first chunk, so an error that comes first still gets its real
+    status and body (written by ``before``)."""
+
+    def __init__(self, out: SSEResponse, events: EventTranslator, before: ErrorWriter = send_error) -> None:
+        self._out = out
+        self._events = events
+        self._before = before
+        self._opened = False
+
+    def _open(self) -> list[dict[str, Any]]:
+        """The opening events, before the first other one."""
+        if self._opened:
+            return []
+        self._opened = True
+        return self._events.start()
+
+    async def _send(self, events: list[dict[str, Any]]) -> None:
+        for event in events:
+            await self._out.named(event["type"], event)
+
+    async def event(self, obj: dict[str, Any]) -> None:
+        await self._send(self._open() + self._events.chunk(obj))
+
+    async def done(self) -> None:
+        await self._send(self._open() + self._events.finish())
+        await self._out.end()
+
+    async def fail(self, exc: GatewayError, headers: Sequence[tuple[bytes, bytes]] = ()) -> None:
+        if not self._out.started:
+            await self._out.fail(exc, headers, before=self._before)
+            return
+        events = self._open() + self._events.failed(exc)
+        inband = b"".join(b"event: " + e["type"].encode() + b"\n" + sse.encode(e) for e in events)
+        await self._out.fail(exc, headers, inband=inband)
+
+    async def until_shutdown(self, work: Awaitable[None], stop: anyio.Event) -> None:
+        await self._out.until_shutdown(work, stop)
+
+    async def keepalive(self) -> None:
+        await self._out.keepalive()
 
 
 class Inbound(Protocol):

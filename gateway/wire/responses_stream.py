@@ -17,6 +17,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
+from gateway.wire.errors import GatewayError
 from gateway.wire.responses import (
     INCOMPLETE,
     ResponsesRequest,
@@ -181,6 +182,7 @@ class ResponseEvents:
         out.append(self._ev(kind, response=response))
         return out
 
-    def failed(self, status: int, message: str) -> list[Event]:
+    def failed(self, exc: GatewayError) -> list[Event]:
         """The answer failed after the stream started."""
-        return [self._ev("response.failed", response=self._response("failed", error_object(status, message)))]
+        error = error_object(exc.http_status, str(exc))
+        return [self._ev("response.failed", response=self._response("failed", error))]

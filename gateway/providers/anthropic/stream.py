@@ -19,11 +19,12 @@ from typing import Any
 
 from gateway.books.usage import Usage
 from gateway.providers.anthropic.request import AnthropicRequest
-from gateway.providers.anthropic.response import ERROR_STATUS, finish_reason, usage
+from gateway.providers.anthropic.response import finish_reason, usage
 from gateway.providers.base import ChunkStream
 from gateway.providers.translate import Chunks
 from gateway.providers.transport import status_error, upstream_errors
 from gateway.wire import jsonutil
+from gateway.wire.anthropic import ERROR_STATUS
 from gateway.wire.errors import UpstreamProtocolError
 from gateway.wire.sse import SSEDecoder
 
