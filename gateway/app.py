@@ -18,7 +18,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from gateway.config import GatewayConfig, default_config_path, load_config
-from gateway.routes import admin, models, ops, stats, ui
+from gateway.routes import admin, embeddings, models, ops, stats, ui
 from gateway.routes.chat import serve
 from gateway.routes.messages import MESSAGES
 from gateway.routes.responses import RESPONSES
@@ -74,6 +74,7 @@ def create_app(config: GatewayConfig, config_path: str | None = None) -> Gateway
     )
     api.state.gateway = gateway
     api.include_router(models.router)
+    api.include_router(embeddings.router)
     api.include_router(ops.router)
     api.include_router(stats.router)
     api.include_router(admin.router)

@@ -81,7 +81,7 @@ async def serve(gw: Gateway, scope: Scope, receive: Receive, send: Send, inbound
         ctx.status = exc.http_status
         ctx.fields["error"] = exc.code
         await shaper.error(send, exc, ctx.headers)
-        _log(ctx, stream=False)
+        log_line(ctx, stream=False)
         return
     await _serve(gw, ctx, receive, work, admission, req.stream)
 
@@ -103,10 +103,11 @@ async def _serve(
             ctx.fields["client_disconnected"] = True
         if admission.reservation is not None:
             await settle(gw.limits, admission, ctx.cost)
-        _log(ctx, stream)
+        log_line(ctx, stream)
 
 
-def _log(ctx: RequestContext, stream: bool) -> None:
+def log_line(ctx: RequestContext, stream: bool) -> None:
+    """The one log line of a finished request."""
     fields = {
         "request_id": ctx.request_id,
         "key": ctx.principal.name,
