@@ -17,8 +17,7 @@ from tests.test_responses import SIM
 
 
 def test_simulator_serves_deterministic_unit_vectors_through_the_sdk(gateway: GatewayRunner) -> None:
-    with gateway(SIM) as (_, srv):
-        client = sdk(srv.url)
+    with gateway(SIM) as (_, srv), sdk(srv.url) as client:
         one = client.embeddings.create(model="quick", input="the cat sat")  # the SDK asks for base64
         again = client.embeddings.create(model="quick", input="the cat sat", encoding_format="float")
         many = client.embeddings.create(model="quick", input=["the cat sat", "a dog ran"], dimensions=8)
@@ -65,8 +64,7 @@ def test_pools_and_models_without_embeddings_are_a_400(gateway: GatewayRunner) -
     cfg = SIM.replace("providers:\n", "providers:\n  anth: {type: anthropic, base_url: http://127.0.0.1:9, "
                       "api_key: sk-ant-0123456789}\n").replace(
         "models:\n", "models:\n  claude: {provider: anth, model: claude-x}\n")
-    with gateway(cfg) as (_, srv):
-        client = sdk(srv.url)
+    with gateway(cfg) as (_, srv), sdk(srv.url) as client:
         with pytest.raises(openai.BadRequestError) as pool:
             client.embeddings.create(model="duo", input="x")
         with pytest.raises(openai.BadRequestError) as native:

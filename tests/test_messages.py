@@ -28,8 +28,7 @@ def client(url: str, key: str = "sk-client-0123456789abcdef") -> anthropic.Anthr
 
 @pytest.mark.parametrize("model", ["quick", "duo"])
 def test_create_and_stream_with_the_anthropic_sdk(gateway: GatewayRunner, model: str) -> None:
-    with gateway(KEYED) as (_, srv):
-        c = client(srv.url)
+    with gateway(KEYED) as (_, srv), client(srv.url) as c:
         created = c.messages.create(model=model, max_tokens=200, system="Be brief.",
                                     messages=[{"role": "user", "content": "What is 6 * 7?"}])
         with c.messages.stream(model=model, max_tokens=200,
@@ -51,8 +50,7 @@ def test_create_and_stream_with_the_anthropic_sdk(gateway: GatewayRunner, model:
 
 @pytest.mark.parametrize("model", ["quick", "duo"])
 def test_tool_use_round_trip_with_the_anthropic_sdk(gateway: GatewayRunner, model: str) -> None:
-    with gateway(KEYED) as (_, srv):
-        c = client(srv.url)
+    with gateway(KEYED) as (_, srv), client(srv.url) as c:
         first = c.messages.create(model=model, max_tokens=200, tools=TOOLS,
                                   messages=[{"role": "user", "content": "Weather in Oslo?"}])
         with c.messages.stream(model=model, max_tokens=200, tools=TOOLS,
@@ -79,8 +77,8 @@ def test_request_is_translated_for_the_upstream(gateway: GatewayRunner, fake: Fa
                                          usage={"prompt_tokens": 30, "completion_tokens": 5, "total_tokens": 35,
                                                 "prompt_tokens_details": {"cached_tokens": 10}}))
     cfg = f"providers:\n{fake_provider_yaml(fake.url)}models:\n  m: {{provider: up, model: up-m}}\n"
-    with gateway(cfg) as (_, srv):
-        msg = client(srv.url).messages.create(
+    with gateway(cfg) as (_, srv), client(srv.url) as c:
+        msg = c.messages.create(
             model="m",
             max_tokens=64,
             system=[{"type": "text", "text": "Be brief."}],
@@ -150,18 +148,19 @@ def test_events_in_order_and_an_in_band_error(gateway: GatewayRunner, fake: Fake
     with (
         gateway(cfg) as (_, srv),
         pytest.raises(anthropic.APIStatusError, match="stream ended"),
-        client(srv.url).messages.stream(model="m", max_tokens=10, messages=hi) as stream,
+        client(srv.url) as c,
+        c.messages.stream(model="m", max_tokens=10, messages=hi) as stream,
     ):
         stream.get_final_message()
 
 
 def test_x_api_key_is_the_client_key_and_errors_are_anthropic_shaped(gateway: GatewayRunner) -> None:
     with gateway(KEYED) as (_, srv):
-        with pytest.raises(anthropic.AuthenticationError) as auth:
-            client(srv.url, key="sk-wrong").messages.create(
+        with pytest.raises(anthropic.AuthenticationError) as auth, client(srv.url, key="sk-wrong") as c:
+            c.messages.create(
                 model="quick", max_tokens=10, messages=[{"role": "user", "content": "hi"}])
-        with pytest.raises(anthropic.BadRequestError) as bad:
-            client(srv.url).messages.create(
+        with pytest.raises(anthropic.BadRequestError) as bad, client(srv.url) as c:
+            c.messages.create(
                 model="quick", max_tokens=10, messages=[{"role": "user", "content": "hi"}],
                 tools=[{"type": "web_search_20250305", "name": "web_search"}])  # type: ignore[list-item]
         body = {"model": "quick", "max_tokens": 10, "messages": [{"role": "user", "content": "x"}]}

@@ -279,8 +279,7 @@ def test_sdk_create_stream_and_parse(gateway: GatewayRunner) -> None:
         city: str
         degrees: int
 
-    with gateway(SIM) as (_, srv):
-        client = sdk(srv.url)
+    with gateway(SIM) as (_, srv), sdk(srv.url) as client:
         created = client.responses.create(model="quick", input="What is 6 * 7?")
         with client.responses.stream(model="duo", input="What is 6 * 7?") as stream:
             deltas = [e.delta for e in stream if e.type == "response.output_text.delta"]
@@ -303,8 +302,7 @@ def test_sdk_tool_round_trip(gateway: GatewayRunner, fake: FakeUpstream) -> None
 
     fake.default = run
     cfg = f"providers:\n{fake_provider_yaml(fake.url)}models:\n  m: {{provider: up, model: up-m}}\n"
-    with gateway(cfg) as (_, srv):
-        client = sdk(srv.url)
+    with gateway(cfg) as (_, srv), sdk(srv.url) as client:
         first = client.responses.create(model="m", input="Weather in Oslo?", tools=TOOLS)  # type: ignore[arg-type]
         [fc] = first.output
         assert fc.type == "function_call" and fc.call_id == "call_1" and fc.name == "get_weather"

@@ -20,10 +20,9 @@ from gateway.pipeline.outcome import passthrough_answered
 from gateway.pipeline.runtime import PoolTarget
 from gateway.routes.chat import log_line, request_id
 from gateway.service.gateway import Gateway
-from gateway.wire import jsonutil
 from gateway.wire.asgi import cost_header
 from gateway.wire.errors import GatewayError, InvalidRequest, PayloadTooLarge
-from gateway.wire.protocol import ChatRequest, check_chat_request
+from gateway.wire.protocol import ChatRequest, check_chat_request, decode_object
 
 router = APIRouter()
 
@@ -79,12 +78,7 @@ async def embeddings(request: Request) -> JSONResponse:
 
 
 def _parse(raw: bytes) -> dict[str, Any]:
-    try:
-        body = jsonutil.loads(raw)
-    except jsonutil.JSONDecodeError as exc:
-        raise InvalidRequest(f"request body is not valid JSON: {exc}", code="invalid_json") from exc
-    if not isinstance(body, dict):
-        raise InvalidRequest("request body must be a JSON object", code="invalid_type")
+    body = decode_object(raw)
     for key in body:
         if key not in _FIELDS:
             raise InvalidRequest(f"'{key}' is not supported on embeddings", param=key, code="unsupported_parameter")

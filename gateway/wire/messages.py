@@ -16,7 +16,7 @@ from typing import Any
 from gateway.wire import jsonutil
 from gateway.wire.anthropic import IMAGE_TYPES, OPENAI_TOOL_CHOICES, STOP_REASONS, error_type, usage_counts
 from gateway.wire.errors import GatewayError, InvalidRequest
-from gateway.wire.protocol import ChatRequest, check_chat_request
+from gateway.wire.protocol import ChatRequest, check_chat_request, decode_object
 
 _KNOWN = frozenset(
     {"model", "messages", "system", "max_tokens", "stop_sequences", "temperature", "top_p", "top_k", "tools",
@@ -31,12 +31,7 @@ class MessagesRequest:
 
 
 def parse_messages_request(raw: bytes, *, max_messages: int) -> tuple[ChatRequest, MessagesRequest]:
-    try:
-        body = jsonutil.loads(raw)
-    except jsonutil.JSONDecodeError as exc:
-        raise InvalidRequest(f"request body is not valid JSON: {exc}", code="invalid_json") from exc
-    if not isinstance(body, dict):
-        raise InvalidRequest("request body must be a JSON object", code="invalid_type")
+    body = decode_object(raw)
     for key in body:
         if key not in _KNOWN:
             raise _unsupported(key, "the gateway does not serve this field, and ignoring it could change the answer")

@@ -40,13 +40,18 @@ class ChatRequest:
 
 
 def parse_chat_request(raw: bytes, *, max_messages: int) -> ChatRequest:
+    return check_chat_request(decode_object(raw), max_messages=max_messages)
+
+
+def decode_object(raw: bytes) -> dict[str, Any]:
+    """A request body that must be one JSON object."""
     try:
         body = jsonutil.loads(raw)
     except jsonutil.JSONDecodeError as exc:
         raise InvalidRequest(f"request body is not valid JSON: {exc}", code="invalid_json") from exc
     if not isinstance(body, dict):
         raise InvalidRequest("request body must be a JSON object", code="invalid_type")
-    return check_chat_request(body, max_messages=max_messages)
+    return body
 
 
 def check_chat_request(body: dict[str, Any], *, max_messages: int) -> ChatRequest:

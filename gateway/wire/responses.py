@@ -14,9 +14,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from gateway.wire import jsonutil
 from gateway.wire.errors import InvalidRequest
-from gateway.wire.protocol import ChatRequest, check_chat_request, content_text
+from gateway.wire.protocol import ChatRequest, check_chat_request, content_text, decode_object
 
 #: Responses fields that need state the gateway does not keep
 _STATEFUL = {
@@ -56,12 +55,7 @@ class ResponsesRequest:
 
 def parse_responses_request(raw: bytes, *, max_messages: int) -> tuple[ChatRequest, ResponsesRequest]:
     """The chat request a Responses body asks for, and what the answer must echo of it."""
-    try:
-        body = jsonutil.loads(raw)
-    except jsonutil.JSONDecodeError as exc:
-        raise InvalidRequest(f"request body is not valid JSON: {exc}", code="invalid_json") from exc
-    if not isinstance(body, dict):
-        raise InvalidRequest("request body must be a JSON object", code="invalid_type")
+    body = decode_object(raw)
     for key in body:
         if key not in _KNOWN:
             raise _unsupported(key, "the gateway does not serve this field, and ignoring it could change the answer")

@@ -19,7 +19,7 @@ from gateway.books.usage import Usage
 from gateway.config.loader import ModelSpec
 from gateway.config.schema import SimulatorProviderConfig
 from gateway.providers.base import ChunkStream, Provider
-from gateway.providers.simulator.engine import Answer, SimulatedModel, Timing, stable_rng
+from gateway.providers.simulator.engine import Answer, Fault, SimulatedModel, Timing, stable_rng
 from gateway.providers.transport import status_error
 from gateway.wire.errors import UpstreamProtocolError
 
@@ -41,10 +41,7 @@ class SimulatorProvider(Provider):
     async def complete(self, spec: ModelSpec, body: dict[str, Any]) -> dict[str, Any]:
         sim = self.model(str(body.get("model", spec.upstream)))
         fault, timing = await sim.first_byte(stream=False)
-        if fault is not None and fault.kind == "status":
-            raise status_error(
-                spec.name, fault.status, b'{"error":{"message":"simulated failure"}}', _retry_headers(fault.status)
-            )
+        _raise_status(spec, fault)
         answer = sim.answer(body)
         await anyio.sleep(len(answer.pieces) * timing.per_token_s)
         return completion_body(sim.name, answer)
@@ -53,10 +50,7 @@ class SimulatorProvider(Provider):
     async def stream(self, spec: ModelSpec, body: dict[str, Any]) -> AsyncIterator[ChunkStream]:
         sim = self.model(str(body.get("model", spec.upstream)))
         fault, timing = await sim.first_byte(stream=True)
-        if fault is not None and fault.kind == "status":
-            raise status_error(
-                spec.name, fault.status, b'{"error":{"message":"simulated failure"}}', _retry_headers(fault.status)
-            )
+        _raise_status(spec, fault)
         answer = sim.answer(body)
         opts = body.get("stream_options") or {}
         include_usage = bool(opts.get("include_usage")) and sim.profile.stream_usage
@@ -68,11 +62,16 @@ class SimulatorProvider(Provider):
     async def embed(self, spec: ModelSpec, body: dict[str, Any]) -> dict[str, Any]:
         sim = self.model(str(body.get("model", spec.upstream)))
         fault, _ = await sim.first_byte(stream=False)
-        if fault is not None and fault.kind == "status":
-            raise status_error(
-                spec.name, fault.status, b'{"error":{"message":"simulated failure"}}', _retry_headers(fault.status)
-            )
+        _raise_status(spec, fault)
         return embeddings_body(sim.name, body, self.config.seed)
+
+
+def _raise_status(spec: ModelSpec, fault: Fault | None) -> None:
+    """A simulated error status, raised as the upstream's would be."""
+    if fault is not None and fault.kind == "status":
+        raise status_error(
+            spec.name, fault.status, b'{"error":{"message":"simulated failure"}}', _retry_headers(fault.status)
+        )
 
 
 def _retry_headers(status: int) -> dict[str, str]:
