@@ -16,7 +16,6 @@ from decimal import Decimal
 from typing import Any
 
 
-
 def percentile(values: Sequence[float], q: float) -> float | None:
     """Nearest-rank percentile, q in (0, 100]: the ceil(q/100 * n)-th smallest value; None without data.
 

@@ -10,20 +10,20 @@ from gateway.books.usage import Usage
 from gateway.config.loader import ModelSpec
 from gateway.pipeline.context import RequestContext
 from gateway.pipeline.outcome import passthrough_answered
-from gateway.wire.asgi import Send, cost_header, send_error, send_json, usage_with_cost
+from gateway.routes.shape import CHAT, Shaper
+from gateway.wire.asgi import Send, cost_header, send_json, usage_with_cost
 from gateway.wire.errors import GatewayError, UpstreamError
 from gateway.wire.protocol import ChatRequest
-from gateway.wire.sse_out import SSEResponse
 
 
-async def json(ctx: RequestContext, spec: ModelSpec, req: ChatRequest, send: Send) -> None:
+async def json(ctx: RequestContext, spec: ModelSpec, req: ChatRequest, send: Send, shape: Shaper = CHAT) -> None:
     body = {**req.body, "model": spec.upstream}
     record = CallRecord(model=spec.name, role="passthrough", pool=spec.name)
     try:
         data = await ctx.runtime.caller.complete(spec, body, record, ctx.started + spec.timeouts.total_s)
     except UpstreamError as exc:
         passthrough_answered(ctx, spec, record, exc)
-        await send_error(send, exc, ctx.headers)
+        await shape.error(send, exc, ctx.headers)
         return
     data["model"] = req.model
     if not isinstance(data.get("usage"), dict) and record.usage is not None:
@@ -33,10 +33,12 @@ async def json(ctx: RequestContext, spec: ModelSpec, req: ChatRequest, send: Sen
     passthrough_answered(ctx, spec, record, None)
     if ctx.runtime.config.logging.content:
         ctx.fields["content"] = {"messages": req.messages, "answer": data.get("choices")}
-    await send_json(send, 200, data, [*ctx.headers, *cost_header(record.cost)])
+    await send_json(send, 200, shape.completion(data), [*ctx.headers, *cost_header(record.cost)])
 
 
-async def stream(ctx: RequestContext, spec: ModelSpec, req: ChatRequest, send: Send) -> None:
+async def stream(
+    ctx: RequestContext, spec: ModelSpec, req: ChatRequest, send: Send, shape: Shaper = CHAT
+) -> None:
     opts = req.body.get("stream_options")
     # Usage is asked for upstream even when the caller did not: cost must be exact either way.
     body = {
@@ -45,7 +47,7 @@ async def stream(ctx: RequestContext, spec: ModelSpec, req: ChatRequest, send: S
         "stream_options": {**(opts if isinstance(opts, dict) else {}), "include_usage": True},
     }
     record = CallRecord(model=spec.name, role="passthrough", pool=spec.name)
-    out = SSEResponse(send, ctx.headers, ctx.runtime.config.server.keepalive_s)
+    out = shape.stream(send, ctx.headers, ctx.runtime.config.server.keepalive_s)
     last: dict[str, Any] = {}
     usage_sent = answered = False
 

@@ -9,21 +9,21 @@ from gateway.pipeline.context import RequestContext
 from gateway.pipeline.events import FusionEvents
 from gateway.pipeline.fused import FusedRequest
 from gateway.pipeline.plan import PoolPlan
-from gateway.wire.asgi import Send, cost_header, send_error, send_json, usage_with_cost
+from gateway.routes.shape import CHAT, Shaper
+from gateway.wire.asgi import Send, cost_header, send_json, usage_with_cost
 from gateway.wire.concurrency import beside
 from gateway.wire.errors import GatewayError
 from gateway.wire.protocol import ChatRequest, chunk, completion, new_completion_id, now_s
-from gateway.wire.sse_out import SSEResponse
 
 
-async def json(ctx: RequestContext, plan: PoolPlan, req: ChatRequest, send: Send) -> None:
+async def json(ctx: RequestContext, plan: PoolPlan, req: ChatRequest, send: Send, shape: Shaper = CHAT) -> None:
     fused = FusedRequest(ctx, plan)
     try:
         outcome = await fused.run()
     except (GatewayError, FusionError) as exc:
         error = fused.failed(exc)
         # What was spent before the failure is still spent: say so.
-        await send_error(send, error, [*ctx.headers, *cost_header(ctx.cost)])
+        await shape.error(send, error, [*ctx.headers, *cost_header(ctx.cost)])
         return
     result = outcome.result
     meta = fused.answered(outcome)
@@ -39,11 +39,13 @@ async def json(ctx: RequestContext, plan: PoolPlan, req: ChatRequest, send: Send
     )
     body.update(_sent_beside(winner))
     body["fusion"] = meta.to_json()
-    await send_json(send, 200, body, [*ctx.headers, *cost_header(meta.cost_usd)])
+    await send_json(send, 200, shape.completion(body), [*ctx.headers, *cost_header(meta.cost_usd)])
 
 
-async def stream(ctx: RequestContext, plan: PoolPlan, req: ChatRequest, send: Send) -> None:
-    out = SSEResponse(send, ctx.headers, ctx.runtime.config.server.keepalive_s)
+async def stream(
+    ctx: RequestContext, plan: PoolPlan, req: ChatRequest, send: Send, shape: Shaper = CHAT
+) -> None:
+    out = shape.stream(send, ctx.headers, ctx.runtime.config.server.keepalive_s)
     cid, created, with_usage = new_completion_id(), now_s(), req.include_usage
     role_sent = False
     beside_answer: dict[str, str] = {}  # the winner's completion-level fields, once it is known

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import base64
+import math
 import random
 import secrets
+import struct
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -11,11 +14,12 @@ from typing import Any
 
 import anyio
 
+from gateway.books.tokens import approximate
 from gateway.books.usage import Usage
 from gateway.config.loader import ModelSpec
 from gateway.config.schema import SimulatorProviderConfig
 from gateway.providers.base import ChunkStream, Provider
-from gateway.providers.simulator.engine import Answer, SimulatedModel, Timing
+from gateway.providers.simulator.engine import Answer, Fault, SimulatedModel, Timing, stable_rng
 from gateway.providers.transport import status_error
 from gateway.wire.errors import UpstreamProtocolError
 
@@ -37,10 +41,7 @@ class SimulatorProvider(Provider):
     async def complete(self, spec: ModelSpec, body: dict[str, Any]) -> dict[str, Any]:
         sim = self.model(str(body.get("model", spec.upstream)))
         fault, timing = await sim.first_byte(stream=False)
-        if fault is not None and fault.kind == "status":
-            raise status_error(
-                spec.name, fault.status, b'{"error":{"message":"simulated failure"}}', _retry_headers(fault.status)
-            )
+        _raise_status(spec, fault)
         answer = sim.answer(body)
         await anyio.sleep(len(answer.pieces) * timing.per_token_s)
         return completion_body(sim.name, answer)
@@ -49,18 +50,59 @@ class SimulatorProvider(Provider):
     async def stream(self, spec: ModelSpec, body: dict[str, Any]) -> AsyncIterator[ChunkStream]:
         sim = self.model(str(body.get("model", spec.upstream)))
         fault, timing = await sim.first_byte(stream=True)
-        if fault is not None and fault.kind == "status":
-            raise status_error(
-                spec.name, fault.status, b'{"error":{"message":"simulated failure"}}', _retry_headers(fault.status)
-            )
+        _raise_status(spec, fault)
         answer = sim.answer(body)
         opts = body.get("stream_options") or {}
         include_usage = bool(opts.get("include_usage")) and sim.profile.stream_usage
         yield _SimStream(spec.name, sim.name, answer, timing, include_usage, cut=fault is not None)
 
 
+    serves_embeddings = True
+
+    async def embed(self, spec: ModelSpec, body: dict[str, Any]) -> dict[str, Any]:
+        sim = self.model(str(body.get("model", spec.upstream)))
+        fault, _ = await sim.first_byte(stream=False)
+        _raise_status(spec, fault)
+        return embeddings_body(sim.name, body, self.config.seed)
+
+
+def _raise_status(spec: ModelSpec, fault: Fault | None) -> None:
+    """A simulated error status, raised as the upstream's would be."""
+    if fault is not None and fault.kind == "status":
+        raise status_error(
+            spec.name, fault.status, b'{"error":{"message":"simulated failure"}}', _retry_headers(fault.status)
+        )
+
+
 def _retry_headers(status: int) -> dict[str, str]:
     return {"retry-after": "1"} if status == 429 else {}
+
+
+def embeddings_body(model: str, body: dict[str, Any], seed: int) -> dict[str, Any]:
+    """Deterministic unit vectors, one per input (same input, same vector), in OpenAI's ``list`` shape."""
+    value = body.get("input")
+    inputs = [value] if isinstance(value, str) or (isinstance(value, list) and value and
+                                                    all(isinstance(v, int) for v in value)) else list(value or [])
+    asked = body.get("dimensions")
+    dims = asked if isinstance(asked, int) else EMBEDDING_DIMENSIONS
+    data = []
+    tokens = 0
+    for i, item in enumerate(inputs):
+        text = item if isinstance(item, str) else " ".join(map(str, item))
+        tokens += approximate(text) if isinstance(item, str) else len(item)
+        rng = stable_rng(seed, model, "embedding", text)
+        vector = [rng.gauss(0, 1) for _ in range(dims)]
+        norm = math.sqrt(sum(v * v for v in vector)) or 1.0
+        unit = [v / norm for v in vector]
+        encoded: Any = unit
+        if body.get("encoding_format") == "base64":
+            encoded = base64.b64encode(struct.pack(f"<{dims}f", *unit)).decode()
+        data.append({"object": "embedding", "index": i, "embedding": encoded})
+    return {"object": "list", "data": data, "model": model, "usage": {"prompt_tokens": tokens, "total_tokens": tokens}}
+
+
+#: the simulator's embedding size when the request gives no ``dimensions``
+EMBEDDING_DIMENSIONS = 64
 
 
 def completion_body(model: str, answer: Answer) -> dict[str, Any]:
