@@ -6,7 +6,7 @@ The result, :class:`GatewayConfig`, is immutable; a reload builds a new one and 
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
@@ -15,12 +15,15 @@ from pydantic import BaseModel, ValidationError
 from gateway.config.schema import (
     PROVIDER_CONFIG_TYPES,
     AuthConfig,
+    DeploymentConfig,
     LoggingConfig,
     ModelConfig,
+    OutlierDetection,
     PoolConfig,
     Price,
     ProviderConfig,
     RawConfig,
+    Routing,
     ServerConfig,
     StateConfig,
     Timeouts,
@@ -35,13 +38,38 @@ CONFIG_ENV = "FUSION_GATEWAY_CONFIG"
 
 @dataclass(frozen=True, slots=True)
 class ModelSpec:
-    """A model the gateway may call, with everything needed to call and bill it."""
+    """A model the gateway may call, with everything needed to call and bill it.
+
+    A model served in one place is called as it is (``deployments`` holds just itself). A model with
+    several deployments or with fallbacks is balanced: each attempt picks one of ``deployments``,
+    whose own spec (provider, upstream name, price, timeouts) is what the provider is handed.
+    """
 
     name: str
     upstream: str
     provider: str
     price: Price | None
     timeouts: Timeouts
+    deployments: tuple[Deployment, ...] = ()
+    fallbacks: tuple[str, ...] = ()
+    routing: Routing = "least-inflight"
+    outlier: OutlierDetection = field(default_factory=OutlierDetection)
+
+    @property
+    def balanced(self) -> bool:
+        """Calls go through the balancer: several deployments, or fallbacks to step to."""
+        return len(self.deployments) > 1 or bool(self.fallbacks)
+
+
+@dataclass(frozen=True, slots=True)
+class Deployment:
+    """One place a model is served. ``key`` labels it in metrics: ``provider/upstream``."""
+
+    key: str
+    spec: ModelSpec
+    weight: float = 1.0
+    rpm: int | None = None
+    tpm: int | None = None
 
 
 @dataclass(frozen=True)
@@ -95,6 +123,7 @@ def build_config(source: Source) -> GatewayConfig:
     if issues:
         raise source.error(issues)
     models = _models(raw, providers, issues)
+    _check_fallbacks(raw, issues)
     _check_pools(raw, issues)
     _check_keys(raw, issues)
     if issues:
@@ -148,25 +177,100 @@ def _providers(raw: RawConfig, issues: list[ConfigIssue]) -> dict[str, ProviderC
 def _models(raw: RawConfig, providers: Mapping[str, ProviderConfig], issues: list[ConfigIssue]) -> dict[str, ModelSpec]:
     out: dict[str, ModelSpec] = {}
     known = ", ".join(providers) or "none defined"
-    for name, m in raw.models.items():
-        provider = providers.get(m.provider)
+
+    def provider_of(loc: Loc, name: str) -> ProviderConfig | None:
+        provider = providers.get(name)
         if provider is None:
-            issues.append(
-                ConfigIssue(("models", name, "provider"), f"unknown provider '{m.provider}' (known: {known})")
-            )
-            continue
-        out[name] = _spec(name, m, provider)
+            issues.append(ConfigIssue(loc, f"unknown provider '{name}' (known: {known})"))
+        return provider
+
+    for name, m in raw.models.items():
+        loc: Loc = ("models", name)
+        if m.provider is not None:
+            provider = provider_of((*loc, "provider"), m.provider)
+            if provider is None:
+                continue
+            own = _spec(name, m.model or name, m.provider, m.price, m.timeouts or provider.timeouts)
+            deployments: tuple[Deployment, ...] = (Deployment(f"{m.provider}/{own.upstream}", own),)
+        else:
+            found = [
+                (d, provider_of((*loc, "deployments", i, "provider"), d.provider)) for i, d in enumerate(m.deployments)
+            ]
+            if any(p is None for _, p in found):
+                continue
+            deployments = _deployments(name, m, [(d, p) for d, p in found if p is not None])
+        first = deployments[0].spec
+        out[name] = ModelSpec(
+            name=name,
+            upstream=first.upstream,
+            provider=first.provider,
+            # What an estimate assumes before a deployment is picked: the model's price, else the dearest.
+            price=m.price or _dearest(d.spec.price for d in deployments),
+            timeouts=first.timeouts,
+            deployments=deployments,
+            fallbacks=tuple(m.fallbacks),
+            routing=m.routing,
+            outlier=m.outlier_detection,
+        )
     return out
 
 
-def _spec(name: str, m: ModelConfig, provider: ProviderConfig) -> ModelSpec:
-    return ModelSpec(
-        name=name,
-        upstream=m.model or name,
-        provider=m.provider,
-        price=m.price,
-        timeouts=m.timeouts or provider.timeouts,
-    )
+def _deployments(
+    name: str, m: ModelConfig, found: list[tuple[DeploymentConfig, ProviderConfig]]
+) -> tuple[Deployment, ...]:
+    out: list[Deployment] = []
+    seen: set[str] = set()
+    for i, (d, provider) in enumerate(found):
+        timeouts = d.timeouts or m.timeouts or provider.timeouts
+        spec = _spec(name, d.model or name, d.provider, d.price or m.price, timeouts)
+        key = f"{d.provider}/{spec.upstream}"
+        if key in seen:  # the same upstream twice on one provider: told apart by position
+            key = f"{key}#{i}"
+        seen.add(key)
+        out.append(Deployment(key, spec, d.weight, d.rpm, d.tpm))
+    return tuple(out)
+
+
+def _dearest(prices: Iterable[Price | None]) -> Price | None:
+    known = [p for p in prices if p is not None]
+    return max(known, key=lambda p: (p.output, p.input)) if known else None
+
+
+def _spec(name: str, upstream: str, provider: str, price: Price | None, timeouts: Timeouts) -> ModelSpec:
+    return ModelSpec(name=name, upstream=upstream, provider=provider, price=price, timeouts=timeouts)
+
+
+def _check_fallbacks(raw: RawConfig, issues: list[ConfigIssue]) -> None:
+    """Fallbacks name models (not pools), and never lead back to where they started."""
+    models = raw.models
+    known = ", ".join(models) or "none defined"
+    for name, m in models.items():
+        for i, fb in enumerate(m.fallbacks):
+            loc: Loc = ("models", name, "fallbacks", i)
+            if fb in raw.pools:
+                issues.append(ConfigIssue(loc, f"'{fb}' is a pool; a fallback must be a model"))
+            elif fb not in models:
+                issues.append(ConfigIssue(loc, f"unknown model '{fb}' (known: {known})"))
+            else:
+                cycle = _cycle_through(models, name, fb)
+                if cycle is not None:
+                    issues.append(ConfigIssue(loc, "fallback cycle: " + " -> ".join(cycle)))
+
+
+def _cycle_through(models: Mapping[str, ModelConfig], start: str, first: str) -> list[str] | None:
+    """The path ``start -> first -> ... -> start`` along fallbacks, if there is one (depth first)."""
+    stack: list[tuple[str, list[str]]] = [(first, [start, first])]
+    visited: set[str] = set()
+    while stack:
+        name, path = stack.pop()
+        if name == start:
+            return path
+        if name in visited or name not in models:
+            continue
+        visited.add(name)
+        for nxt in reversed(models[name].fallbacks):
+            stack.append((nxt, [*path, nxt]))
+    return None
 
 
 def _check_keys(raw: RawConfig, issues: list[ConfigIssue]) -> None:
