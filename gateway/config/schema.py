@@ -31,9 +31,10 @@ class RetryBudget(Strict):
     """Retries and fallbacks allowed, as a share of calls over a sliding window (with a floor), so that
     an upstream that is down is not hammered by retries on top of the traffic it already gets."""
 
+    #: retries allowed per call started in the window (linkerd's retryRatio)
     ratio: float = Field(0.2, ge=0)
-    #: retries always allowed per window, however little traffic there is
-    min_retries: int = Field(10, ge=0)
+    #: retries always allowed, however little traffic there is (linkerd's minRetriesPerSecond)
+    min_retries_per_s: float = Field(10.0, ge=0)
     window_s: PositiveSeconds = 10.0
 
 

@@ -203,8 +203,8 @@ class Balancer:
 
 class RetryBudget:
     """Retries (and fallbacks) allowed: at most ``ratio`` of the calls started over the last ``window_s``,
-    and always ``min_retries`` per window. Counted in ten buckets that roll with time, so a check costs a
-    few additions, whatever the traffic."""
+    and always ``min_retries_per_s`` (linkerd's retry budget; Envoy's is the same idea over concurrency).
+    Counted in ten buckets that roll with time, so a check costs a few additions, whatever the traffic."""
 
     BUCKETS = 10
 
@@ -231,7 +231,8 @@ class RetryBudget:
 
     def try_retry(self) -> bool:
         i = self._roll(self._clock())
-        allowed = max(self.config.min_retries, self.config.ratio * sum(self._calls))
+        cfg = self.config
+        allowed = max(cfg.min_retries_per_s * cfg.window_s, cfg.ratio * sum(self._calls))
         if sum(self._retries) >= allowed:
             return False
         self._retries[i] += 1

@@ -241,6 +241,8 @@ class UpstreamCaller:
                 dep, state = picked
                 tried.add(dep.key)
                 record.attempts += 1
+                # Said before the attempt: a relayed stream's headers go out with its first chunk.
+                record.answered_by, record.deployment = model.name, dep.key
                 t0 = balancer.started(dep, state)
                 try:
                     await self._once(dep.spec, deadline, attempt)
@@ -265,7 +267,6 @@ class UpstreamCaller:
                     balancer.finished(model, dep, state, t0, None, cancelled=True)
                     raise
                 balancer.finished(model, dep, state, t0, None)
-                record.answered_by, record.deployment = model.name, dep.key
                 return
             if time.monotonic() >= deadline:
                 break
@@ -274,6 +275,7 @@ class UpstreamCaller:
         # Nothing anywhere along the chain is in rotation: probe the deployment due back soonest.
         dep, state = balancer.last_resort(spec)
         record.attempts += 1
+        record.answered_by, record.deployment, record.fallback_reason = spec.name, dep.key, None
         t0 = balancer.started(dep, state)
         try:
             await self._once(dep.spec, deadline, attempt)
@@ -284,7 +286,6 @@ class UpstreamCaller:
             balancer.finished(spec, dep, state, t0, None, cancelled=True)
             raise
         balancer.finished(spec, dep, state, t0, None)
-        record.answered_by, record.deployment, record.fallback_reason = spec.name, dep.key, None
 
     async def _once(self, target: ModelSpec, deadline: float, attempt: Attempt) -> None:
         """One attempt against ``target``, bounded by the deadline, observed in the per-call metrics."""

@@ -8,10 +8,18 @@ from gateway.books.calls import CallRecord
 from gateway.config.loader import ModelSpec
 from gateway.pipeline.context import RequestContext
 from gateway.pipeline.outcome import passthrough_answered
-from gateway.wire.asgi import Send, cost_header, send_error, send_json
+from gateway.wire.asgi import Headers, Send, cost_header, send_error, send_json
 from gateway.wire.errors import GatewayError, UpstreamError
 from gateway.wire.protocol import ChatRequest
 from gateway.wire.sse_out import SSEResponse
+
+
+def fallback_headers(record: CallRecord) -> Headers:
+    """Which model answered and why, when it was a fallback (the body keeps the name the caller used)."""
+    if record.fallback_reason is None or record.answered_by is None:
+        return []
+    return [(b"x-fusion-answered-by", record.answered_by.encode()),
+            (b"x-fusion-fallback-reason", record.fallback_reason.encode())]
 
 
 async def json(ctx: RequestContext, spec: ModelSpec, req: ChatRequest, send: Send) -> None:
@@ -29,7 +37,7 @@ async def json(ctx: RequestContext, spec: ModelSpec, req: ChatRequest, send: Sen
     passthrough_answered(ctx, spec, record, None)
     if ctx.runtime.config.logging.content:
         ctx.fields["content"] = {"messages": req.messages, "answer": data.get("choices")}
-    await send_json(send, 200, data, [*ctx.headers, *cost_header(record.cost)])
+    await send_json(send, 200, data, [*ctx.headers, *cost_header(record.cost), *fallback_headers(record)])
 
 
 async def stream(ctx: RequestContext, spec: ModelSpec, req: ChatRequest, send: Send) -> None:
@@ -48,6 +56,8 @@ async def stream(ctx: RequestContext, spec: ModelSpec, req: ChatRequest, send: S
     async def forward(chunk: dict[str, Any], _added: str) -> None:
         nonlocal last, usage_sent
         chunk["model"] = req.model
+        if not last:  # the first chunk: the headers go out with it
+            ctx.headers.extend(fallback_headers(record))
         last = chunk
         if not req.include_usage:
             if not chunk.get("choices") and chunk.get("usage"):
