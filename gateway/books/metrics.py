@@ -189,6 +189,24 @@ class Metrics:
             ["model", "fallback", "reason"],
             registry=reg,
         )
+        self.cache_hits = Counter(
+            "fusion_cache_hits",
+            "Requests answered from the response cache, by model or pool.",
+            ["pool"],
+            registry=reg,
+        )
+        self.cache_misses = Counter(
+            "fusion_cache_misses",
+            "Cacheable requests not found in the response cache, by model or pool.",
+            ["pool"],
+            registry=reg,
+        )
+        self.cache_saved = Counter(
+            "fusion_cache_saved_usd",
+            "What the answers served from the cache cost when they were first made.",
+            ["pool"],
+            registry=reg,
+        )
         self.retries_denied = Counter(
             "fusion_retry_budget_exhausted",
             "Retries and fallbacks not made because the retry budget was spent.",
@@ -244,6 +262,14 @@ class Metrics:
     def fallback_taken(self, model: str, fallback: str, reason: str) -> None:
         """``reason``: failure, rate_limited or unavailable (every deployment out of rotation)."""
         self.fallbacks.labels(model, fallback, reason).inc()
+
+    def cache_hit(self, pool: str, saved: Decimal | None) -> None:
+        self.cache_hits.labels(pool).inc()
+        if saved:
+            self.cache_saved.labels(pool).inc(float(saved))
+
+    def cache_missed(self, pool: str) -> None:
+        self.cache_misses.labels(pool).inc()
 
     def retry_denied(self) -> None:
         self.retries_denied.inc()

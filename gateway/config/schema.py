@@ -440,6 +440,23 @@ class StateConfig(Strict):
     key_prefix: str = "fusion:"
 
 
+class CacheConfig(Strict):
+    """Exact-match cache of answers. In this process by default; in Redis (``redis_url``) for a fleet."""
+
+    enabled: bool = False
+    ttl_s: PositiveSeconds = 300.0
+    #: in memory: entries kept (least recently used go first); in Redis, size its maxmemory instead
+    max_entries: int = Field(10_000, ge=1)
+    #: answers larger than this are not cached
+    max_entry_bytes: int = Field(1024 * 1024, ge=1)
+    redis_url: str | None = None
+    key_prefix: str = "fusion:cache:"
+    #: key: entries are the caller's key's own (tenants never see each other's answers); shared: one for all
+    scope: Literal["key", "shared"] = "key"
+    #: also cache requests asking for sampling (temperature > 0): repeats then get the same answer
+    sampled: bool = False
+
+
 class LoggingConfig(Strict):
     level: Literal["debug", "info", "warning", "error"] = "info"
     #: log prompts and answers (off: only sizes, outcomes, costs)
@@ -458,4 +475,5 @@ class RawConfig(Strict):
     pools: dict[str, PoolConfig] = {}
     auth: AuthConfig = AuthConfig()
     state: StateConfig = StateConfig()
+    cache: CacheConfig = CacheConfig()
     logging: LoggingConfig = LoggingConfig()

@@ -13,6 +13,7 @@ from gateway.books.metrics import Metrics
 from gateway.books.stats import StatsStore
 from gateway.pipeline.auth import ANONYMOUS, Principal
 from gateway.pipeline.baseline import BaselineSampler
+from gateway.pipeline.cache import ResponseCache
 from gateway.pipeline.runtime import Runtime
 from gateway.wire.asgi import Headers
 
@@ -32,6 +33,10 @@ class Services(Protocol):
     @property
     def log(self) -> logging.Logger: ...
 
+    #: the response cache, None when it is off
+    @property
+    def cache(self) -> ResponseCache | None: ...
+
     #: set when the shutdown grace has run out: open streams end with an in-band error
     @property
     def draining(self) -> anyio.Event: ...
@@ -49,3 +54,5 @@ class RequestContext:
     status: int = 0
     cost: Decimal | None = None
     fields: dict[str, Any] = field(default_factory=dict)
+    #: set when the answer may be cached: the key to store it under
+    cache_key: str | None = None

@@ -18,7 +18,7 @@ from gateway.config.schema import Mode, PoolConfig
 from gateway.wire.errors import InvalidRequest
 from gateway.wire.protocol import ChatRequest
 
-_OVERRIDES = frozenset({"mode", "criteria", "rounds", "members", "events"})
+_OVERRIDES = frozenset({"mode", "criteria", "rounds", "members", "events", "cache"})
 _MAX_CRITERIA = 2000
 
 

@@ -8,6 +8,7 @@ from gateway.books.calls import CallRecord
 from gateway.config.loader import ModelSpec
 from gateway.pipeline.context import RequestContext
 from gateway.pipeline.outcome import passthrough_answered
+from gateway.routes import cached
 from gateway.wire.asgi import Headers, Send, cost_header, send_error, send_json
 from gateway.wire.errors import GatewayError, UpstreamError
 from gateway.wire.protocol import ChatRequest
@@ -38,6 +39,8 @@ async def json(ctx: RequestContext, spec: ModelSpec, req: ChatRequest, send: Sen
     if ctx.runtime.config.logging.content:
         ctx.fields["content"] = {"messages": req.messages, "answer": data.get("choices")}
     await send_json(send, 200, data, [*ctx.headers, *cost_header(record.cost), *fallback_headers(record)])
+    if ctx.cache_key is not None:
+        await cached.store(ctx, ctx.cache_key, data, record.cost)
 
 
 async def stream(ctx: RequestContext, spec: ModelSpec, req: ChatRequest, send: Send) -> None:
@@ -78,6 +81,10 @@ async def stream(ctx: RequestContext, spec: ModelSpec, req: ChatRequest, send: S
         if ctx.runtime.config.logging.content:
             ctx.fields["content"] = {"messages": req.messages, "answer": acc.message()}
         await out.done()
+        if ctx.cache_key is not None and acc.finish_reason is not None:
+            usage = record.usage.to_openai() if record.usage is not None else None
+            answer = cached.message_answer(req, acc.message(), acc.finish_reason, usage, last)
+            await cached.store(ctx, ctx.cache_key, answer, record.cost)
 
     try:
         await out.until_shutdown(work(), ctx.services.draining)
