@@ -115,7 +115,10 @@ def test_pool_variable_lists_the_pools_and_selects_all_by_default() -> None:
     assert pool["current"]["value"] == ["$__all"]
 
 
-FLEET_WIDE = ("fusion_inflight_requests", "fusion_config_", "fusion_unpriced_calls_total", "gen_ai_")
+FLEET_WIDE = (
+    "fusion_inflight_requests", "fusion_config_", "fusion_unpriced_calls_total", "gen_ai_", "fusion_deployment_",
+    "fusion_fallbacks_total",
+)
 
 
 def test_every_pool_scoped_query_follows_the_pool_variable() -> None:
@@ -147,6 +150,10 @@ def test_every_pool_scoped_query_follows_the_pool_variable() -> None:
         ("win/tie/loss", ["fusion_baseline_comparisons_total", "by (pool, result)"]),
         ("quorum misses", ["fusion_quorum_misses_total"]),
         ("gateway overhead", ["fusion_stage_duration_seconds_bucket", "pool, stage"]),
+        ("calls per deployment", ["fusion_deployment_calls_total", "model, deployment, outcome"]),
+        ("ejected deployments", ["fusion_deployment_ejected", "model, deployment"]),
+        ("ejections", ["fusion_deployment_ejections_total"]),
+        ("fallbacks", ["fusion_fallbacks_total", "reason"]),
     ],
 )
 def test_dashboard_shows(what: str, needles: list[str]) -> None:
@@ -209,3 +216,10 @@ def test_every_metric_the_dashboard_and_the_rules_read_is_exported(scrape: str) 
     """Dynamic: after real traffic, every series family the dashboard and the alerts read exists."""
     problems = check_names([*QUERIES, *rule_queries()], exposition(scrape))
     assert not problems, "\n".join(problems)
+
+
+def test_the_scenario_ejects_a_deployment_and_takes_a_fallback(scrape: str) -> None:
+    ejected = {(s["model"], s["deployment"]) for s in series(scrape, "fusion_deployment_ejections_total")}
+    assert ejected == {("spread", "sim/flaky")}
+    fallbacks = {(s["model"], s["fallback"], s["reason"]) for s in series(scrape, "fusion_fallbacks_total")}
+    assert fallbacks == {("stepped", "a", "failure")}

@@ -201,7 +201,7 @@ def test_one_failing_member_degrades_but_never_reaches_the_judge(gateway: Gatewa
     assert fusion["degraded"] is True
     assert fusion["members"][2] | {"latency_ms": 0} == {
         "member": 2, "model": "c", "status": "error", "latency_ms": 0, "usage": None, "cost_usd": 0,
-        "error_type": "http_500"}  # refused: nothing billed
+        "error_type": "http_500", "answered_by": None, "fallback_reason": None}  # refused: nothing billed
     judge_prompt = fake.requests_for("j")[0].body["messages"][-1]["content"]
     assert len(candidates_in(fake.requests_for("j")[0])) == 2
     assert "XYZZY" not in judge_prompt and "XYZZY" not in resp.text

@@ -170,6 +170,54 @@ class Metrics:
             registry=reg,
             multiprocess_mode="livemin",
         )
+        self.deployment_calls = Counter(
+            "fusion_deployment_calls",
+            "Attempts per deployment of a model, by outcome (ok, failure, rate_limited, rejected, cancelled).",
+            ["model", "deployment", "outcome"],
+            registry=reg,
+        )
+        self.deployment_ejections = Counter(
+            "fusion_deployment_ejections",
+            "Times a deployment was taken out of rotation for failing.",
+            ["model", "deployment"],
+            registry=reg,
+        )
+        self.ejected_now = Gauge(
+            "fusion_deployment_ejected",
+            "1 while a deployment is ejected (it returns when traffic finds its time over).",
+            ["model", "deployment"],
+            registry=reg,
+            multiprocess_mode="livemax",
+        )
+        self.fallbacks = Counter(
+            "fusion_fallbacks",
+            "Calls answered (or tried) by a fallback model, by why the previous model could not answer.",
+            ["model", "fallback", "reason"],
+            registry=reg,
+        )
+        self.cache_hits = Counter(
+            "fusion_cache_hits",
+            "Requests answered from the response cache, by model or pool.",
+            ["pool"],
+            registry=reg,
+        )
+        self.cache_misses = Counter(
+            "fusion_cache_misses",
+            "Cacheable requests not found in the response cache, by model or pool.",
+            ["pool"],
+            registry=reg,
+        )
+        self.cache_saved = Counter(
+            "fusion_cache_saved_usd",
+            "What the answers served from the cache cost when they were first made.",
+            ["pool"],
+            registry=reg,
+        )
+        self.retries_denied = Counter(
+            "fusion_retry_budget_exhausted",
+            "Retries and fallbacks not made because the retry budget was spent.",
+            registry=reg,
+        )
         #: (provider, model) -> its series; keys come from the config, so this stays small
         self._upstream_series: dict[tuple[str, str], UpstreamSeries] = {}
         self.reload_ts = Gauge(
@@ -204,6 +252,33 @@ class Metrics:
         series = self._upstream(provider, model)
         series.tokens_in.observe(usage.prompt_tokens)
         series.tokens_out.observe(usage.completion_tokens)
+
+    # ------------------------------------------------------------------ deployments
+
+    def deployment_called(self, model: str, deployment: str, outcome: str) -> None:
+        self.deployment_calls.labels(model, deployment, outcome).inc()
+
+    def deployment_ejected(self, model: str, deployment: str) -> None:
+        self.deployment_ejections.labels(model, deployment).inc()
+        self.ejected_now.labels(model, deployment).set(1)
+
+    def deployment_returned(self, model: str, deployment: str) -> None:
+        self.ejected_now.labels(model, deployment).set(0)
+
+    def fallback_taken(self, model: str, fallback: str, reason: str) -> None:
+        """``reason``: failure, rate_limited or unavailable (every deployment out of rotation)."""
+        self.fallbacks.labels(model, fallback, reason).inc()
+
+    def cache_hit(self, pool: str, saved: Decimal | None) -> None:
+        self.cache_hits.labels(pool).inc()
+        if saved:
+            self.cache_saved.labels(pool).inc(float(saved))
+
+    def cache_missed(self, pool: str) -> None:
+        self.cache_misses.labels(pool).inc()
+
+    def retry_denied(self) -> None:
+        self.retries_denied.inc()
 
     # ------------------------------------------------------------------ requests
 

@@ -46,10 +46,16 @@ class CallEntry:
     usage: Usage | None
     cost_usd: Decimal | None
     error_type: str | None
+    #: the model that answered: ``model``, or the fallback that did (None when nothing answered)
+    answered_by: str | None = None
+    #: why a fallback answered: failure, rate_limited or unavailable
+    fallback_reason: str | None = None
 
     @classmethod
     def of(cls, r: CallRecord) -> CallEntry:
-        return cls(r.member, r.model, r.status, ms(r.latency_ms), r.usage, r.cost, r.error_type)
+        answered_by = (r.answered_by or r.model) if r.status == "ok" else None
+        return cls(r.member, r.model, r.status, ms(r.latency_ms), r.usage, r.cost, r.error_type, answered_by,
+                   r.fallback_reason)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -60,6 +66,8 @@ class CallEntry:
             "usage": _usage_json(self.usage),
             "cost_usd": self.cost_usd,
             "error_type": self.error_type,
+            "answered_by": self.answered_by,
+            "fallback_reason": self.fallback_reason,
         }
 
 

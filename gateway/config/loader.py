@@ -17,12 +17,15 @@ from pydantic import BaseModel, ValidationError
 from gateway.config.schema import (
     PROVIDER_CONFIG_TYPES,
     AuthConfig,
+    DeploymentConfig,
     LoggingConfig,
     ModelConfig,
+    OutlierDetection,
     PoolConfig,
     Price,
     ProviderConfig,
     RawConfig,
+    Routing,
     ServerConfig,
     StateConfig,
     Timeouts,
@@ -40,13 +43,38 @@ PACKAGED_DEFAULTS = Path(__file__).resolve().parent.parent / "defaults"
 
 @dataclass(frozen=True, slots=True)
 class ModelSpec:
-    """A model the gateway may call, with everything needed to call and bill it."""
+    """A model the gateway may call, with everything needed to call and bill it.
+
+    A model served in one place is called as it is (``deployments`` holds just itself). A model with
+    several deployments or with fallbacks is balanced: each attempt picks one of ``deployments``,
+    whose own spec (provider, upstream name, price, timeouts) is what the provider is handed.
+    """
 
     name: str
     upstream: str
     provider: str
     price: Price | None
     timeouts: Timeouts
+    deployments: tuple[Deployment, ...] = ()
+    fallbacks: tuple[str, ...] = ()
+    routing: Routing = "least-inflight"
+    outlier: OutlierDetection = field(default_factory=OutlierDetection)
+
+    @property
+    def balanced(self) -> bool:
+        """Calls go through the balancer: several deployments, or fallbacks to step to."""
+        return len(self.deployments) > 1 or bool(self.fallbacks)
+
+
+@dataclass(frozen=True, slots=True)
+class Deployment:
+    """One place a model is served. ``key`` labels it in metrics: ``provider/upstream``."""
+
+    key: str
+    spec: ModelSpec
+    weight: float = 1.0
+    rpm: int | None = None
+    tpm: int | None = None
 
 
 @dataclass(frozen=True)
@@ -140,6 +168,10 @@ def build_config(source: Source) -> GatewayConfig:
     models: dict[str, ModelConfig] = {}
     for name, body in sections["models"].items():
         _check_name(("models", name, "provider"), _get(body, "provider"), sections["providers"], "provider", issues)
+        deployments = _get(body, "deployments")
+        for i, d in enumerate(deployments if isinstance(deployments, list) else []):
+            where: Loc = ("models", name, "deployments", i, "provider")
+            _check_name(where, _get(d, "provider"), sections["providers"], "provider", issues)
         model = _validate(ModelConfig, body, ("models", name), issues)
         if model is not None:
             models[name] = model
@@ -150,6 +182,7 @@ def build_config(source: Source) -> GatewayConfig:
         if pool is not None:
             pools[name] = pool
             _check_pool(name, pool, issues)
+    _check_fallbacks(models, sections["models"], sections["pools"], issues)
     _check_keys(data.get("auth"), sections["pools"], sections["models"], issues)
     issues = _without_echoes(issues, source)
     if issues:
@@ -159,7 +192,7 @@ def build_config(source: Source) -> GatewayConfig:
         path=source.path,
         server=raw.server,
         providers=providers,
-        models={name: _spec(name, m, providers[m.provider]) for name, m in models.items()},
+        models=_model_specs(models, providers),
         pools=pools,
         raw=raw,
     )
@@ -277,14 +310,89 @@ def _check_name(loc: Loc, name: Any, known: Mapping[str, Any], what: str, issues
         issues.append(ConfigIssue(loc, unknown(what, name, known)))
 
 
-def _spec(name: str, m: ModelConfig, provider: ProviderConfig) -> ModelSpec:
-    return ModelSpec(
-        name=name,
-        upstream=m.model or name,
-        provider=m.provider,
-        price=m.price,
-        timeouts=m.timeouts or provider.timeouts,
-    )
+def _model_specs(models: Mapping[str, ModelConfig], providers: Mapping[str, ProviderConfig]) -> dict[str, ModelSpec]:
+    """Valid models (every provider name already checked) as what the runtime calls."""
+    out: dict[str, ModelSpec] = {}
+    for name, m in models.items():
+        if m.provider is not None:
+            provider = providers[m.provider]
+            own = _spec(name, m.model or name, m.provider, m.price, m.timeouts or provider.timeouts)
+            deployments: tuple[Deployment, ...] = (Deployment(f"{m.provider}/{own.upstream}", own),)
+        else:
+            deployments = _deployments(name, m, [(d, providers[d.provider]) for d in m.deployments])
+        first = deployments[0].spec
+        out[name] = ModelSpec(
+            name=name,
+            upstream=first.upstream,
+            provider=first.provider,
+            # What an estimate assumes before a deployment is picked: the model's price, else the dearest.
+            price=m.price or _dearest(d.spec.price for d in deployments),
+            timeouts=first.timeouts,
+            deployments=deployments,
+            fallbacks=tuple(m.fallbacks),
+            routing=m.routing,
+            outlier=m.outlier_detection,
+        )
+    return out
+
+
+def _deployments(
+    name: str, m: ModelConfig, found: list[tuple[DeploymentConfig, ProviderConfig]]
+) -> tuple[Deployment, ...]:
+    out: list[Deployment] = []
+    seen: set[str] = set()
+    for i, (d, provider) in enumerate(found):
+        timeouts = d.timeouts or m.timeouts or provider.timeouts
+        spec = _spec(name, d.model or name, d.provider, d.price or m.price, timeouts)
+        key = f"{d.provider}/{spec.upstream}"
+        if key in seen:  # the same upstream twice on one provider: told apart by position
+            key = f"{key}#{i}"
+        seen.add(key)
+        out.append(Deployment(key, spec, d.weight, d.rpm, d.tpm))
+    return tuple(out)
+
+
+def _dearest(prices: Iterable[Price | None]) -> Price | None:
+    known = [p for p in prices if p is not None]
+    return max(known, key=lambda p: (p.output, p.input)) if known else None
+
+
+def _spec(name: str, upstream: str, provider: str, price: Price | None, timeouts: Timeouts) -> ModelSpec:
+    return ModelSpec(name=name, upstream=upstream, provider=provider, price=price, timeouts=timeouts)
+
+
+def _check_fallbacks(
+    models: Mapping[str, ModelConfig], written: Mapping[str, Any], pools: Mapping[str, Any], issues: list[ConfigIssue]
+) -> None:
+    """Fallbacks name models (not pools), and never lead back to where they started. ``written``: every
+    model name in the file, valid or not (a model with its own error is not reported again here)."""
+    for name, m in models.items():
+        for i, fb in enumerate(m.fallbacks):
+            loc: Loc = ("models", name, "fallbacks", i)
+            if fb in pools:
+                issues.append(ConfigIssue(loc, f"'{fb}' is a pool; a fallback must be a model"))
+            elif fb not in written:
+                issues.append(ConfigIssue(loc, unknown("model", fb, written)))
+            elif fb in models:
+                cycle = _cycle_through(models, name, fb)
+                if cycle is not None:
+                    issues.append(ConfigIssue(loc, "fallback cycle: " + " -> ".join(cycle)))
+
+
+def _cycle_through(models: Mapping[str, ModelConfig], start: str, first: str) -> list[str] | None:
+    """The path ``start -> first -> ... -> start`` along fallbacks, if there is one (depth first)."""
+    stack: list[tuple[str, list[str]]] = [(first, [start, first])]
+    visited: set[str] = set()
+    while stack:
+        name, path = stack.pop()
+        if name == start:
+            return path
+        if name in visited or name not in models:
+            continue
+        visited.add(name)
+        for nxt in reversed(models[name].fallbacks):
+            stack.append((nxt, [*path, nxt]))
+    return None
 
 
 def _check_keys(auth: Any, pools: Mapping[str, Any], models: Mapping[str, Any], issues: list[ConfigIssue]) -> None:

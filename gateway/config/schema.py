@@ -30,6 +30,17 @@ class Strict(BaseModel):
 # --------------------------------------------------------------------------- server
 
 
+class RetryBudget(Strict):
+    """Retries and fallbacks allowed, as a share of calls over a sliding window (with a floor), so that
+    an upstream that is down is not hammered by retries on top of the traffic it already gets."""
+
+    #: retries allowed per call started in the window (linkerd's retryRatio)
+    ratio: float = Field(0.2, ge=0)
+    #: retries always allowed, however little traffic there is (linkerd's minRetriesPerSecond)
+    min_retries_per_s: float = Field(10.0, ge=0)
+    window_s: PositiveSeconds = 10.0
+
+
 class ServerConfig(Strict):
     host: str = "127.0.0.1"
     port: int = Field(8000, ge=0, le=65535)
@@ -44,6 +55,7 @@ class ServerConfig(Strict):
     watch_interval_s: PositiveSeconds = 1.0
     #: background work (baseline samples and their comparisons) running at once; beyond it, samples are skipped
     background_max_inflight: int = Field(64, ge=0)
+    retry_budget: RetryBudget = RetryBudget()
 
 
 # --------------------------------------------------------------------------- providers
@@ -284,12 +296,59 @@ class Price(Strict):
         return self.input if self.cache_write_input is None else self.cache_write_input
 
 
-class ModelConfig(Strict):
+class DeploymentConfig(Strict):
+    """One place a model is served: a provider, the name it has there, and what is particular to it."""
+
     provider: str
+    #: name sent upstream; defaults to the model's key
+    model: str | None = None
+    #: share of traffic under ``routing: weighted``
+    weight: float = Field(1.0, gt=0)
+    #: this deployment's own limits (e.g. one API key's quota): when reached it is skipped until the minute passes
+    rpm: int | None = Field(None, ge=1)
+    tpm: int | None = Field(None, ge=1)
+    #: defaults to the model's price
+    price: Price | None = None
+    timeouts: Timeouts | None = None
+
+
+class OutlierDetection(Strict):
+    """Envoy-style ejection of a deployment that keeps failing (5xx, connect errors, timeouts; never 4xx)."""
+
+    consecutive_failures: int = Field(5, ge=1)
+    #: an ejection lasts this long times the number of times the deployment was ejected, up to max_ejection_s
+    base_ejection_s: PositiveSeconds = 30.0
+    max_ejection_s: PositiveSeconds = 300.0
+    #: at most this share of a model's deployments is ejected at once (at least one may always be)
+    max_ejected_percent: float = Field(50.0, ge=0, le=100)
+    #: a 429 without Retry-After takes the deployment out of rotation this long
+    rate_limit_cooldown_s: float = Field(1.0, ge=0)
+
+
+Routing = Literal["least-inflight", "weighted", "latency"]
+
+
+class ModelConfig(Strict):
+    #: where the model is served; or ``deployments`` for several places
+    provider: str | None = None
     #: name sent upstream; defaults to the key under ``models:``
     model: str | None = None
     price: Price | None = None
     timeouts: Timeouts | None = None
+    deployments: list[DeploymentConfig] = Field([], max_length=64)
+    #: how a call picks among deployments: fewest calls in flight, weighted random, lowest recent latency (EWMA)
+    routing: Routing = "least-inflight"
+    outlier_detection: OutlierDetection = OutlierDetection()
+    #: models tried in order when this one cannot answer (every deployment failed, ejected or rate limited)
+    fallbacks: list[str] = []
+
+    @model_validator(mode="after")
+    def _one_place(self) -> ModelConfig:
+        if (self.provider is None) == (not self.deployments):
+            raise ValueError("give either provider or deployments")
+        if self.deployments and self.model is not None:
+            raise ValueError("with deployments, each deployment names its upstream model")
+        return self
 
 
 # --------------------------------------------------------------------------- pools
@@ -435,6 +494,23 @@ class StateConfig(Strict):
     key_prefix: str = "fusion:"
 
 
+class CacheConfig(Strict):
+    """Exact-match cache of answers. In this process by default; in Redis (``redis_url``) for a fleet."""
+
+    enabled: bool = False
+    ttl_s: PositiveSeconds = 300.0
+    #: in memory: entries kept (least recently used go first); in Redis, size its maxmemory instead
+    max_entries: int = Field(10_000, ge=1)
+    #: answers larger than this are not cached
+    max_entry_bytes: int = Field(1024 * 1024, ge=1)
+    redis_url: str | None = None
+    key_prefix: str = "fusion:cache:"
+    #: key: entries are the caller's key's own (tenants never see each other's answers); shared: one for all
+    scope: Literal["key", "shared"] = "key"
+    #: also cache requests asking for sampling (temperature > 0): repeats then get the same answer
+    sampled: bool = False
+
+
 class LoggingConfig(Strict):
     level: Literal["debug", "info", "warning", "error"] = "info"
     #: log prompts and answers (off: only sizes, outcomes, costs)
@@ -453,4 +529,5 @@ class RawConfig(Strict):
     pools: dict[str, PoolConfig] = {}
     auth: AuthConfig = AuthConfig()
     state: StateConfig = StateConfig()
+    cache: CacheConfig = CacheConfig()
     logging: LoggingConfig = LoggingConfig()

@@ -14,6 +14,7 @@ from gateway.books.receipts import Receipts
 from gateway.books.stats import StatsStore
 from gateway.pipeline.auth import ANONYMOUS, Principal
 from gateway.pipeline.baseline import BaselineSampler
+from gateway.pipeline.cache import ResponseCache
 from gateway.pipeline.runtime import Runtime
 from gateway.wire.asgi import Headers
 
@@ -36,6 +37,10 @@ class Services(Protocol):
     @property
     def log(self) -> logging.Logger: ...
 
+    #: the response cache, None when it is off
+    @property
+    def cache(self) -> ResponseCache | None: ...
+
     #: set when the shutdown grace has run out: open streams end with an in-band error
     @property
     def draining(self) -> anyio.Event: ...
@@ -53,3 +58,5 @@ class RequestContext:
     status: int = 0
     cost: Decimal | None = None
     fields: dict[str, Any] = field(default_factory=dict)
+    #: set when the answer may be cached: the key to store it under
+    cache_key: str | None = None

@@ -231,6 +231,10 @@ def passthrough_answered(ctx: RequestContext, spec: ModelSpec, record: CallRecor
     ctx.cost = record.cost
     ctx.fields["upstream"] = {"status": record.status, "attempts": record.attempts, "error_type": record.error_type,
                               "latency_ms": ms(record.latency_ms)}
+    if record.deployment is not None:
+        ctx.fields["upstream"].update(
+            answered_by=record.answered_by, deployment=record.deployment, fallback_reason=record.fallback_reason
+        )
     if error is not None:
         ctx.fields["error"] = error.code
     _receipt(ctx, spec.name, None)

@@ -19,7 +19,7 @@ from gateway.pipeline.contract import WriterContract, writer_contract
 from gateway.wire.errors import InvalidRequest
 from gateway.wire.protocol import ChatRequest
 
-_OVERRIDES = frozenset({"mode", "criteria", "rounds", "members", "events"})
+_OVERRIDES = frozenset({"mode", "criteria", "rounds", "members", "events", "cache"})
 _MAX_CRITERIA = 2000
 
 

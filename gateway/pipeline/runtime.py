@@ -14,6 +14,7 @@ from gateway.books.metrics import Metrics
 from gateway.config.loader import GatewayConfig, ModelSpec
 from gateway.config.schema import PoolConfig
 from gateway.pipeline.auth import KeyRing
+from gateway.pipeline.balancer import Balancer, RetryBudget
 from gateway.pipeline.upstream import UpstreamCaller
 from gateway.providers import Provider, create_provider
 from gateway.wire.errors import ModelNotFound
@@ -48,9 +49,13 @@ def build_runtime(config: GatewayConfig, metrics: Metrics, previous: Runtime | N
     for name, pcfg in config.providers.items():
         old = previous.providers.get(name) if previous is not None else None
         providers[name] = old if old is not None and old.config == pcfg else create_provider(name, pcfg)
-    return Runtime(
-        config=config, providers=providers, caller=UpstreamCaller(providers, metrics), keys=KeyRing(config.auth)
-    )
+    # Deployment health and the retry budget outlive a reload: an ejected endpoint stays ejected.
+    balancer = previous.caller.balancer if previous is not None else Balancer(metrics)
+    budget_config = config.server.retry_budget
+    old_budget = previous.caller.budget if previous is not None else None
+    budget = old_budget if old_budget is not None and old_budget.config == budget_config else RetryBudget(budget_config)
+    caller = UpstreamCaller(providers, metrics, models=config.models, balancer=balancer, budget=budget)
+    return Runtime(config=config, providers=providers, caller=caller, keys=KeyRing(config.auth))
 
 
 def retired_providers(old: Runtime, new: Runtime) -> list[Provider]:

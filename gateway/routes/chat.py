@@ -17,14 +17,16 @@ from typing import Any
 from gateway.books.logs import log_request
 from gateway.config.loader import ModelSpec
 from gateway.pipeline.admission import Admission, admit, settle
+from gateway.pipeline.cache import cache_key
 from gateway.pipeline.context import RequestContext
 from gateway.pipeline.plan import plan_pool
 from gateway.pipeline.runtime import PoolTarget
-from gateway.routes import direct, fused
-from gateway.routes.shape import Inbound
+from gateway.routes import cached, direct, fused
+from gateway.routes.shape import CHAT, Inbound
 from gateway.service.gateway import Gateway
 from gateway.wire.asgi import ClientGone, Receive, Scope, Send, header, read_body, until_disconnect
 from gateway.wire.errors import GatewayError, InvalidRequest
+from gateway.wire.protocol import ChatRequest
 
 _REQUEST_ID = re.compile(r"[A-Za-z0-9._:\-]{1,128}")
 
@@ -53,15 +55,21 @@ async def serve(gw: Gateway, scope: Scope, receive: Receive, send: Send, inbound
         target = runtime.resolve(req.model)
         is_pool = isinstance(target, PoolTarget)
         runtime.keys.authorize(ctx.principal, req.model, is_pool=is_pool)
+        # Cached answers are chat completions: the other inbound APIs are answered fresh.
+        key = _cache_key(gw, scope, ctx, req) if gw.cache is not None and shaper is CHAT else None
         if isinstance(target, PoolTarget):
             plan = plan_pool(runtime.config, target.name, target.pool, req)
             ctx.fields["mode"] = plan.mode
             admission = await admit(gw.limits, ctx.principal, req, plan)
-            work = (
-                fused.stream(ctx, plan, req, send, shaper) if req.stream else fused.json(ctx, plan, req, send, shaper)
-            )
+            hit = await gw.cache.get(key) if key is not None and gw.cache is not None else None
+            if hit is not None:
+                work = cached.serve_hit(ctx, req, hit, send)
+            elif req.stream:
+                work = fused.stream(ctx, plan, req, send, shaper)
+            else:
+                work = fused.json(ctx, plan, req, send, shaper)
         else:
-            if req.fusion:
+            if req.fusion and set(req.fusion) != {"cache"}:
                 raise InvalidRequest(
                     f"'fusion' options apply to pools; '{req.model}' is a model",
                     param="fusion",
@@ -70,11 +78,17 @@ async def serve(gw: Gateway, scope: Scope, receive: Receive, send: Send, inbound
             assert isinstance(target, ModelSpec)
             ctx.fields["mode"] = "passthrough"
             admission = await admit(gw.limits, ctx.principal, req, target)
-            work = (
-                direct.stream(ctx, target, req, send, shaper)
-                if req.stream
-                else direct.json(ctx, target, req, send, shaper)
-            )
+            hit = await gw.cache.get(key) if key is not None and gw.cache is not None else None
+            if hit is not None:
+                work = cached.serve_hit(ctx, req, hit, send)
+            elif req.stream:
+                work = direct.stream(ctx, target, req, send, shaper)
+            else:
+                work = direct.json(ctx, target, req, send, shaper)
+        if key is not None and hit is None:
+            ctx.cache_key = key
+            ctx.headers.append(cached.MISS)
+            gw.metrics.cache_missed(req.model)
     except ClientGone:
         return
     except GatewayError as exc:
@@ -84,6 +98,17 @@ async def serve(gw: Gateway, scope: Scope, receive: Receive, send: Send, inbound
         log_line(ctx, stream=False)
         return
     await _serve(gw, ctx, receive, work, admission, req.stream)
+
+
+def _cache_key(gw: Gateway, scope: Scope, ctx: RequestContext, req: ChatRequest) -> str | None:
+    """The cache key of this request, or None when the caller or the request opts out."""
+    opt = req.fusion.get("cache", True) if req.fusion else True
+    if not isinstance(opt, bool):
+        raise InvalidRequest("'fusion.cache' must be a boolean", param="fusion.cache", code="invalid_type")
+    control = header(scope, b"cache-control")
+    if not opt or (control is not None and "no-cache" in control.lower()):
+        return None
+    return cache_key(gw.config.raw.cache, req.model, req.body, ctx.principal.name)
 
 
 async def _serve(

@@ -10,10 +10,19 @@ from gateway.books.usage import Usage
 from gateway.config.loader import ModelSpec
 from gateway.pipeline.context import RequestContext
 from gateway.pipeline.outcome import passthrough_answered
+from gateway.routes import cached
 from gateway.routes.shape import CHAT, Shaper
-from gateway.wire.asgi import Send, cost_header, send_json, usage_with_cost
+from gateway.wire.asgi import Headers, Send, cost_header, send_json, usage_with_cost
 from gateway.wire.errors import GatewayError, UpstreamError
 from gateway.wire.protocol import ChatRequest
+
+
+def fallback_headers(record: CallRecord) -> Headers:
+    """Which model answered and why, when it was a fallback (the body keeps the name the caller used)."""
+    if record.fallback_reason is None or record.answered_by is None:
+        return []
+    return [(b"x-fusion-answered-by", record.answered_by.encode()),
+            (b"x-fusion-fallback-reason", record.fallback_reason.encode())]
 
 
 async def json(ctx: RequestContext, spec: ModelSpec, req: ChatRequest, send: Send, shape: Shaper = CHAT) -> None:
@@ -33,7 +42,10 @@ async def json(ctx: RequestContext, spec: ModelSpec, req: ChatRequest, send: Sen
     passthrough_answered(ctx, spec, record, None)
     if ctx.runtime.config.logging.content:
         ctx.fields["content"] = {"messages": req.messages, "answer": data.get("choices")}
-    await send_json(send, 200, shape.completion(data), [*ctx.headers, *cost_header(record.cost)])
+    headers = [*ctx.headers, *cost_header(record.cost), *fallback_headers(record)]
+    await send_json(send, 200, shape.completion(data), headers)
+    if ctx.cache_key is not None:
+        await cached.store(ctx, ctx.cache_key, data, record.cost)
 
 
 async def stream(
@@ -54,6 +66,8 @@ async def stream(
     async def forward(chunk: dict[str, Any], _added: str) -> None:
         nonlocal last, usage_sent
         chunk["model"] = req.model
+        if not last:  # the first chunk: the headers go out with it
+            ctx.headers.extend(fallback_headers(record))
         last = chunk
         if not req.include_usage:
             if not chunk.get("choices") and chunk.get("usage"):
@@ -80,6 +94,10 @@ async def stream(
         answered = True
         passthrough_answered(ctx, spec, record, None)
         await out.done()
+        if ctx.cache_key is not None and acc.finish_reason is not None:
+            usage = record.usage.to_openai() if record.usage is not None else None
+            answer = cached.message_answer(req, acc.message(), acc.finish_reason, usage, last)
+            await cached.store(ctx, ctx.cache_key, answer, record.cost)
 
     try:
         await out.until_shutdown(work(), ctx.services.draining)

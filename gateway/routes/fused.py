@@ -9,6 +9,7 @@ from gateway.pipeline.context import RequestContext
 from gateway.pipeline.events import FusionEvents
 from gateway.pipeline.fused import FusedRequest
 from gateway.pipeline.plan import PoolPlan
+from gateway.routes import cached
 from gateway.routes.shape import CHAT, Shaper
 from gateway.wire.asgi import Send, cost_header, send_json, usage_with_cost
 from gateway.wire.concurrency import beside
@@ -40,6 +41,8 @@ async def json(ctx: RequestContext, plan: PoolPlan, req: ChatRequest, send: Send
     body.update(_sent_beside(winner))
     body["fusion"] = meta.to_json()
     await send_json(send, 200, shape.completion(body), [*ctx.headers, *cost_header(meta.cost_usd)])
+    if ctx.cache_key is not None and not meta.degraded:
+        await cached.store(ctx, ctx.cache_key, body, meta.cost_usd)
 
 
 async def stream(
@@ -99,6 +102,12 @@ async def stream(
             last["fusion"] = meta.to_json()
             await out.event(last)
         await out.done()
+        if ctx.cache_key is not None and not meta.degraded:
+            usage = fused.ledger.usage("member", "judge").to_openai()
+            answer = completion(id=cid, created=created, model=plan.name, message=result.message,
+                                finish_reason=result.finish_reason, usage=usage)
+            answer["fusion"] = meta.to_json()
+            await cached.store(ctx, ctx.cache_key, answer, meta.cost_usd)
 
     try:
         await out.until_shutdown(work(), ctx.services.draining)

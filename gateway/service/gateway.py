@@ -22,6 +22,7 @@ from gateway.books.stats import StatsStore
 from gateway.config.loader import GatewayConfig
 from gateway.config.schema import StateConfig
 from gateway.pipeline.baseline import BaselineSampler
+from gateway.pipeline.cache import ResponseCache, make_cache
 from gateway.pipeline.runtime import Runtime, build_runtime, retired_providers
 from gateway.providers import Provider
 from gateway.service.reload import Reloader
@@ -41,6 +42,7 @@ class Gateway:
         self.metrics = Metrics()
         self.runtime: Runtime = build_runtime(config, self.metrics)
         self.limits = make_limits(config.state)
+        self.cache: ResponseCache | None = make_cache(config.raw.cache)
         self.stats = StatsStore()
         #: what each recent request cost, for clients that cannot read it from the answer
         self.receipts = Receipts()
@@ -63,6 +65,10 @@ class Gateway:
         if runtime.config.state != self.runtime.config.state:
             old_limits, self.limits = self.limits, make_limits(runtime.config.state)
             self.close_later([], 0.0, old_limits)
+        if runtime.config.raw.cache != self.runtime.config.raw.cache:
+            old_cache, self.cache = self.cache, make_cache(runtime.config.raw.cache)
+            if old_cache is not None:
+                self.close_later([], 0.0, cache=old_cache)
         self.runtime = runtime
 
     def install_config(self, config: GatewayConfig, reason: str, path: str) -> None:
@@ -81,7 +87,13 @@ class Gateway:
         self.metrics.config_refused()
         self.log.error("config reload failed", extra={"fields": {"reason": reason, "error": message}})
 
-    def close_later(self, providers: Sequence[Provider], delay_s: float, limits: Limits | None = None) -> None:
+    def close_later(
+        self,
+        providers: Sequence[Provider],
+        delay_s: float,
+        limits: Limits | None = None,
+        cache: ResponseCache | None = None,
+    ) -> None:
         async def close() -> None:
             await anyio.sleep(delay_s)
             for p in providers:
@@ -89,6 +101,8 @@ class Gateway:
                 self._retired.remove(p)
             if limits is not None:
                 await limits.aclose()
+            if cache is not None:
+                await cache.aclose()
 
         self._retired.extend(providers)
         if self._tg is not None:
@@ -165,6 +179,8 @@ class Gateway:
                 closed.add(id(provider))
                 await provider.aclose()
         await self.limits.aclose()
+        if self.cache is not None:
+            await self.cache.aclose()
 
 
 def _longest_request_s(config: GatewayConfig) -> float:

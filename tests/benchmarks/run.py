@@ -170,9 +170,10 @@ def rss_mb(pid: int) -> float:
     raise RuntimeError("no VmRSS")
 
 
-def gateway_config(mock: int) -> str:
+def gateway_config(mock: int, cache: bool = False) -> str:
     base = f"http://127.0.0.1:{mock}"
     return f"""
+cache: {{enabled: {str(cache).lower()}}}
 server: {{host: 127.0.0.1, keepalive_s: 2.5}}
 providers:
   instant: {{type: openai, base_url: '{base}/instant/v1'}}
@@ -271,6 +272,7 @@ def main() -> int:
             }
             results["merge_pool_c64"] = vars(wrk(gw_chat, "merge", 64, args.duration, load_cpu))
             results["straggler_pool_c64"] = vars(wrk(gw_chat, "straggler", 64, args.duration, load_cpu))
+        results["cache_hit_c64"] = cache_hits(Path(tmp), mock, gw_cmd, gw_port, args, load_cpu)
         ref_cmd[ref_cmd.index(str(ref_port))] = str(ref_port2 := free_port())
         with process(ref_cmd, None, ref_env200):
             ref200 = f"http://127.0.0.1:{ref_port2}/v1/chat/completions"
@@ -282,6 +284,24 @@ def main() -> int:
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=2) + "\n")
     return 0
+
+
+def cache_hits(
+    tmp: Path, mock: int, gw_cmd: list[str], port: int, args: argparse.Namespace, cpu: str
+) -> dict[str, object]:
+    """The same request over and over to a gateway with the response cache on: after the first, every
+    one is a hit (the mock is never called again). Compared with passthrough to the instant mock."""
+    cfg = tmp / "bench-cache.yaml"
+    cfg.write_text(gateway_config(mock, cache=True))
+    cmd = [*gw_cmd]
+    cmd[cmd.index("--config") + 1] = str(cfg)
+    cmd[cmd.index("--port") + 1] = str(port2 := free_port())
+    url = f"http://127.0.0.1:{port2}/v1/chat/completions"
+    with process(cmd, f"http://127.0.0.1:{port2}/readyz"):
+        sequential(url, "instant", 10)  # the first is the miss that fills the entry
+        wrk(url, "instant", 64, 2, cpu)
+        runs = [wrk(url, "instant", 64, args.duration, cpu) for _ in range(args.rounds)]
+    return {"runs": [vars(r) for r in runs], "median_rps": statistics.median(r.rps for r in runs)}
 
 
 def alternate(ref: str, gw: str, model: str, conns: int, args: argparse.Namespace, cpu: str) -> dict[str, object]:
@@ -384,6 +404,14 @@ def report(r: dict[str, object]) -> None:
     assert isinstance(h, dict)
     print("one member hung (timeout_s 1, quorum 2, grace 100 ms), 64 connections")
     print(f"  p50 {h['p50_ms']:.1f} ms, {h['rps']:,.0f} rps, non-200 {h['non200']}   (target p50 <= 450 ms)")
+    c = r["cache_hit_c64"]
+    assert isinstance(c, dict)
+    passthrough = statistics.median(rd["gateway"]["rps"] for rd in p["rounds"])
+    print("cache hits, the same request, 64 connections (vs passthrough to the instant mock)")
+    print(
+        f"  {c['median_rps']:,.0f} rps, {c['median_rps'] / passthrough:.2f}x passthrough"
+        f" ({passthrough:,.0f} rps)   (target >= 2.00x)"
+    )
     mem = r["memory"]
     assert isinstance(mem, dict)
     print(
