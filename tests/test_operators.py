@@ -19,7 +19,7 @@ from gateway.books.logs import LOGGER, JsonFormatter
 from gateway.config import load_config
 from gateway.pipeline.estimate import model_cost
 from gateway.wire.protocol import parse_chat_request
-from tests.conftest import GatewayRunner, sdk
+from tests.conftest import GatewayRunner, captured_log, request_lines, sdk
 from tests.fakes import FakeUpstream, answer, judge_picking
 from tests.servers import serving, wait_until
 
@@ -250,22 +250,11 @@ def _gauge(text: str, name: str) -> float:
 
 
 def test_one_json_line_per_request_without_content(gateway: GatewayRunner) -> None:
-    logged = io.StringIO()
-    handler = logging.StreamHandler(logged)
-    handler.setFormatter(JsonFormatter())
-    logger = logging.getLogger(LOGGER)
-    logger.addHandler(handler)
-    logger.setLevel(logging.INFO)
-    try:
-        with gateway(KEYS) as (_, srv):
-            r = httpx.post(srv.url + "/v1/chat/completions", json={"model": "p", "messages": HI},
-                           headers={"authorization": f"Bearer {CLIENT_KEY}", "x-request-id": "trace-42"})
-            bad = post(srv.url, "q", CLIENT_KEY)
-    finally:
-        logger.removeHandler(handler)
-    import json
-
-    lines = [json.loads(x) for x in logged.getvalue().splitlines() if '"msg":"request"' in x]
+    with captured_log() as logged, gateway(KEYS) as (_, srv):
+        r = httpx.post(srv.url + "/v1/chat/completions", json={"model": "p", "messages": HI},
+                       headers={"authorization": f"Bearer {CLIENT_KEY}", "x-request-id": "trace-42"})
+        bad = post(srv.url, "q", CLIENT_KEY)
+    lines = request_lines(logged)
     assert r.headers["x-request-id"] == "trace-42" and bad.headers["x-request-id"].startswith("req_")
     ok, refused = lines
     assert ok["request_id"] == "trace-42" and ok["key"] == "alpha" and ok["status"] == 200

@@ -22,7 +22,17 @@ from gateway.pipeline.plan import plan_pool
 from gateway.pipeline.runtime import PoolTarget
 from gateway.routes import direct, fused
 from gateway.service.gateway import Gateway
-from gateway.wire.asgi import ClientGone, Receive, Scope, Send, header, read_body, send_error, until_disconnect
+from gateway.wire.asgi import (
+    ClientGone,
+    Exchange,
+    Receive,
+    Scope,
+    Send,
+    header,
+    read_body,
+    send_error,
+    until_disconnect,
+)
 from gateway.wire.errors import GatewayError, InvalidRequest
 from gateway.wire.protocol import parse_chat_request
 
@@ -38,6 +48,8 @@ def request_id(scope: Scope) -> str:
 
 async def chat_completions(gw: Gateway, scope: Scope, receive: Receive, send: Send) -> None:
     started = time.monotonic()
+    exchange = Exchange(send)
+    send = exchange.send
     rid = request_id(scope)
     runtime = gw.runtime
     ctx = RequestContext(gw, runtime, rid, started, [(b"x-request-id", rid.encode())])
@@ -74,7 +86,7 @@ async def chat_completions(gw: Gateway, scope: Scope, receive: Receive, send: Se
         await send_error(send, exc, ctx.headers)
         _log(ctx, stream=False)
         return
-    await _serve(gw, ctx, receive, work, admission, req.stream)
+    await _serve(gw, ctx, receive, work, exchange, admission, req.stream)
 
 
 async def _serve(
@@ -82,13 +94,14 @@ async def _serve(
     ctx: RequestContext,
     receive: Receive,
     work: Coroutine[Any, Any, None],
+    exchange: Exchange,
     admission: Admission,
     stream: bool,
 ) -> None:
     gw.metrics.inflight.inc()
     finished = False
     try:
-        finished = await until_disconnect(receive, work)
+        finished = await until_disconnect(receive, work, exchange)
     finally:
         gw.metrics.inflight.dec()
         if not finished:
