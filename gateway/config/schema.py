@@ -90,6 +90,10 @@ class HTTPProviderConfig(ProviderBase):
     #: 0 means no limit: the gateway lives at high in-flight concurrency
     max_connections: int = Field(0, ge=0)
     allow_link_local: bool = False
+    #: the largest answer accepted, counted after decompression (a gzip bomb stops here, not in memory)
+    max_response_bytes: int = Field(32 * 1024 * 1024, ge=1024)
+    #: the largest single event (or line) of a streamed answer
+    max_event_bytes: int = Field(4 * 1024 * 1024, ge=1024)
 
     @field_validator("base_url")
     @classmethod

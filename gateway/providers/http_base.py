@@ -16,7 +16,7 @@ from gateway.config.loader import ModelSpec
 from gateway.config.schema import HTTPProviderConfig
 from gateway.providers.base import ChunkStream, Provider
 from gateway.providers.stream import completion_as_stream
-from gateway.providers.transport import iter_body, new_session, status_error, upstream_errors
+from gateway.providers.transport import iter_body, new_session, read_body, status_error, upstream_errors
 from gateway.wire import jsonutil
 from gateway.wire.deadline import within
 from gateway.wire.errors import UpstreamProtocolError, UpstreamStatusError, UpstreamTimeout
@@ -83,7 +83,7 @@ class NativeHTTPProvider(Provider):
         with upstream_errors(spec.name):
             resp = await self._post(spec, url, payload, None)
             try:
-                raw = await resp.read()
+                raw = await read_body(resp, spec.name, self.config.max_response_bytes)
             except BaseException:
                 resp.close()
                 raise
@@ -109,14 +109,15 @@ class NativeHTTPProvider(Provider):
         try:
             if resp.headers.get("content-type", "").startswith("application/json"):
                 with upstream_errors(spec.name):
-                    raw = await resp.read()
+                    raw = await read_body(resp, spec.name, self.config.max_response_bytes)
                 try:
                     data = jsonutil.loads(raw)
                 except jsonutil.JSONDecodeError as exc:
                     raise UpstreamProtocolError(f"upstream '{spec.name}' answered with invalid JSON") from exc
                 yield completion_as_stream(make_completion(data))
             else:
-                chunks = make_stream(iter_body(resp))
+                chunks = make_stream(iter_body(resp, spec.name, self.config.max_response_bytes))
+                chunks.max_event_bytes = self.config.max_event_bytes
                 yield chunks
                 if chunks.finished:
                     resp.release()

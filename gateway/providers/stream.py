@@ -27,7 +27,7 @@ class SSEChunkStream(ChunkStream):
         self.usage: Usage | None = None
 
     async def __aiter__(self) -> AsyncIterator[dict[str, Any]]:
-        decoder = SSEDecoder()
+        decoder = SSEDecoder(self.max_event_bytes)
         saw_finish = False
         with upstream_errors(self._model):
             async for raw in self._body:

@@ -23,7 +23,9 @@ from gateway.wire.errors import (
     UpstreamProtocolError,
     UpstreamStatusError,
     UpstreamTimeout,
+    UpstreamTooLarge,
 )
+from gateway.wire.sse import EventTooLarge
 
 _KEYLIKE = re.compile(r"(sk|pk|rk|key|AIza)[-_A-Za-z0-9]{12,}")
 _MAX_MESSAGE = 300
@@ -67,6 +69,8 @@ class upstream_errors:  # lower case: used like a function, ``with upstream_erro
         if exc is None or isinstance(exc, UpstreamError) or not isinstance(exc, Exception):
             return
         model = self.model
+        if isinstance(exc, EventTooLarge):
+            raise UpstreamTooLarge(f"upstream '{model}' sent an event too large to accept: {exc}") from None
         if isinstance(exc, TimeoutError):
             raise UpstreamTimeout(f"upstream '{model}' timed out") from exc
         if isinstance(exc, aiohttp.ClientConnectorError):
@@ -129,11 +133,41 @@ def _upstream_message(body: bytes, secrets: tuple[str, ...]) -> str:
     return msg if len(msg) <= _MAX_MESSAGE else msg[: _MAX_MESSAGE - 1] + "…"
 
 
-async def iter_body(resp: aiohttp.ClientResponse) -> AsyncIterator[bytes]:
-    """The response body as it arrives. The caller bounds it with its wall clock."""
+def _too_large(model: str, limit: int) -> UpstreamTooLarge:
+    return UpstreamTooLarge(f"upstream '{model}' sent an answer larger than its limit of {limit} bytes")
+
+
+async def iter_body(resp: aiohttp.ClientResponse, model: str, limit: int) -> AsyncIterator[bytes]:
+    """The response body as it arrives (decompressed), at most ``limit`` bytes in all. The caller bounds
+    it in time with its wall clock."""
     content = resp.content
+    size = 0
     while True:
         data = await content.readany()
         if not data:
             return
+        size += len(data)
+        if size > limit:
+            raise _too_large(model, limit)
         yield data
+
+
+async def read_body(resp: aiohttp.ClientResponse, model: str, limit: int) -> bytes:
+    """The whole response body (decompressed), refused past ``limit`` bytes before it is all in memory.
+
+    The pieces go into one ``bytearray``: past a few hundred kilobytes it lives in its own memory
+    mapping, which goes back to the system as soon as it is dropped, where a list of small pieces
+    would leave the heap fragmented."""
+    declared = resp.content_length
+    if declared is not None and not resp.headers.get("content-encoding") and declared > limit:
+        raise _too_large(model, limit)
+    buf = bytearray()
+    content = resp.content
+    while True:
+        data = await content.readany()
+        if not data:
+            return bytes(buf)
+        if len(buf) + len(data) > limit:
+            del buf[:]
+            raise _too_large(model, limit)
+        buf += data

@@ -197,6 +197,13 @@ class UpstreamProtocolError(UpstreamError):
     kind = "protocol_error"
 
 
+class UpstreamTooLarge(UpstreamProtocolError):
+    """The upstream's answer (decompressed), or one of its events, is larger than the provider's cap."""
+
+    default_code = "upstream_response_too_large"
+    kind = "response_too_large"
+
+
 class PoolFailed(UpstreamError):
     """No member of a pool produced an answer."""
 

@@ -48,7 +48,7 @@ class AnthropicChunkStream(ChunkStream):
         self._role_sent = False
 
     async def __aiter__(self) -> AsyncIterator[dict[str, Any]]:
-        decoder = SSEDecoder()
+        decoder = SSEDecoder(self.max_event_bytes)
         with upstream_errors(self._model):
             async for raw in self._body:
                 for ev in decoder.feed(raw):
