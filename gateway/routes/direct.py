@@ -9,6 +9,7 @@ from gateway.books.calls import CallRecord
 from gateway.config.loader import ModelSpec
 from gateway.pipeline.context import RequestContext
 from gateway.wire.asgi import Send, cost_header, send_error, send_json
+from gateway.wire.concurrency import beside
 from gateway.wire.errors import GatewayError, UpstreamError
 from gateway.wire.protocol import ChatRequest
 from gateway.wire.sse_out import SSEResponse
@@ -84,7 +85,9 @@ async def stream(ctx: RequestContext, spec: ModelSpec, req: ChatRequest, send: S
         await out.done()
 
     try:
-        await out.until_shutdown(work(), ctx.gateway.draining)
+        # Comment lines while the upstream is silent, so that proxies and clients with read timeouts
+        # between the caller and the gateway keep the stream open.
+        await out.until_shutdown(beside(work(), out.keepalive), ctx.gateway.draining)
     except GatewayError as exc:
         _done(ctx, spec, record, exc)
         await out.fail(exc)

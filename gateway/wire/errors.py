@@ -29,6 +29,9 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar
 
+#: seconds a 503 asks the caller to wait when nothing better is known (an overload is usually short)
+RETRY_AFTER_503 = "1"
+
 
 class GatewayError(Exception):
     status: ClassVar[int] = 500
@@ -119,6 +122,9 @@ class ServiceUnavailable(GatewayError):
     error_type = "api_error"
     default_code = "service_unavailable"
 
+    def headers(self) -> dict[str, str]:
+        return {"retry-after": RETRY_AFTER_503}
+
 
 class UpstreamError(GatewayError):
     """An upstream call failed. Messages never carry upstream bodies or credentials."""
@@ -148,8 +154,11 @@ class UpstreamError(GatewayError):
         return self._status if self._status is not None else self.status
 
     def headers(self) -> dict[str, str]:
-        if self.http_status == 429 and self.retry_after_s is not None:
+        status = self.http_status
+        if status in (429, 503) and self.retry_after_s is not None:
             return {"retry-after": str(max(1, int(-(-self.retry_after_s // 1))))}
+        if status == 503:
+            return {"retry-after": RETRY_AFTER_503}
         return {}
 
 
