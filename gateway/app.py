@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -25,6 +26,8 @@ from gateway.wire.asgi import Receive, Scope, Send, send_error
 from gateway.wire.errors import GatewayError, InvalidRequest, ModelNotFound, envelope
 
 CHAT_PATH = "/v1/chat/completions"
+#: the address ``serve`` binds, handed to worker processes (reloads are held to the rules for it)
+HOST_ENV = "FUSION_GATEWAY_SERVE_HOST"
 log = logging.getLogger("fusion_gateway")
 
 
@@ -56,9 +59,10 @@ class _MethodNotAllowed(InvalidRequest):
     default_code = "method_not_allowed"
 
 
-def create_app(config: GatewayConfig, config_path: str | None = None) -> GatewayApp:
-    """``config_path``: where ``config`` came from, so that it can be reloaded (None: no reloading)."""
-    gateway = Gateway(config, config_path)
+def create_app(config: GatewayConfig, config_path: str | None = None, host: str | None = None) -> GatewayApp:
+    """``config_path``: where ``config`` came from, so that it can be reloaded (None: no reloading);
+    ``host``: the address served on, when the command line overrides ``server.host``."""
+    gateway = Gateway(config, config_path, host)
     api = FastAPI(
         title="fusion-gateway",
         lifespan=gateway.lifespan,
@@ -83,7 +87,7 @@ def create_app_from_env() -> GatewayApp:
     path = default_config_path()
     config = load_config(path)
     logs.configure(config.logging.level)
-    app = create_app(config, path)
+    app = create_app(config, path, os.environ.get(HOST_ENV))
     tune_gc()
     return app
 

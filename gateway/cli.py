@@ -99,7 +99,7 @@ def summary(config: GatewayConfig) -> str:
 def _serve(args: argparse.Namespace) -> int:
     import uvicorn
 
-    from gateway.app import create_app, tune_gc
+    from gateway.app import HOST_ENV, create_app, tune_gc
 
     path = args.config or default_config_path()
     config = _load(path)
@@ -122,13 +122,14 @@ def _serve(args: argparse.Namespace) -> int:
         # Each worker builds its own app from the environment; metrics go through prometheus_client's
         # multiprocess files so that any worker's /metrics shows the whole process tree.
         os.environ[CONFIG_ENV] = os.path.abspath(path)
+        os.environ[HOST_ENV] = host
         metrics_dir = os.environ.setdefault("PROMETHEUS_MULTIPROC_DIR", tempfile.mkdtemp(prefix="fusion-metrics-"))
         os.makedirs(metrics_dir, exist_ok=True)
         for stale in glob.glob(os.path.join(metrics_dir, "*.db")):
             os.remove(stale)  # values of an earlier run would otherwise be added to this one's
         target: object = "gateway.app:create_app_from_env"
     else:
-        target = create_app(config, path)
+        target = create_app(config, path, host)
         tune_gc()
     uvicorn.run(
         target,  # type: ignore[arg-type]

@@ -38,6 +38,8 @@ class ServerConfig(Strict):
     #: watch the config file and reload it when it changes (SIGHUP and POST /admin/reload always work)
     watch_config: bool = True
     watch_interval_s: PositiveSeconds = 1.0
+    #: a changed file is read only once its size, mtime and inode have held this long (no half-written file)
+    watch_settle_s: PositiveSeconds = 1.0
     #: background work (baseline samples and their comparisons) running at once; beyond it, samples are skipped
     background_max_inflight: int = Field(64, ge=0)
 
