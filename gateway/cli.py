@@ -100,6 +100,7 @@ def _serve(args: argparse.Namespace) -> int:
     import uvicorn
 
     from gateway.app import HOST_ENV, create_app, tune_gc
+    from gateway.service.front_door import WORKER_PROTOCOL, protocol_for
 
     path = args.config or default_config_path()
     config = _load(path)
@@ -118,6 +119,7 @@ def _serve(args: argparse.Namespace) -> int:
             return 2
         log.warning("no client keys configured: serving without authentication on loopback only",
                     extra={"fields": {"host": host}})
+    _raise_open_file_limit()
     if args.workers > 1:
         # Each worker builds its own app from the environment; metrics go through prometheus_client's
         # multiprocess files so that any worker's /metrics shows the whole process tree.
@@ -138,7 +140,11 @@ def _serve(args: argparse.Namespace) -> int:
         host=host,
         port=port,
         loop="uvloop" if _has("uvloop") else "asyncio",
-        http="httptools" if _has("httptools") else "h11",
+        # worker processes import the protocol by name and read the limits from the config file
+        http=WORKER_PROTOCOL if args.workers > 1 else protocol_for(config.server.limits),
+        timeout_keep_alive=config.server.limits.idle_timeout_s,
+        # h11 refuses a head past this itself (with a 400); a little above ours, so ours answers 431 first
+        h11_max_incomplete_event_size=config.server.limits.max_header_bytes + 64 * 1024,
         access_log=False,
         proxy_headers=False,  # the gateway does not use the client address; skip the per-request rewrite
         server_header=False,  # no "server: uvicorn": nothing to gain from advertising the stack
@@ -149,6 +155,20 @@ def _serve(args: argparse.Namespace) -> int:
         backlog=4096,
     )
     return 0
+
+
+def _raise_open_file_limit() -> None:
+    """Soft open-file limit up to the hard one: client connections and upstream connections both take
+    descriptors, and the default soft limit (often 1,024) would bite before ``server.limits.max_connections``."""
+    try:
+        import resource
+
+        soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+        target = hard if hard != resource.RLIM_INFINITY else 65536
+        if soft != resource.RLIM_INFINITY and soft < target:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+    except (ImportError, ValueError, OSError):
+        return  # not on this platform, or not allowed: the limit stays as it was
 
 
 def _simulate(args: argparse.Namespace) -> int:

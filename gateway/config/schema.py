@@ -26,6 +26,21 @@ class Strict(BaseModel):
 # --------------------------------------------------------------------------- server
 
 
+class ServerLimits(Strict):
+    """The front door (see :mod:`gateway.service.front_door`)."""
+
+    #: open client connections at most; at the limit the quietest idle one makes room for a new one
+    max_connections: int = Field(1000, ge=1)
+    #: request line and headers must arrive within this long: 408 otherwise
+    header_read_timeout_s: PositiveSeconds = 10.0
+    #: the body must arrive within this long of the headers: 408 otherwise
+    body_read_timeout_s: PositiveSeconds = 60.0
+    #: a kept-alive connection waiting for its next request is closed after this long (whole seconds)
+    idle_timeout_s: int = Field(5, ge=1)
+    #: request line plus headers at most: 431 otherwise
+    max_header_bytes: int = Field(32 * 1024, ge=1024)
+
+
 class ServerConfig(Strict):
     host: str = "127.0.0.1"
     port: int = Field(8000, ge=0, le=65535)
@@ -42,6 +57,7 @@ class ServerConfig(Strict):
     watch_settle_s: PositiveSeconds = 1.0
     #: background work (baseline samples and their comparisons) running at once; beyond it, samples are skipped
     background_max_inflight: int = Field(64, ge=0)
+    limits: ServerLimits = ServerLimits()
 
 
 # --------------------------------------------------------------------------- providers
