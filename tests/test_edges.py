@@ -94,3 +94,16 @@ def test_503_answers_carry_retry_after(gateway: GatewayRunner, fake: FakeUpstrea
                    for model in ("m", "n", "p")}
     assert {m: (r.status_code, r.headers.get("retry-after")) for m, r in answers.items()} == {
         "m": (503, "1"), "n": (503, "7"), "p": (503, "1")}
+
+
+def test_the_gateways_own_503s_carry_retry_after() -> None:
+    from gateway.app import create_app
+    from gateway.config import parse_config
+    from gateway.wire.errors import ServiceUnavailable
+    from tests.servers import serving
+
+    assert ServiceUnavailable("the gateway is shutting down; retry the request").headers() == {"retry-after": "1"}
+    app = create_app(parse_config("providers:\n  sim: {type: simulator}\nmodels:\n  m: {provider: sim}\n", "t.yaml"))
+    with serving(app, lifespan="off") as srv:  # never started: not ready
+        ready = httpx.get(srv.url + "/readyz")
+    assert (ready.status_code, ready.headers.get("retry-after")) == (503, "1")
