@@ -139,3 +139,25 @@ def tune_gc() -> None:
     gc.collect()
     gc.freeze()
     gc.set_threshold(20_000, 20, 20)
+    _tune_malloc()
+
+
+#: glibc's ``mallopt`` parameter for the size from which allocations get their own memory mapping
+_M_MMAP_THRESHOLD = -3
+
+
+def _tune_malloc() -> None:
+    """Keep glibc's mmap threshold fixed at its default of 128 KiB.
+
+    By default glibc raises the threshold to the size of any mapped block that is freed (up to
+    32 MiB), so after one large upstream answer every later buffer of that size comes from the heap,
+    where freed memory mostly stays with the process. Fixed, each large buffer is its own mapping and
+    goes back to the system when it is dropped: RSS returns to where it was after an oversized answer
+    (measured in tests/test_upstream_limits.py). No effect, and no error, without glibc."""
+    import ctypes
+
+    try:
+        mallopt = ctypes.CDLL(None).mallopt
+    except (OSError, AttributeError):
+        return
+    mallopt(_M_MMAP_THRESHOLD, 128 * 1024)
