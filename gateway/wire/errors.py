@@ -10,16 +10,17 @@ with ``raise ... from exc``, so nothing else in the code base needs to know abou
     ├── InvalidRequest                   400 invalid_request_error
     │   └── PayloadTooLarge              413
     ├── AuthenticationFailed             401 authentication_error
-    ├── PermissionDenied                 403 permission_error
-    ├── ModelNotFound                    404 invalid_request_error / model_not_found
+    ├── ModelNotFound                    404 invalid_request_error / model_not_found (also: a name the key
+    │                                        may not use, so that a key cannot tell which names exist)
     ├── RateLimited                      429 rate_limit_error (+ Retry-After)
     │   └── QuotaExceeded                429 insufficient_quota
-    ├── ServiceUnavailable               503 (shutting down, not ready)
+    ├── ServiceUnavailable               503 (shutting down, not ready; + Retry-After)
     └── UpstreamError                    502 upstream call failed
         ├── UpstreamStatusError          mapped from the upstream's status
         ├── UpstreamTimeout              504
         ├── UpstreamConnectError         502
         ├── UpstreamProtocolError        502 (bad JSON, truncated stream)
+        │   └── UpstreamTooLarge         502 (answer or event over the provider's caps)
         ├── PoolFailed                   502/503/400: no member of a pool answered
         └── JudgeUnavailable             502: the judge failed and the pool's fallback is 'error'
 """
@@ -82,12 +83,6 @@ class AuthenticationFailed(GatewayError):
     status = 401
     error_type = "authentication_error"
     default_code = "invalid_api_key"
-
-
-class PermissionDenied(GatewayError):
-    status = 403
-    error_type = "permission_error"
-    default_code = "model_not_allowed"
 
 
 class ModelNotFound(GatewayError):
