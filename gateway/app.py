@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -30,6 +31,9 @@ from gateway.wire.errors import GatewayError, InvalidRequest, ModelNotFound, env
 CHAT_PATH = "/v1/chat/completions"
 #: the routes served as raw ASGI, each an inbound API over the same pipeline (see routes/shape.py)
 INBOUND: dict[str, Inbound] = {CHAT_PATH: CHAT_INBOUND, "/v1/responses": RESPONSES, "/v1/messages": MESSAGES}
+
+#: the address ``serve`` binds, handed to worker processes (reloads are held to the rules for it)
+HOST_ENV = "FUSION_GATEWAY_SERVE_HOST"
 log = logging.getLogger("fusion_gateway")
 
 
@@ -62,9 +66,10 @@ class _MethodNotAllowed(InvalidRequest):
     default_code = "method_not_allowed"
 
 
-def create_app(config: GatewayConfig, config_path: str | None = None) -> GatewayApp:
-    """``config_path``: where ``config`` came from, so that it can be reloaded (None: no reloading)."""
-    gateway = Gateway(config, config_path)
+def create_app(config: GatewayConfig, config_path: str | None = None, host: str | None = None) -> GatewayApp:
+    """``config_path``: where ``config`` came from, so that it can be reloaded (None: no reloading);
+    ``host``: the address served on, when the command line overrides ``server.host``."""
+    gateway = Gateway(config, config_path, host)
     api = FastAPI(
         title="fusion-gateway",
         lifespan=gateway.lifespan,
@@ -90,7 +95,7 @@ def create_app_from_env() -> GatewayApp:
     path = default_config_path()
     config = load_config(path)
     logs.configure(config.logging.level)
-    app = create_app(config, path)
+    app = create_app(config, path, os.environ.get(HOST_ENV))
     tune_gc()
     return app
 
@@ -142,3 +147,25 @@ def tune_gc() -> None:
     gc.collect()
     gc.freeze()
     gc.set_threshold(20_000, 20, 20)
+    _tune_malloc()
+
+
+#: glibc's ``mallopt`` parameter for the size from which allocations get their own memory mapping
+_M_MMAP_THRESHOLD = -3
+
+
+def _tune_malloc() -> None:
+    """Keep glibc's mmap threshold fixed at its default of 128 KiB.
+
+    By default glibc raises the threshold to the size of any mapped block that is freed (up to
+    32 MiB), so after one large upstream answer every later buffer of that size comes from the heap,
+    where freed memory mostly stays with the process. Fixed, each large buffer is its own mapping and
+    goes back to the system when it is dropped: RSS returns to where it was after an oversized answer
+    (measured in tests/test_upstream_limits.py). No effect, and no error, without glibc."""
+    import ctypes
+
+    try:
+        mallopt = ctypes.CDLL(None).mallopt
+    except (OSError, AttributeError):
+        return
+    mallopt(_M_MMAP_THRESHOLD, 128 * 1024)

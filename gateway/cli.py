@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
 import errno
 import glob
 import os
@@ -86,15 +85,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     return 2
 
 
-def _http_protocol() -> type[asyncio.Protocol] | str:
-    """httptools with coalesced writes (see gateway/wire/coalesce.py) where httptools is installed."""
-    if not _has("httptools"):
-        return "h11"
-    from gateway.wire.coalesce import CoalescingHttpToolsProtocol
-
-    return CoalescingHttpToolsProtocol
-
-
 def _load(path: str) -> GatewayConfig | None:
     try:
         return load_config(path)
@@ -158,7 +148,8 @@ def summary(config: GatewayConfig) -> str:
 def _serve(args: argparse.Namespace) -> int:
     import uvicorn
 
-    from gateway.app import create_app, tune_gc
+    from gateway.app import HOST_ENV, create_app, tune_gc
+    from gateway.service.front_door import WORKER_PROTOCOL, protocol_for
 
     path = args.config or default_config_path()
     config = _load(path)
@@ -182,17 +173,19 @@ def _serve(args: argparse.Namespace) -> int:
     if not config.auth.keys:
         log.warning("no client keys configured: serving without authentication on loopback only",
                     extra={"fields": {"host": host}})
+    _raise_open_file_limit()
     if args.workers > 1:
         # Each worker builds its own app from the environment; metrics go through prometheus_client's
         # multiprocess files so that any worker's /metrics shows the whole process tree.
         os.environ[CONFIG_ENV] = os.path.abspath(path)
+        os.environ[HOST_ENV] = host
         metrics_dir = os.environ.setdefault("PROMETHEUS_MULTIPROC_DIR", tempfile.mkdtemp(prefix="fusion-metrics-"))
         os.makedirs(metrics_dir, exist_ok=True)
         for stale in glob.glob(os.path.join(metrics_dir, "*.db")):
             os.remove(stale)  # values of an earlier run would otherwise be added to this one's
         target: object = "gateway.app:create_app_from_env"
     else:
-        target = create_app(config, path)
+        target = create_app(config, path, host)
         tune_gc()
     uvicorn.run(
         target,  # type: ignore[arg-type]
@@ -201,7 +194,11 @@ def _serve(args: argparse.Namespace) -> int:
         host=host,
         port=port,
         loop="uvloop" if _has("uvloop") else "asyncio",
-        http=_http_protocol(),
+        # worker processes import the protocol by name and read the limits from the config file
+        http=WORKER_PROTOCOL if args.workers > 1 else protocol_for(config.server.limits),
+        timeout_keep_alive=config.server.limits.idle_timeout_s,
+        # h11 refuses a head past this itself (with a 400); a little above ours, so ours answers 431 first
+        h11_max_incomplete_event_size=config.server.limits.max_header_bytes + 64 * 1024,
         access_log=False,
         proxy_headers=False,  # the gateway does not use the client address; skip the per-request rewrite
         server_header=False,  # no "server: uvicorn": nothing to gain from advertising the stack
@@ -263,6 +260,20 @@ def _port_in_use(host: str, port: int) -> str | None:
                         "port with --port or server.port")
             return f"cannot listen on {host}:{port}: {exc.strerror or exc}"
     return None
+
+
+def _raise_open_file_limit() -> None:
+    """Soft open-file limit up to the hard one: client connections and upstream connections both take
+    descriptors, and the default soft limit (often 1,024) would bite before ``server.limits.max_connections``."""
+    try:
+        import resource
+
+        soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+        target = hard if hard != resource.RLIM_INFINITY else 65536
+        if soft != resource.RLIM_INFINITY and soft < target:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+    except (ImportError, ValueError, OSError):
+        return  # not on this platform, or not allowed: the limit stays as it was
 
 
 def _simulate(args: argparse.Namespace) -> int:

@@ -41,6 +41,21 @@ class RetryBudget(Strict):
     window_s: PositiveSeconds = 10.0
 
 
+class ServerLimits(Strict):
+    """The front door (see :mod:`gateway.service.front_door`)."""
+
+    #: open client connections at most; at the limit the quietest idle one makes room for a new one
+    max_connections: int = Field(1000, ge=1)
+    #: request line and headers must arrive within this long: 408 otherwise
+    header_read_timeout_s: PositiveSeconds = 10.0
+    #: the body must arrive within this long of the headers: 408 otherwise
+    body_read_timeout_s: PositiveSeconds = 60.0
+    #: a kept-alive connection waiting for its next request is closed after this long (whole seconds)
+    idle_timeout_s: int = Field(5, ge=1)
+    #: request line plus headers at most: 431 otherwise
+    max_header_bytes: int = Field(32 * 1024, ge=1024)
+
+
 class ServerConfig(Strict):
     host: str = "127.0.0.1"
     port: int = Field(8000, ge=0, le=65535)
@@ -53,9 +68,12 @@ class ServerConfig(Strict):
     #: watch the config file and reload it when it changes (SIGHUP and POST /admin/reload always work)
     watch_config: bool = True
     watch_interval_s: PositiveSeconds = 1.0
+    #: a changed file is read only once its size, mtime and inode have held this long (no half-written file)
+    watch_settle_s: PositiveSeconds = 1.0
     #: background work (baseline samples and their comparisons) running at once; beyond it, samples are skipped
     background_max_inflight: int = Field(64, ge=0)
     retry_budget: RetryBudget = RetryBudget()
+    limits: ServerLimits = ServerLimits()
 
 
 # --------------------------------------------------------------------------- providers
@@ -112,6 +130,10 @@ class HTTPProviderConfig(ProviderBase):
     #: 0 means no limit: the gateway lives at high in-flight concurrency
     max_connections: int = Field(0, ge=0)
     allow_link_local: bool = False
+    #: the largest answer accepted, counted after decompression (a gzip bomb stops here, not in memory)
+    max_response_bytes: int = Field(32 * 1024 * 1024, ge=1024)
+    #: the largest single event (or line) of a streamed answer
+    max_event_bytes: int = Field(4 * 1024 * 1024, ge=1024)
 
     @field_validator("base_url")
     @classmethod

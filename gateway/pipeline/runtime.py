@@ -13,11 +13,10 @@ from dataclasses import dataclass
 from gateway.books.metrics import Metrics
 from gateway.config.loader import GatewayConfig, ModelSpec
 from gateway.config.schema import PoolConfig
-from gateway.pipeline.auth import KeyRing
+from gateway.pipeline.auth import KeyRing, no_such_model
 from gateway.pipeline.balancer import Balancer, RetryBudget
 from gateway.pipeline.upstream import UpstreamCaller
 from gateway.providers import Provider, create_provider
-from gateway.wire.errors import ModelNotFound
 
 
 @dataclass(frozen=True)
@@ -40,7 +39,7 @@ class Runtime:
         pool = self.config.pools.get(name)
         if pool is not None:
             return PoolTarget(name, pool)
-        raise ModelNotFound(f"The model '{name}' does not exist", param="model")
+        raise no_such_model(name)
 
 
 def build_runtime(config: GatewayConfig, metrics: Metrics, previous: Runtime | None = None) -> Runtime:

@@ -24,7 +24,7 @@ from gateway.pipeline.runtime import PoolTarget
 from gateway.routes import cached, direct, fused
 from gateway.routes.shape import CHAT, Inbound
 from gateway.service.gateway import Gateway
-from gateway.wire.asgi import ClientGone, Receive, Scope, Send, header, read_body, until_disconnect
+from gateway.wire.asgi import ClientGone, Exchange, Receive, Scope, Send, header, read_body, until_disconnect
 from gateway.wire.errors import GatewayError, InvalidRequest
 from gateway.wire.protocol import ChatRequest
 
@@ -42,6 +42,8 @@ async def serve(gw: Gateway, scope: Scope, receive: Receive, send: Send, inbound
     """One request of any inbound API: ``inbound`` reads its body into a chat request, and the
     :class:`~gateway.routes.shape.Shaper` it returns writes the answer back in that API's shape."""
     started = time.monotonic()
+    exchange = Exchange(send)
+    send = exchange.send
     rid = request_id(scope)
     runtime = gw.runtime
     ctx = RequestContext(gw, runtime, rid, started, [(b"x-request-id", rid.encode())])
@@ -97,7 +99,7 @@ async def serve(gw: Gateway, scope: Scope, receive: Receive, send: Send, inbound
         await shaper.error(send, exc, ctx.headers)
         log_line(ctx, stream=False)
         return
-    await _serve(gw, ctx, receive, work, admission, req.stream)
+    await _serve(gw, ctx, receive, work, exchange, admission, req.stream)
 
 
 def _cache_key(gw: Gateway, scope: Scope, ctx: RequestContext, req: ChatRequest) -> str | None:
@@ -116,13 +118,14 @@ async def _serve(
     ctx: RequestContext,
     receive: Receive,
     work: Coroutine[Any, Any, None],
+    exchange: Exchange,
     admission: Admission,
     stream: bool,
 ) -> None:
     finished = False
     try:
         with gw.metrics.in_flight():
-            finished = await until_disconnect(receive, work)
+            finished = await until_disconnect(receive, work, exchange)
     finally:
         if not finished:
             ctx.fields["client_disconnected"] = True

@@ -13,6 +13,7 @@ from gateway.pipeline.outcome import passthrough_answered
 from gateway.routes import cached
 from gateway.routes.shape import CHAT, Shaper
 from gateway.wire.asgi import Headers, Send, cost_header, send_json, usage_with_cost
+from gateway.wire.concurrency import beside
 from gateway.wire.errors import GatewayError, UpstreamError
 from gateway.wire.protocol import ChatRequest
 
@@ -100,7 +101,9 @@ async def stream(
             await cached.store(ctx, ctx.cache_key, answer, record.cost)
 
     try:
-        await out.until_shutdown(work(), ctx.services.draining)
+        # Comment lines while the upstream is silent, so that proxies and clients with read timeouts
+        # between the caller and the gateway keep the stream open.
+        await out.until_shutdown(beside(work(), out.keepalive), ctx.services.draining)
     except GatewayError as exc:
         if not answered:
             passthrough_answered(ctx, spec, record, exc)

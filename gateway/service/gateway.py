@@ -37,7 +37,10 @@ def make_limits(state: StateConfig) -> Limits:
 
 
 class Gateway:
-    def __init__(self, config: GatewayConfig, config_path: str | None = None) -> None:
+    def __init__(self, config: GatewayConfig, config_path: str | None = None, host: str | None = None) -> None:
+        """``host``: the address served on, when it is not ``server.host`` (the command line's ``--host``);
+        a reload is held to the start-up rules for that address."""
+        self.host = host or config.server.host
         self.log = logging.getLogger(LOGGER)
         self.metrics = Metrics()
         self.runtime: Runtime = build_runtime(config, self.metrics)
@@ -120,7 +123,7 @@ class Gateway:
             self.baseline.task_group = tg
             server = self.config.server
             if server.watch_config and self.reloader.path:
-                tg.start_soon(self.reloader.watch, server.watch_interval_s)
+                tg.start_soon(self.reloader.watch, server.watch_interval_s, server.watch_settle_s)
             tg.start_soon(self._signals)
             self.ready = True
             try:
