@@ -7,9 +7,12 @@ import abc
 import random
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, Literal, Protocol
+from typing import TYPE_CHECKING, Any, ClassVar, Literal, Protocol
 
 import orjson
+
+if TYPE_CHECKING:
+    from fusion_modes.analysis import Analysis
 
 JudgeStatus = Literal["ok", "fallback", "skipped", "error"]
 #: every mode's name, declared once: the config, the per-request override and the registry use these
@@ -117,6 +120,8 @@ class FusionContext:
     emit: Emit | None = None
     #: pool member order, for position-independent tie-breaks
     member_order: Sequence[str] = ()
+    #: merge: the judge compares the panel first, then writes the answer from that comparison
+    analysis: bool = False
 
 
 @dataclass
@@ -147,6 +152,10 @@ class FusionResult:
     #: the content already went out through ``emit``
     streamed: bool = False
     rounds: list[RoundRecord] = field(default_factory=list)
+    #: merge with ``analysis``: the judge's comparison of the panel (None when not asked for, or it failed)
+    analysis: Analysis | None = None
+    #: why the comparison failed (the answer was then merged without it)
+    analysis_error: str | None = None
 
 
 class FusionMode(abc.ABC):

@@ -314,6 +314,13 @@ class DebateConfig(Strict):
     final: FinalMode = "best-of"
 
 
+class MergeConfig(Strict):
+    """How a pool merges (mode: merge, debate's ``final: merge``, or ``fusion.mode: merge`` per request)."""
+
+    #: the judge first writes a structured comparison of the panel, then the answer from it (one more call)
+    analysis: bool = False
+
+
 class BaselineConfig(Strict):
     model: str
     sample_rate: float = Field(0.1, ge=0, le=1)
@@ -384,6 +391,7 @@ class PoolConfig(Strict):
     #: once quorum is met, wait this long for the rest, then cancel them; default: until timeout_s
     grace_ms: float | None = Field(None, ge=0)
     debate: DebateConfig | None = None
+    merge: MergeConfig | None = None
     agreement: AgreementConfig | None = None
     #: cascade: this model answers first; ``check`` decides whether its answer stands or ``escalate`` (a pool) runs
     first: str | None = None

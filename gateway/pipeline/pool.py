@@ -141,6 +141,7 @@ async def run_pool(
         reviser=_Reviser(caller, plan, ledger, policy, events) if plan.mode == "debate" else None,
         emit=emit,
         member_order=pool.members,
+        analysis=bool(pool.merge and pool.merge.analysis),
     )
     result = await MODES[plan.mode].run(ctx, [candidate(r) for r in ok])
     timeline.rounds_ms = [r.latency_ms for r in result.rounds]
