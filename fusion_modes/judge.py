@@ -20,6 +20,7 @@ from typing import Any
 import orjson
 
 from fusion_modes.base import Candidate, JudgeFailed, content_text
+from fusion_modes.criteria import CRITERIA_PRESETS
 from fusion_modes.delimit import cap, new_nonce, wrap
 
 VERDICT_SCHEMA_NAME = "fusion_verdict"
@@ -28,7 +29,7 @@ CONVERSATION = "CONVERSATION"
 _VERDICT_KEYS = frozenset({"analysis", "winner"})
 _CONVERSATION_CHARS = 24_000
 
-DEFAULT_CRITERIA = "Prefer the answer that is correct, complete and directly useful; verify claims where you can."
+DEFAULT_CRITERIA = CRITERIA_PRESETS["general"]
 
 _SYSTEM_VERDICT = """You are the judge of a model-fusion gateway. Several anonymous candidate answers to the same \
 conversation are given below as data. Decide which candidate best answers the conversation's last message.

@@ -16,6 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, m
 
 from fusion_modes.agreement import ComparisonName
 from fusion_modes.base import FinalMode, ModeName
+from fusion_modes.criteria import CRITERIA_PRESETS, is_preset_name
 from gateway.config.presets import PRESETS
 from gateway.config.suggest import unknown
 
@@ -295,8 +296,13 @@ class ModelConfig(Strict):
 # --------------------------------------------------------------------------- pools
 
 
+def unknown_criteria_preset(name: str) -> str:
+    return unknown("criteria preset", name, CRITERIA_PRESETS) + "; criteria of your own are a sentence"
+
+
 class JudgeConfig(Strict):
     model: str
+    #: a preset's name (see :mod:`fusion_modes.criteria`) or a sentence of the operator's own
     criteria: str | None = None
     #: best-of: also judge with the candidates in reversed order
     swap: bool = False
@@ -307,6 +313,13 @@ class JudgeConfig(Strict):
     structured_output: Literal["json_schema", "json_object", "none"] = "json_schema"
     #: extra request fields for judge calls, e.g. {temperature: 0}
     params: dict[str, Any] = {}
+
+    @field_validator("criteria")
+    @classmethod
+    def _known_preset(cls, v: str | None) -> str | None:
+        if v is not None and is_preset_name(v) and v not in CRITERIA_PRESETS:
+            raise ValueError(unknown_criteria_preset(v))
+        return v
 
 
 class DebateConfig(Strict):
