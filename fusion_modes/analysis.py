@@ -8,20 +8,18 @@ with the anonymous labels it speaks of resolved to members.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Sequence
 from typing import Any
 
 import orjson
 
-from fusion_modes.base import Candidate, JudgeFailed
+from fusion_modes.base import ANALYSIS_SECTIONS, Analysis, JudgeFailed
 from fusion_modes.delimit import wrap
 from fusion_modes.judge import DEFAULT_CRITERIA, Ballot, json_object, merge_messages, require_keys, user_message
 
 ANALYSIS_SCHEMA_NAME = "fusion_analysis"
 ANALYSIS = "ANALYSIS"
-#: the sections of an analysis, in the order they are asked for and reported
-SECTIONS: tuple[str, ...] = ("consensus", "contradictions", "coverage_gaps", "unique_insights", "blind_spots")
+SECTIONS = ANALYSIS_SECTIONS
 _MAX_ITEMS = 20
 _MAX_ITEM_CHARS = 2_000
 
@@ -43,22 +41,6 @@ _CLOSING_FINAL = (
     "Your own comparison of these candidates follows (nonce {nonce}); write the final answer from it, resolving "
     "each contradiction the way it found best supported.\n{notes}\n\nWrite the single best answer now."
 )
-
-
-@dataclass(frozen=True, slots=True)
-class Analysis:
-    """The judge's comparison of the panel, section by section, and who its labels were."""
-
-    consensus: tuple[str, ...]
-    contradictions: tuple[str, ...]
-    coverage_gaps: tuple[str, ...]
-    unique_insights: tuple[str, ...]
-    blind_spots: tuple[str, ...]
-    #: label -> candidate: the entries speak of anonymous labels
-    labels: Mapping[str, Candidate]
-
-    def sections(self) -> dict[str, list[str]]:
-        return {name: list(getattr(self, name)) for name in SECTIONS}
 
 
 def analysis_messages(

@@ -7,12 +7,9 @@ import abc
 import random
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, ClassVar, Literal, Protocol
+from typing import Any, ClassVar, Literal, Protocol
 
 import orjson
-
-if TYPE_CHECKING:
-    from fusion_modes.analysis import Analysis
 
 JudgeStatus = Literal["ok", "fallback", "skipped", "error"]
 #: every mode's name, declared once: the config, the per-request override and the registry use these
@@ -131,6 +128,26 @@ class Verdict:
     #: False when the order-swapped judgement disagreed
     consistent: bool = True
     labels: dict[str, Candidate] = field(default_factory=dict)  # label -> candidate, for the record
+
+
+#: the sections of a merge's comparison of the panel, in the order they are asked for and reported
+ANALYSIS_SECTIONS: tuple[str, ...] = ("consensus", "contradictions", "coverage_gaps", "unique_insights", "blind_spots")
+
+
+@dataclass(frozen=True, slots=True)
+class Analysis:
+    """The judge's comparison of the panel (a merge that shows its work), section by section."""
+
+    consensus: tuple[str, ...]
+    contradictions: tuple[str, ...]
+    coverage_gaps: tuple[str, ...]
+    unique_insights: tuple[str, ...]
+    blind_spots: tuple[str, ...]
+    #: label -> candidate: the entries speak of anonymous labels
+    labels: dict[str, Candidate]
+
+    def sections(self) -> dict[str, list[str]]:
+        return {name: list(getattr(self, name)) for name in ANALYSIS_SECTIONS}
 
 
 @dataclass

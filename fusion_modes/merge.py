@@ -10,8 +10,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from fusion_modes.analysis import Analysis, analysis_messages, analysis_response_format, final_messages, parse_analysis
+from fusion_modes.analysis import analysis_messages, analysis_response_format, final_messages, parse_analysis
 from fusion_modes.base import (
+    Analysis,
     Candidate,
     FusionContext,
     FusionError,

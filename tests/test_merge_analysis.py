@@ -17,8 +17,11 @@ from fusion_modes.judge import make_ballot
 from fusion_modes.merge import merge
 from gateway.config.loader import parse_config
 from gateway.config.schema import SimulatorProfile
+from gateway.pipeline.estimate import JUDGE_OVERHEAD_TOKENS, pool_cost, prompt_tokens
+from gateway.pipeline.plan import plan_pool
 from gateway.providers.simulator.engine import SimulatedModel
 from gateway.wire.errors import ConfigError
+from gateway.wire.protocol import parse_chat_request
 from tests.conftest import GatewayRunner
 from tests.support.fakes import FakeUpstream, Seen, Send, answer, candidates_in
 from tests.test_fusion import HI, pool_config, raw_stream
@@ -251,3 +254,25 @@ def test_analysis_prompt_names_its_schema_and_labels() -> None:
     assert "Criteria: Prefer short answers." in messages[0]["content"]
     assert all(label in messages[0]["content"] for label in ballot.order)
     assert analysis_response_format()["json_schema"]["schema"]["additionalProperties"] is False
+
+
+def test_the_worst_case_estimate_counts_the_comparison_and_the_longer_answer_prompt() -> None:
+    def estimate(analysis: bool) -> Decimal:
+        text = (
+            "providers: {sim: {type: simulator}}\n"
+            "models:\n"
+            "  a: {provider: sim, price: {input: 1, output: 2}}\n"
+            "  j: {provider: sim, price: {input: 3, output: 5}}\n"
+            "pools:\n"
+            "  p: {mode: merge, members: [a, a], judge: {model: j}, max_tokens_cap: 100"
+            + (", merge: {analysis: true}" if analysis else "") + "}\n"
+        )
+        config = parse_config(text, "g.yaml", environ={})
+        raw = json.dumps({"model": "p", "messages": HI}).encode()
+        plan = plan_pool(config, "p", config.pools["p"], parse_chat_request(raw, max_messages=10))
+        return pool_cost(plan)
+
+    judge_prompt = prompt_tokens({"messages": HI}) + 2 * 100 + JUDGE_OVERHEAD_TOKENS
+    comparison = Decimal(judge_prompt * 3 + 100 * 5) / 1_000_000  # one more call at the answer's size...
+    carried = Decimal(100 * 3) / 1_000_000  # ...and the answer's prompt carries the comparison
+    assert estimate(True) - estimate(False) == comparison + carried

@@ -69,6 +69,7 @@ def pool_cost(plan: PoolPlan) -> Decimal:
         verdicts = 2 if (plan.pool.judge and plan.pool.judge.swap and plan.mode != "merge") else 1
         merges = plan.mode == "merge" or (plan.mode == "debate" and plan.final == "merge")
         if merges and plan.pool.merge is not None and plan.pool.merge.analysis:
-            verdicts += 1  # the comparison of the panel, before the answer
+            total += _call(plan.judge, judge_prompt, out)  # the comparison of the panel...
+            judge_prompt += out  # ...which the answer's prompt then carries
         total += verdicts * _call(plan.judge, judge_prompt, out)
     return total
