@@ -75,9 +75,11 @@ def test_the_judge_compares_the_panel_then_writes_from_its_comparison(
     fake.behaviours["j"] = analysing_judge()
     with gateway(pool_config(fake, MERGE_ANALYSIS)) as (_, srv):
         r = httpx.post(srv.url + "/v1/chat/completions", json={"model": "p", "messages": HI}, timeout=20)
+        listed = {m["id"]: m.get("fusion") for m in httpx.get(srv.url + "/v1/models").json()["data"]}
     assert r.status_code == 200, r.text
     body = r.json()
     assert body["choices"][0]["message"]["content"] == FINAL
+    assert listed["p"] == {"mode": "merge", "members": ["a", "b", "c"], "judge": "j", "analysis": True}
 
     first, second = fake.requests_for("j")
     schema = first.body["response_format"]["json_schema"]
