@@ -18,13 +18,18 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from gateway.config import GatewayConfig, default_config_path, load_config
-from gateway.routes import admin, models, ops, stats, ui
-from gateway.routes.chat import chat_completions
+from gateway.routes import admin, embeddings, models, ops, stats, ui
+from gateway.routes.chat import serve
+from gateway.routes.messages import MESSAGES
+from gateway.routes.responses import RESPONSES
+from gateway.routes.shape import CHAT_INBOUND, Inbound
 from gateway.service.gateway import Gateway
 from gateway.wire.asgi import Receive, Scope, Send, send_error
 from gateway.wire.errors import GatewayError, InvalidRequest, ModelNotFound, envelope
 
 CHAT_PATH = "/v1/chat/completions"
+#: the routes served as raw ASGI, each an inbound API over the same pipeline (see routes/shape.py)
+INBOUND: dict[str, Inbound] = {CHAT_PATH: CHAT_INBOUND, "/v1/responses": RESPONSES, "/v1/messages": MESSAGES}
 log = logging.getLogger("fusion_gateway")
 
 
@@ -36,17 +41,18 @@ class GatewayApp:
         self.api = api
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http" and scope["path"] == CHAT_PATH:
+        inbound = INBOUND.get(scope["path"]) if scope["type"] == "http" else None
+        if inbound is not None:
             if scope["method"] == "POST":
                 try:
-                    await chat_completions(self.gateway, scope, receive, send)
+                    await serve(self.gateway, scope, receive, send, inbound)
                 except Exception:
                     # A bug, not a caller or upstream error. Log it; answer the envelope if we still can.
-                    log.exception("unhandled error in %s", CHAT_PATH)
+                    log.exception("unhandled error in %s", scope["path"])
                     with contextlib.suppress(Exception):
-                        await send_error(send, GatewayError("internal error"))
+                        await inbound.shaper.error(send, GatewayError("internal error"))
             else:
-                await send_error(send, _MethodNotAllowed("only POST is allowed on /v1/chat/completions"))
+                await send_error(send, _MethodNotAllowed(f"only POST is allowed on {scope['path']}"))
             return
         await self.api(scope, receive, send)
 
@@ -68,6 +74,7 @@ def create_app(config: GatewayConfig, config_path: str | None = None) -> Gateway
     )
     api.state.gateway = gateway
     api.include_router(models.router)
+    api.include_router(embeddings.router)
     api.include_router(ops.router)
     api.include_router(stats.router)
     api.include_router(admin.router)

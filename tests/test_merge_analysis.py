@@ -12,7 +12,7 @@ import httpx
 import pytest
 
 from fusion_modes.analysis import SECTIONS, analysis_messages, analysis_response_format, parse_analysis
-from fusion_modes.base import Candidate, FusionContext, JudgeFailed
+from fusion_modes.base import Candidate, FusionContext, JudgeFailed, Written
 from fusion_modes.judge import make_ballot
 from fusion_modes.merge import merge
 from gateway.config.loader import parse_config
@@ -215,10 +215,10 @@ class SimJudge:
         self.replies.append(text)
         return text
 
-    async def write(self, messages: list[dict[str, Any]], on_delta: Any) -> str:
+    async def write(self, messages: list[dict[str, Any]], on_delta: Any) -> Written:
         text = str(self.model.answer({"messages": messages}).message["content"])
         self.replies.append(text)
-        return text
+        return Written(text)
 
 
 @pytest.mark.parametrize("structured", [True, False])

@@ -75,6 +75,7 @@ class StatsStore:
         self.window = window
         self.since = int(time.time())
         self._pools: dict[str, PoolStats] = {}
+        #: per request, by id: what streamed answers cannot say in a header
 
     def _pool(self, name: str) -> PoolStats:
         # Keys are pool names from the config: bounded.

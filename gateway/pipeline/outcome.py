@@ -14,6 +14,7 @@ from fusion_modes.analysis import SECTIONS
 from fusion_modes.base import FusionError
 from gateway.books.calls import CallRecord, Ledger
 from gateway.books.cost import sum_costs
+from gateway.books.receipts import Receipt
 from gateway.books.record import (
     AnalysisEntry,
     CallEntry,
@@ -216,6 +217,7 @@ def pool_answered(ctx: RequestContext, outcome: PoolOutcome, sample: Sample | No
         sample.deliver(FusedAnswer(outcome.result.message, latency.total, meta.cost_usd))
     ctx.status = 200
     ctx.cost = meta.cost_usd
+    _receipt(ctx, plan.name, meta)
     ctx.fields.update(
         {
             "pool": plan.name,
@@ -243,6 +245,7 @@ def pool_failed(ctx: RequestContext, plan: PoolPlan, ledger: Ledger, exc: Gatewa
     ctx.status = error.http_status
     ctx.cost = fused_cost(ledger)  # what was spent before the failure is still spent
     ctx.fields["error"] = error.code
+    _receipt(ctx, plan.name, None)
     return error
 
 
@@ -254,3 +257,12 @@ def passthrough_answered(ctx: RequestContext, spec: ModelSpec, record: CallRecor
                               "latency_ms": ms(record.latency_ms)}
     if error is not None:
         ctx.fields["error"] = error.code
+    _receipt(ctx, spec.name, None)
+
+
+def _receipt(ctx: RequestContext, model: str, meta: FusionMetadata | None) -> None:
+    """Kept for ``GET /v1/fusion/requests/{id}``, before the answer's last byte goes out, so a client that
+    asks right after it finds it."""
+    ctx.services.receipts.add(
+        Receipt(ctx.request_id, ctx.principal.name, model, ctx.status, ctx.cost, meta)
+    )

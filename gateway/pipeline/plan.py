@@ -2,13 +2,13 @@
 
 Everything that can be refused is refused here, before any upstream call: unknown override keys, a
 member subset that is not a subset, tools in a mode that cannot honour them, ``n > 1``, a ``max_tokens``
-over the pool's cap.
+over the pool's cap, and what a judge-written answer cannot honour (:mod:`gateway.pipeline.contract`).
 """
 
 from __future__ import annotations
 
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, cast
 
 from fusion_modes import MODES
@@ -16,6 +16,7 @@ from fusion_modes.base import FinalMode
 from fusion_modes.criteria import CRITERIA_PRESETS, criteria_text, is_preset_name
 from gateway.config.loader import GatewayConfig, ModelSpec
 from gateway.config.schema import Mode, PoolConfig, unknown_criteria_preset
+from gateway.pipeline.contract import WriterContract, writer_contract
 from gateway.wire.errors import InvalidRequest
 from gateway.wire.protocol import ChatRequest
 
@@ -38,6 +39,8 @@ class PoolPlan:
     body: dict[str, Any]
     #: cascade: the pool to escalate to (members are then the first model and the check's second model)
     escalate: PoolPlan | None = None
+    #: what the judge's writing call carries when it writes the answer (merge, debate ending in merge)
+    writer: WriterContract = field(default_factory=WriterContract)
 
 
 def plan_pool(config: GatewayConfig, name: str, pool: PoolConfig, req: ChatRequest) -> PoolPlan:
@@ -83,6 +86,9 @@ def plan_pool(config: GatewayConfig, name: str, pool: PoolConfig, req: ChatReque
     if len(members) > 1 and pool.judge is None:  # config check makes this unreachable for pools > 1
         raise InvalidRequest(f"pool '{name}' has no judge", code="invalid_pool")
     judge = config.models[pool.judge.model] if pool.judge else None
+    final: FinalMode = debate.final if debate else "best-of"
+    body = _member_body(pool, req)
+    writes = mode == "merge" or (mode == "debate" and final == "merge")
     return PoolPlan(
         name=name,
         pool=pool,
@@ -91,9 +97,10 @@ def plan_pool(config: GatewayConfig, name: str, pool: PoolConfig, req: ChatReque
         judge=judge,
         criteria=criteria_text(criteria),
         rounds=rounds,
-        final=debate.final if debate else "best-of",
+        final=final,
         events=events,
-        body=_member_body(pool, req),
+        body=body,
+        writer=writer_contract(name, mode, body) if writes else WriterContract(),
     )
 
 

@@ -79,6 +79,9 @@ def candidate(result: MemberResult) -> Candidate:
         model=result.call.spec.name,
         message=result.answer.message(),
         finish_reason=result.answer.finish_reason,
+        logprobs=result.answer.logprobs,
+        system_fingerprint=result.answer.system_fingerprint,
+        service_tier=result.answer.service_tier,
     )
 
 
@@ -141,6 +144,7 @@ async def run_pool(
         reviser=_Reviser(caller, plan, ledger, policy, events) if plan.mode == "debate" else None,
         emit=emit,
         member_order=pool.members,
+        check=plan.writer.check,
         analysis=bool(pool.merge and pool.merge.analysis),
     )
     result = await MODES[plan.mode].run(ctx, [candidate(r) for r in ok])
@@ -155,7 +159,10 @@ def plan_judge(
     if plan.judge is None:
         return None
     on_call = events.judge_started if events is not None else None
-    return ModelJudge(caller, plan.judge, plan.pool.judge, ledger, plan.name, deadline, on_call=on_call)
+    return ModelJudge(
+        caller, plan.judge, plan.pool.judge, ledger, plan.name, deadline, on_call=on_call,
+        writer_fields=plan.writer.fields,
+    )
 
 
 class _Reviser:

@@ -68,6 +68,25 @@ class UpstreamCaller:
             self._settle(spec, body, record, "")
         return result
 
+    async def embed(self, spec: ModelSpec, body: dict[str, Any], record: CallRecord, deadline: float) -> dict[str, Any]:
+        """An embeddings call: priced per input token, recorded like any other call."""
+        provider = self.provider(spec)
+        result: dict[str, Any] = {}
+
+        async def attempt() -> None:
+            nonlocal result
+            result = await provider.embed(spec, body)
+
+        try:
+            await self._run(spec, record, deadline, attempt, produced=lambda: False)
+            u = result.get("usage")
+            record.usage = Usage.from_openai(
+                {"prompt_tokens": u.get("prompt_tokens") if isinstance(u, dict) else None, "completion_tokens": 0}
+            ) or Usage(prompt_tokens=embedding_input_tokens(body.get("input")), completion_tokens=0, estimated=True)
+        finally:
+            self._settle(spec, body, record, "")
+        return result
+
     async def collect(
         self,
         spec: ModelSpec,
@@ -212,6 +231,17 @@ class UpstreamCaller:
 
     def _observe(self, spec: ModelSpec, t0: float, error_type: str) -> None:
         self.metrics.call_attempted(self.provider(spec).kind, spec.name, error_type, time.monotonic() - t0)
+
+
+def embedding_input_tokens(value: Any) -> int:
+    """Tokens in an embeddings ``input``: text counted, token arrays by length."""
+    if isinstance(value, str):
+        return count_text(value)
+    if isinstance(value, list):
+        if all(isinstance(v, int) for v in value):
+            return len(value)
+        return sum(embedding_input_tokens(v) for v in value)
+    return 0
 
 
 def _says_nothing(chunk: dict[str, Any]) -> bool:

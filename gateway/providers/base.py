@@ -48,5 +48,12 @@ class Provider(abc.ABC):
     def stream(self, spec: ModelSpec, body: dict[str, Any]) -> AbstractAsyncContextManager[ChunkStream]:
         """Open a streamed completion; the context exit closes the upstream connection."""
 
+    #: whether :meth:`embed` is served (``POST /v1/embeddings`` refuses other models with a 400)
+    serves_embeddings: bool = False
+
+    async def embed(self, spec: ModelSpec, body: dict[str, Any]) -> dict[str, Any]:
+        """One embeddings call (OpenAI's request and ``list`` answer). ``body['model']`` is the upstream name."""
+        raise NotImplementedError
+
     async def aclose(self) -> None:
         return None

@@ -21,10 +21,10 @@ from gateway.pipeline.context import RequestContext
 from gateway.pipeline.plan import plan_pool
 from gateway.pipeline.runtime import PoolTarget
 from gateway.routes import direct, fused
+from gateway.routes.shape import Inbound
 from gateway.service.gateway import Gateway
-from gateway.wire.asgi import ClientGone, Receive, Scope, Send, header, read_body, send_error, until_disconnect
+from gateway.wire.asgi import ClientGone, Receive, Scope, Send, header, read_body, until_disconnect
 from gateway.wire.errors import GatewayError, InvalidRequest
-from gateway.wire.protocol import parse_chat_request
 
 _REQUEST_ID = re.compile(r"[A-Za-z0-9._:\-]{1,128}")
 
@@ -36,16 +36,19 @@ def request_id(scope: Scope) -> str:
     return "req_" + secrets.token_hex(12)
 
 
-async def chat_completions(gw: Gateway, scope: Scope, receive: Receive, send: Send) -> None:
+async def serve(gw: Gateway, scope: Scope, receive: Receive, send: Send, inbound: Inbound) -> None:
+    """One request of any inbound API: ``inbound`` reads its body into a chat request, and the
+    :class:`~gateway.routes.shape.Shaper` it returns writes the answer back in that API's shape."""
     started = time.monotonic()
     rid = request_id(scope)
     runtime = gw.runtime
     ctx = RequestContext(gw, runtime, rid, started, [(b"x-request-id", rid.encode())])
     server = runtime.config.server
+    shaper = inbound.shaper
     try:
-        ctx.principal = runtime.keys.authenticate(header(scope, b"authorization"))
+        ctx.principal = runtime.keys.authenticate(inbound.authorization(scope))
         raw = await read_body(scope, receive, server.max_body_bytes)
-        req = parse_chat_request(raw, max_messages=server.max_messages)
+        req, shaper = inbound.parse(raw, server.max_messages)
         ctx.fields["model"] = req.model
         target = runtime.resolve(req.model)
         is_pool = isinstance(target, PoolTarget)
@@ -54,7 +57,9 @@ async def chat_completions(gw: Gateway, scope: Scope, receive: Receive, send: Se
             plan = plan_pool(runtime.config, target.name, target.pool, req)
             ctx.fields["mode"] = plan.mode
             admission = await admit(gw.limits, ctx.principal, req, plan)
-            work = fused.stream(ctx, plan, req, send) if req.stream else fused.json(ctx, plan, req, send)
+            work = (
+                fused.stream(ctx, plan, req, send, shaper) if req.stream else fused.json(ctx, plan, req, send, shaper)
+            )
         else:
             if req.fusion:
                 raise InvalidRequest(
@@ -65,14 +70,18 @@ async def chat_completions(gw: Gateway, scope: Scope, receive: Receive, send: Se
             assert isinstance(target, ModelSpec)
             ctx.fields["mode"] = "passthrough"
             admission = await admit(gw.limits, ctx.principal, req, target)
-            work = direct.stream(ctx, target, req, send) if req.stream else direct.json(ctx, target, req, send)
+            work = (
+                direct.stream(ctx, target, req, send, shaper)
+                if req.stream
+                else direct.json(ctx, target, req, send, shaper)
+            )
     except ClientGone:
         return
     except GatewayError as exc:
         ctx.status = exc.http_status
         ctx.fields["error"] = exc.code
-        await send_error(send, exc, ctx.headers)
-        _log(ctx, stream=False)
+        await shaper.error(send, exc, ctx.headers)
+        log_line(ctx, stream=False)
         return
     await _serve(gw, ctx, receive, work, admission, req.stream)
 
@@ -94,10 +103,11 @@ async def _serve(
             ctx.fields["client_disconnected"] = True
         if admission.reservation is not None:
             await settle(gw.limits, admission, ctx.cost)
-        _log(ctx, stream)
+        log_line(ctx, stream)
 
 
-def _log(ctx: RequestContext, stream: bool) -> None:
+def log_line(ctx: RequestContext, stream: bool) -> None:
+    """The one log line of a finished request."""
     fields = {
         "request_id": ctx.request_id,
         "key": ctx.principal.name,

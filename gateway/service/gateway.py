@@ -17,6 +17,7 @@ from gateway.books import tokens
 from gateway.books.limits import Limits, MemoryLimits
 from gateway.books.logs import LOGGER
 from gateway.books.metrics import Metrics
+from gateway.books.receipts import Receipts
 from gateway.books.stats import StatsStore
 from gateway.config.loader import GatewayConfig
 from gateway.config.schema import StateConfig
@@ -41,6 +42,8 @@ class Gateway:
         self.runtime: Runtime = build_runtime(config, self.metrics)
         self.limits = make_limits(config.state)
         self.stats = StatsStore()
+        #: what each recent request cost, for clients that cannot read it from the answer
+        self.receipts = Receipts()
         self.baseline = BaselineSampler(self.metrics, self.stats, config.server.background_max_inflight)
         self.reloader = Reloader(self, config_path)
         self.started_at = int(time.time())

@@ -40,12 +40,22 @@ class ChatRequest:
 
 
 def parse_chat_request(raw: bytes, *, max_messages: int) -> ChatRequest:
+    return check_chat_request(decode_object(raw), max_messages=max_messages)
+
+
+def decode_object(raw: bytes) -> dict[str, Any]:
+    """A request body that must be one JSON object."""
     try:
         body = jsonutil.loads(raw)
     except jsonutil.JSONDecodeError as exc:
         raise InvalidRequest(f"request body is not valid JSON: {exc}", code="invalid_json") from exc
     if not isinstance(body, dict):
         raise InvalidRequest("request body must be a JSON object", code="invalid_type")
+    return body
+
+
+def check_chat_request(body: dict[str, Any], *, max_messages: int) -> ChatRequest:
+    """Check a decoded chat completions body (also the ones other inbound APIs translate into)."""
     model = body.get("model")
     if not isinstance(model, str) or not model:
         raise _missing_or_type("model", model, "a non-empty string")
@@ -166,13 +176,14 @@ def completion(
     message: dict[str, Any],
     finish_reason: str | None,
     usage: dict[str, Any] | None,
+    logprobs: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     out: dict[str, Any] = {
         "id": id,
         "object": "chat.completion",
         "created": created,
         "model": model,
-        "choices": [{"index": 0, "message": message, "finish_reason": finish_reason, "logprobs": None}],
+        "choices": [{"index": 0, "message": message, "finish_reason": finish_reason, "logprobs": logprobs}],
     }
     if usage is not None:
         out["usage"] = usage

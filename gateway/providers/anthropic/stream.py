@@ -18,10 +18,11 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 from gateway.providers.anthropic.request import AnthropicRequest
-from gateway.providers.anthropic.response import ERROR_STATUS, finish_reason, usage
+from gateway.providers.anthropic.response import finish_reason, usage
 from gateway.providers.stream import EventStream
 from gateway.providers.translate import Chunks
 from gateway.providers.transport import status_error
+from gateway.wire.anthropic import ERROR_STATUS
 from gateway.wire.errors import UpstreamProtocolError
 
 
