@@ -77,6 +77,11 @@ pools:
     members: [sim-fast, sim-broken, sim-hung, sim-slow]
     judge: {model: sim-judge}
     timeout_s: 0.5
+  merge-3-analysis:
+    mode: merge
+    members: [sim-fast, sim-balanced, sim-slow]
+    judge: {model: sim-judge}
+    merge: {analysis: true}
 """
 
 KEY = "sk-playground-0123456789"
@@ -300,6 +305,42 @@ def test_debate_rounds_show_in_every_column(gateway: GatewayRunner) -> None:
     assert log and log[0].startswith("Round 1 ")
     winner = [c for c in cols if c["winner"]]
     assert len(winner) == 1 and winner[0]["text"][-1] == shown  # the answer is the winner's last round
+
+
+def test_a_merge_that_shows_its_work_draws_the_judges_comparison(gateway: GatewayRunner) -> None:
+    prompt = "What is 12 * 17?"  # two members give 204, one 201: a contradiction to settle
+    with gateway(FAST) as (_, srv):
+        body = {"model": "merge-3-analysis", "messages": [{"role": "user", "content": prompt}]}
+        api = httpx.post(srv.url + "/v1/chat/completions", json=body, timeout=30).json()
+        expected = api["fusion"]["analysis"]
+        assert expected["contradictions"], "the simulator changed: pick a prompt the members disagree on"
+        with ui(srv.url) as browser:
+            page = browser.page
+            models_loaded(page)
+            ask(page, "merge-3-analysis", prompt)
+            panel = page.locator(".verdict .analysis-panel")
+            headings = panel.locator("h5").all_inner_texts()
+            shown = {key: panel.locator(f'[data-section="{key}"] li').all_inner_texts() for key in expected
+                     if key in ("consensus", "contradictions", "coverage_gaps", "unique_insights", "blind_spots")}
+            key = panel.locator(".label-key").inner_text()
+            cols = columns(page)
+            verdict = page.locator(".verdict").inner_text()
+            judge_bars = page.locator(".metrics svg").first.locator("rect.bar").count()
+            status = panel.get_attribute("data-analysis")
+            final = answer_shown(page)
+            browser.screenshot("ui-merge-analysis-laptop.png")
+    assert status == "ok" and final == api["choices"][0]["message"]["content"] == "The answer is 204."
+    assert headings == ["Consensus", "Contradictions", "Coverage gaps", "Unique insights", "Blind spots"]
+    # Labels are drawn anew per request: compare what does not depend on them.
+    assert {k: len(v) for k, v in shown.items()} == {k: len(expected[k]) for k in shown}
+    assert shown["contradictions"][0].endswith("Worked out: 12 * 17 = 204.")
+    assert expected["contradictions"][0].endswith("Worked out: 12 * 17 = 204.")
+    # Every label is resolved to its column and model, as the columns show them.
+    pairs = re.findall(r"([A-Z]) = column (\d) \(([\w-]+)\)", key)
+    assert sorted((int(col), model) for _, col, model in pairs) == [(i + 1, c["model"]) for i, c in enumerate(cols)]
+    assert "The judge merged the members' answers" in verdict and "2 calls" in verdict
+    assert "1 judge call · " in verdict[verdict.index("The judge's comparison"):]
+    assert judge_bars == 4  # three members and the judge (both its calls, as one bar)
 
 
 def test_a_model_streams_as_a_plain_completion_and_a_run_can_be_stopped(gateway: GatewayRunner) -> None:

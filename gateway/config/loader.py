@@ -489,6 +489,6 @@ def _check_cascade(loc: Loc, pool: PoolConfig, issues: list[ConfigIssue]) -> Non
     for key in ("first", "check", "escalate"):
         if getattr(pool, key) is None:
             issues.append(ConfigIssue((*loc, key), "required key is missing (mode: cascade)"))
-    for key in ("members", "judge", "agreement", "debate", "quorum", "grace_ms"):
+    for key in ("members", "judge", "agreement", "debate", "merge", "quorum", "grace_ms"):
         if getattr(pool, key) not in (None, []):
             issues.append(ConfigIssue((*loc, key), "not used by mode: cascade (the escalation pool has its own)"))

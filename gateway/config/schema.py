@@ -16,6 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, m
 
 from fusion_modes.agreement import ComparisonName
 from fusion_modes.base import FinalMode, ModeName
+from fusion_modes.criteria import CRITERIA_PRESETS, is_preset_name
 from gateway.config.presets import PRESETS
 from gateway.config.suggest import unknown
 
@@ -376,8 +377,13 @@ class ModelConfig(Strict):
 # --------------------------------------------------------------------------- pools
 
 
+def unknown_criteria_preset(name: str) -> str:
+    return unknown("criteria preset", name, CRITERIA_PRESETS) + "; criteria of your own are a sentence"
+
+
 class JudgeConfig(Strict):
     model: str
+    #: a preset's name (see :mod:`fusion_modes.criteria`) or a sentence of the operator's own
     criteria: str | None = None
     #: best-of: also judge with the candidates in reversed order
     swap: bool = False
@@ -389,10 +395,24 @@ class JudgeConfig(Strict):
     #: extra request fields for judge calls, e.g. {temperature: 0}
     params: dict[str, Any] = {}
 
+    @field_validator("criteria")
+    @classmethod
+    def _known_preset(cls, v: str | None) -> str | None:
+        if v is not None and is_preset_name(v) and v not in CRITERIA_PRESETS:
+            raise ValueError(unknown_criteria_preset(v))
+        return v
+
 
 class DebateConfig(Strict):
     rounds: int = Field(2, ge=0, le=6)
     final: FinalMode = "best-of"
+
+
+class MergeConfig(Strict):
+    """How a pool merges (mode: merge, debate's ``final: merge``, or ``fusion.mode: merge`` per request)."""
+
+    #: the judge first writes a structured comparison of the panel, then the answer from it (one more call)
+    analysis: bool = False
 
 
 class BaselineConfig(Strict):
@@ -465,6 +485,7 @@ class PoolConfig(Strict):
     #: once quorum is met, wait this long for the rest, then cancel them; default: until timeout_s
     grace_ms: float | None = Field(None, ge=0)
     debate: DebateConfig | None = None
+    merge: MergeConfig | None = None
     agreement: AgreementConfig | None = None
     #: cascade: this model answers first; ``check`` decides whether its answer stands or ``escalate`` (a pool) runs
     first: str | None = None

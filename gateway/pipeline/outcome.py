@@ -10,11 +10,13 @@ from __future__ import annotations
 import time
 from decimal import Decimal
 
+from fusion_modes.analysis import SECTIONS
 from fusion_modes.base import FusionError
 from gateway.books.calls import CallRecord, Ledger
 from gateway.books.cost import sum_costs
 from gateway.books.receipts import Receipt
 from gateway.books.record import (
+    AnalysisEntry,
     CallEntry,
     CascadeEntry,
     ConsensusEntry,
@@ -133,6 +135,28 @@ def fusion_metadata(outcome: PoolOutcome, latency: LatencyBreakdown, *, baseline
         baseline_sampled=baseline_sampled,
         consensus=_consensus_entry(outcome),
         cascade=_cascade_entry(outcome),
+        analysis=_analysis_entry(outcome),
+    )
+
+
+def _analysis_entry(outcome: PoolOutcome) -> AnalysisEntry | None:
+    result = outcome.result
+    if result.analysis is None and result.analysis_error is None:
+        return None
+    # The comparison is the mode's first judge call once the fan-out (and any debate round) is over.
+    after = sorted(
+        (r for r in _own_judge_calls(outcome) if r.started >= outcome.timeline.fanout_end), key=lambda r: r.started
+    )
+    call = after[0] if after else None
+    a = result.analysis
+    return AnalysisEntry(
+        status="ok" if a is not None else "error",
+        error=result.analysis_error,
+        sections=a.sections() if a is not None else {name: [] for name in SECTIONS},
+        labels={label: MemberRef(c.member, c.model) for label, c in a.labels.items()} if a is not None else {},
+        latency_ms=ms(call.latency_ms) if call is not None else 0.0,
+        usage=call.usage if call is not None else None,
+        cost_usd=call.cost if call is not None and call.usage is not None else None,
     )
 
 

@@ -145,6 +145,7 @@ async def run_pool(
         emit=emit,
         member_order=pool.members,
         check=plan.writer.check,
+        analysis=bool(pool.merge and pool.merge.analysis),
     )
     result = await MODES[plan.mode].run(ctx, [candidate(r) for r in ok])
     timeline.rounds_ms = [r.latency_ms for r in result.rounds]

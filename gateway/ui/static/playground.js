@@ -99,8 +99,7 @@ export class Run {
           ` ${e.answers} answers, ${e.agreed ? "agreed" : "still disagree"} · ${ms(e.latency_ms)}`));
         break;
       case "judge.started":
-        this.judgeState(e.call > 1 ? `Reading the answers again, in another order (call ${e.call})…`
-          : "Reading the answers…");
+        this.judgeState(this.judgeActivity(e.call));
         break;
       case "judge.done":
         this.judgeDone(e);
@@ -162,6 +161,15 @@ export class Run {
     m.el.dataset.state = status;
   }
 
+  /** What the judge's n-th call is doing, in words. */
+  judgeActivity(call) {
+    if (this.pool.analysis && this.pool.mode === "merge") {
+      return call > 1 ? "Writing the answer from its comparison…"
+        : "Comparing the answers: consensus, contradictions, gaps…";
+    }
+    return call > 1 ? `Reading the answers again, in another order (call ${call})…` : "Reading the answers…";
+  }
+
   judgeState(text) {
     clear(this.verdict).append(h("p", { class: "judge-state" }, text));
   }
@@ -217,6 +225,7 @@ export class Run {
 
   finishPool(meta) {
     this.meta = meta;
+    if (this.pool && meta.analysis) this.verdict.append(analysisPanel(meta.analysis, this.members));
     if (this.pool && meta.winner_index !== null && meta.winner_index !== undefined && this.pool.mode !== "merge") {
       this.markWinner(meta.winner_index, Boolean(meta.judge && meta.judge.verdict));
     }
@@ -296,4 +305,39 @@ export class Run {
     return h("div", { class: "total-box" }, dl,
       stackedBar(`Where the ${ms(lat.total)} went (slowest member: ${ms(lat.slowest_member)})`, breakdown));
   }
+}
+
+const SECTION_TITLES = [
+  ["consensus", "Consensus"],
+  ["contradictions", "Contradictions"],
+  ["coverage_gaps", "Coverage gaps"],
+  ["unique_insights", "Unique insights"],
+  ["blind_spots", "Blind spots"],
+];
+
+/** A merge that showed its work: the judge's comparison, section by section, with its labels resolved to
+ * the columns they stand for. */
+function analysisPanel(a, members) {
+  const box = h("section", { class: "analysis-panel", "data-analysis": a.status, "aria-labelledby": "analysis-title" },
+    h("h4", { id: "analysis-title" }, "The judge's comparison"));
+  if (a.status !== "ok") {
+    box.append(h("p", { class: "judge-state failed" },
+      `The comparison failed (${a.error || "no reason given"}): the answer was merged without it.`));
+  } else {
+    const labels = Object.entries(a.labels || {}).sort(([x], [y]) => x.localeCompare(y));
+    if (labels.length) {
+      box.append(h("p", { class: "note label-key" }, "Labels: ", ...labels.flatMap(([label, m], i) => [
+        i ? ", " : "", h("b", {}, label), ` = column ${m.member + 1} (${(members[m.member] || m).model})`,
+      ])));
+    }
+    for (const [key, title] of SECTION_TITLES) {
+      const entries = a[key] || [];
+      box.append(h("h5", {}, title), entries.length
+        ? h("ul", { "data-section": key }, ...entries.map((t) => h("li", {}, t)))
+        : h("p", { class: "note", "data-section": key }, "None."));
+    }
+  }
+  box.append(h("p", { class: "note" }, `1 judge call · ${ms(a.latency_ms)} · `
+    + (a.cost_usd === null || a.cost_usd === undefined ? "cost unknown" : usd(a.cost_usd))));
+  return box;
 }
