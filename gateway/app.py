@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import time
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -17,15 +18,17 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from gateway.books.logs import LOGGER, log_request
 from gateway.config import GatewayConfig, default_config_path, load_config
 from gateway.routes import admin, models, ops, stats, ui
-from gateway.routes.chat import chat_completions
+from gateway.routes.chat import CHAT_PATH, chat_completions
 from gateway.service.gateway import Gateway
-from gateway.wire.asgi import Receive, Scope, Send, send_error
+from gateway.wire.asgi import Message, Receive, Scope, Send, client_host, send_error
 from gateway.wire.errors import GatewayError, InvalidRequest, ModelNotFound, envelope
 
-CHAT_PATH = "/v1/chat/completions"
-log = logging.getLogger("fusion_gateway")
+log = logging.getLogger(LOGGER)
+#: polled by probes and scrapers every few seconds: their lines are debug, not info
+_QUIET_PATHS = frozenset({"/livez", "/readyz", "/metrics"})
 
 
 class GatewayApp:
@@ -48,7 +51,29 @@ class GatewayApp:
             else:
                 await send_error(send, _MethodNotAllowed("only POST is allowed on /v1/chat/completions"))
             return
-        await self.api(scope, receive, send)
+        if scope["type"] != "http":
+            await self.api(scope, receive, send)
+            return
+        await self._logged(scope, receive, send)
+
+    async def _logged(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Every other route, with its access line (the chat route writes its own, with more in it)."""
+        started = time.monotonic()
+        status = 0
+
+        async def sending(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await self.api(scope, receive, sending)
+        finally:
+            path = scope["path"]
+            fields = {"method": scope["method"], "path": path, "client": client_host(scope), "status": status or 499,
+                      "latency_ms": round((time.monotonic() - started) * 1000, 3)}
+            log_request(log, fields, logging.DEBUG if path in _QUIET_PATHS else logging.INFO)
 
 
 class _MethodNotAllowed(InvalidRequest):

@@ -110,10 +110,9 @@ def _serve(args: argparse.Namespace) -> int:
     log = logs.configure(config.logging.level)
     if not config.auth.keys:
         if not is_loopback(host):
-            print(
+            log.error(
                 f"refusing to serve on {host}: no client keys are configured (auth.keys), so anyone who can reach "
-                "this address could spend the upstream credits. Add keys, or bind to 127.0.0.1.",
-                file=sys.stderr,
+                "this address could spend the upstream credits. Add keys, or bind to 127.0.0.1."
             )
             return 2
         log.warning("no client keys configured: serving without authentication on loopback only",
@@ -138,10 +137,12 @@ def _serve(args: argparse.Namespace) -> int:
         port=port,
         loop="uvloop" if _has("uvloop") else "asyncio",
         http="httptools" if _has("httptools") else "h11",
+        # The gateway writes one access line per request itself (with tokens, cost, key); uvicorn's own
+        # lines (start-up, errors) are JSON through the same formatter.
         access_log=False,
+        log_config=logs.server_log_config(config.logging.level),
         proxy_headers=False,  # the gateway does not use the client address; skip the per-request rewrite
         server_header=False,  # no "server: uvicorn": nothing to gain from advertising the stack
-        log_level="info",
         # A little longer than our own grace: streams still open when it runs out end with an in-band
         # error first, then the server closes what is left.
         timeout_graceful_shutdown=int(config.server.shutdown_grace_s) + 2,

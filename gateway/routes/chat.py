@@ -22,10 +22,21 @@ from gateway.pipeline.plan import plan_pool
 from gateway.pipeline.runtime import PoolTarget
 from gateway.routes import direct, fused
 from gateway.service.gateway import Gateway
-from gateway.wire.asgi import ClientGone, Receive, Scope, Send, header, read_body, send_error, until_disconnect
+from gateway.wire.asgi import (
+    ClientGone,
+    Receive,
+    Scope,
+    Send,
+    client_host,
+    header,
+    read_body,
+    send_error,
+    until_disconnect,
+)
 from gateway.wire.errors import GatewayError, InvalidRequest
 from gateway.wire.protocol import parse_chat_request
 
+CHAT_PATH = "/v1/chat/completions"
 _REQUEST_ID = re.compile(r"[A-Za-z0-9._:\-]{1,128}")
 
 
@@ -72,14 +83,15 @@ async def chat_completions(gw: Gateway, scope: Scope, receive: Receive, send: Se
         ctx.status = exc.http_status
         ctx.fields["error"] = exc.code
         await send_error(send, exc, ctx.headers)
-        _log(ctx, stream=False)
+        _log(ctx, scope, stream=False)
         return
-    await _serve(gw, ctx, receive, work, admission, req.stream)
+    await _serve(gw, ctx, scope, receive, work, admission, req.stream)
 
 
 async def _serve(
     gw: Gateway,
     ctx: RequestContext,
+    scope: Scope,
     receive: Receive,
     work: Coroutine[Any, Any, None],
     admission: Admission,
@@ -94,11 +106,14 @@ async def _serve(
             ctx.fields["client_disconnected"] = True
         if admission.reservation is not None:
             await settle(gw.limits, admission, ctx.cost)
-        _log(ctx, stream)
+        _log(ctx, scope, stream)
 
 
-def _log(ctx: RequestContext, stream: bool) -> None:
+def _log(ctx: RequestContext, scope: Scope, stream: bool) -> None:
     fields = {
+        "method": "POST",
+        "path": CHAT_PATH,
+        "client": client_host(scope),
         "request_id": ctx.request_id,
         "key": ctx.principal.name,
         "status": ctx.status or 499,  # 499: the client went away before an answer
