@@ -97,7 +97,7 @@ def create_app(config: GatewayConfig, config_path: str | None = None) -> Gateway
     api.include_router(stats.router)
     api.include_router(admin.router)
     api.include_router(ui.router)
-    _install_error_handlers(api)
+    _install_error_handlers(api, gateway)
     return GatewayApp(gateway, api)
 
 
@@ -113,8 +113,9 @@ def create_app_from_env() -> GatewayApp:
     return app
 
 
-def _install_error_handlers(api: FastAPI) -> None:
+def _install_error_handlers(api: FastAPI, gateway: Gateway) -> None:
     def respond(exc: GatewayError) -> JSONResponse:
+        gateway.metrics.refused(exc.http_status, exc.code)
         return JSONResponse(exc.envelope(), status_code=exc.http_status, headers=exc.headers())
 
     async def gateway_error(_: Request, exc: Exception) -> JSONResponse:

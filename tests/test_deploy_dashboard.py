@@ -115,7 +115,8 @@ def test_pool_variable_lists_the_pools_and_selects_all_by_default() -> None:
     assert pool["current"]["value"] == ["$__all"]
 
 
-FLEET_WIDE = ("fusion_inflight_requests", "fusion_config_", "fusion_unpriced_calls_total", "gen_ai_")
+FLEET_WIDE = ("fusion_inflight_requests", "fusion_config_", "fusion_unpriced_calls_total", "gen_ai_",
+              "fusion_refused_requests_total", "fusion_key_cost_usd_total")
 
 
 def test_every_pool_scoped_query_follows_the_pool_variable() -> None:
@@ -147,6 +148,11 @@ def test_every_pool_scoped_query_follows_the_pool_variable() -> None:
         ("win/tie/loss", ["fusion_baseline_comparisons_total", "by (pool, result)"]),
         ("quorum misses", ["fusion_quorum_misses_total"]),
         ("gateway overhead", ["fusion_stage_duration_seconds_bucket", "pool, stage"]),
+        ("refusals by reason", ["fusion_refused_requests_total", "by (status, reason)"]),
+        ("spend by key", ["fusion_key_cost_usd_total", "by (key)"]),
+        ("time to first chunk of streams", ["fusion_time_to_first_chunk_seconds_bucket", "by (pool, le)"]),
+        ("upstream time to first chunk", ["gen_ai_client_operation_time_to_first_chunk_seconds_bucket"]),
+        ("the latency objective", ["fusion_request_duration_seconds_bucket", 'le="8.0"']),
     ],
 )
 def test_dashboard_shows(what: str, needles: list[str]) -> None:
@@ -185,9 +191,10 @@ def scrape() -> str:
 
 
 def series(text: str, name: str) -> list[dict[str, str]]:
+    """The label sets of ``name`` that moved (series known from the config exist at 0 from start)."""
     from prometheus_client.parser import text_string_to_metric_families
 
-    return [s.labels for f in text_string_to_metric_families(text) for s in f.samples if s.name == name]
+    return [s.labels for f in text_string_to_metric_families(text) for s in f.samples if s.name == name and s.value]
 
 
 def test_the_scenario_produces_every_fault_the_dashboard_and_alerts_are_about(scrape: str) -> None:

@@ -100,15 +100,21 @@ class UpstreamCaller:
         acc = Accumulator()
         upstream_usage: Usage | None = None
         passed_on = False
+        #: seconds from the start of the last attempt to its first chunk with content (0: none yet)
+        first_chunk = 0.0
 
         async def attempt() -> None:
-            nonlocal upstream_usage, passed_on
+            nonlocal upstream_usage, passed_on, first_chunk
             # Chunks that say nothing yet (the role, empty content) are held back, so that an upstream
             # failing right after them can still be retried: nothing has reached the caller.
             held: list[tuple[dict[str, Any], str]] = []
+            started = time.monotonic()
+            first_chunk = 0.0
             async with provider.stream(spec, body) as chunks:
                 async for chunk in chunks:
                     added = acc.add(chunk)
+                    if not first_chunk and (added or not _says_nothing(chunk)):
+                        first_chunk = time.monotonic() - started
                     if on_chunk is None:
                         continue
                     if not passed_on and _says_nothing(chunk):
@@ -130,6 +136,8 @@ class UpstreamCaller:
         finally:
             record.usage = upstream_usage
             self._settle(spec, body, record, acc.produced_text())
+            if first_chunk:
+                self.metrics.call_first_chunk(self.provider(spec).kind, spec.name, first_chunk)
         return acc
 
     # ------------------------------------------------------------------ machinery

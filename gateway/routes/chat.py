@@ -82,6 +82,7 @@ async def chat_completions(gw: Gateway, scope: Scope, receive: Receive, send: Se
     except GatewayError as exc:
         ctx.status = exc.http_status
         ctx.fields["error"] = exc.code
+        gw.metrics.refused(exc.http_status, exc.code)
         await send_error(send, exc, ctx.headers)
         _log(ctx, scope, stream=False)
         return
@@ -106,6 +107,7 @@ async def _serve(
             ctx.fields["client_disconnected"] = True
         if admission.reservation is not None:
             await settle(gw.limits, admission, ctx.cost)
+        gw.metrics.key_spent(ctx.principal.name, ctx.cost)
         _log(ctx, scope, stream)
 
 

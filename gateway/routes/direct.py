@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 from gateway.books.calls import CallRecord
@@ -44,9 +45,13 @@ async def stream(ctx: RequestContext, spec: ModelSpec, req: ChatRequest, send: S
     out = SSEResponse(send, ctx.headers, ctx.runtime.config.server.keepalive_s)
     last: dict[str, Any] = {}
     usage_sent = False
+    first_sent = False
 
     async def forward(chunk: dict[str, Any], _added: str) -> None:
-        nonlocal last, usage_sent
+        nonlocal last, usage_sent, first_sent
+        if not first_sent:
+            first_sent = True
+            ctx.services.metrics.first_chunk_sent(spec.name, "passthrough", time.monotonic() - ctx.started)
         chunk["model"] = req.model
         last = chunk
         if not req.include_usage:

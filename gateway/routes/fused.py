@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 from fusion_modes.base import FusionError, FusionResult
@@ -44,6 +45,10 @@ async def stream(ctx: RequestContext, plan: PoolPlan, req: ChatRequest, send: Se
     cid, created, with_usage = new_completion_id(), now_s(), req.include_usage
     role_sent = False
 
+    def first_chunk() -> None:
+        """The answer's first chunk is going out (fusion events and keep-alives are not the answer)."""
+        ctx.services.metrics.first_chunk_sent(plan.name, plan.mode, time.monotonic() - ctx.started)
+
     def make(delta: dict[str, Any] | None, finish: str | None = None) -> dict[str, Any]:
         return chunk(id=cid, created=created, model=plan.name, delta=delta, finish_reason=finish, with_usage=with_usage)
 
@@ -51,6 +56,7 @@ async def stream(ctx: RequestContext, plan: PoolPlan, req: ChatRequest, send: Se
         nonlocal role_sent
         if not role_sent:
             role_sent = True
+            first_chunk()
             await out.event(make({"role": "assistant", "content": ""}))
         await out.event(make({"content": text}))
 
@@ -72,6 +78,8 @@ async def stream(ctx: RequestContext, plan: PoolPlan, req: ChatRequest, send: Se
         if events is not None and meta.judge is not None:
             await events.judge_done(meta.judge)
         if not result.streamed:
+            if not role_sent:
+                first_chunk()
             for delta in _message_deltas(result, include_role=not role_sent):
                 await out.event(make(delta))
         last = make({}, result.finish_reason)

@@ -37,6 +37,7 @@ class Gateway:
     def __init__(self, config: GatewayConfig, config_path: str | None = None) -> None:
         self.log = logging.getLogger(LOGGER)
         self.metrics = Metrics()
+        self.metrics.declare(config)
         self.runtime: Runtime = build_runtime(config, self.metrics)
         self.limits = make_limits(config.state)
         self.stats = StatsStore()
@@ -66,6 +67,7 @@ class Gateway:
         old = self.runtime
         new = build_runtime(config, self.metrics, previous=old)
         self.install(new)
+        self.metrics.declare(config)
         self.metrics.config_loaded(time.time())
         retired = retired_providers(old, new)
         if retired:
