@@ -21,6 +21,7 @@ from gateway.pipeline.estimate import model_cost
 from gateway.wire.protocol import parse_chat_request
 from tests.conftest import GatewayRunner, sdk
 from tests.support.fakes import FakeUpstream, answer, judge_picking
+from tests.support.logcapture import captured_log
 from tests.support.servers import serving, wait_until
 
 HI = [{"role": "user", "content": "What is 6 * 7?"}]
@@ -250,19 +251,10 @@ def _gauge(text: str, name: str) -> float:
 
 
 def test_one_json_line_per_request_without_content(gateway: GatewayRunner) -> None:
-    logged = io.StringIO()
-    handler = logging.StreamHandler(logged)
-    handler.setFormatter(JsonFormatter())
-    logger = logging.getLogger(LOGGER)
-    logger.addHandler(handler)
-    logger.setLevel(logging.INFO)
-    try:
-        with gateway(KEYS) as (_, srv):
-            r = httpx.post(srv.url + "/v1/chat/completions", json={"model": "p", "messages": HI},
-                           headers={"authorization": f"Bearer {CLIENT_KEY}", "x-request-id": "trace-42"})
-            bad = post(srv.url, "q", CLIENT_KEY)
-    finally:
-        logger.removeHandler(handler)
+    with captured_log() as logged, gateway(KEYS) as (_, srv):
+        r = httpx.post(srv.url + "/v1/chat/completions", json={"model": "p", "messages": HI},
+                       headers={"authorization": f"Bearer {CLIENT_KEY}", "x-request-id": "trace-42"})
+        bad = post(srv.url, "q", CLIENT_KEY)
     import json
 
     lines = [json.loads(x) for x in logged.getvalue().splitlines() if '"msg":"request"' in x]

@@ -142,12 +142,21 @@ class _Reviser:
             quorum=len(calls), grace_s=None, timeout_s=self._policy.timeout_s, deadline=self._policy.deadline
         )
         started = time.monotonic()
-        results = await fan_out(
-            self._caller, calls, policy, self._ledger, self._plan.name, round=round, observer=self._events
-        )
+        tracing = self._caller.tracing
+        if tracing is not None:
+            with tracing.span(f"debate round {round}", {"fusion.pool": self._plan.name, "fusion.round": round,
+                                                        "fusion.members": len(calls)}):
+                results = await self._fan_out(round, calls, policy)
+        else:
+            results = await self._fan_out(round, calls, policy)
         revised = [candidate(r) for r in results if r.ok]
         if self._events is not None:
             await self._events.round_done(
                 round, len(revised), bool(revised) and agree(revised), (time.monotonic() - started) * 1000
             )
         return revised
+
+    async def _fan_out(self, round: int, calls: list[MemberCall], policy: FanoutPolicy) -> list[MemberResult]:
+        return await fan_out(
+            self._caller, calls, policy, self._ledger, self._plan.name, round=round, observer=self._events
+        )

@@ -11,6 +11,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from gateway.books.metrics import Metrics
+from gateway.books.traces import Tracing
 from gateway.config.loader import GatewayConfig, ModelSpec
 from gateway.config.schema import PoolConfig
 from gateway.pipeline.auth import KeyRing
@@ -42,14 +43,17 @@ class Runtime:
         raise ModelNotFound(f"The model '{name}' does not exist", param="model")
 
 
-def build_runtime(config: GatewayConfig, metrics: Metrics, previous: Runtime | None = None) -> Runtime:
+def build_runtime(
+    config: GatewayConfig, metrics: Metrics, previous: Runtime | None = None, tracing: Tracing | None = None
+) -> Runtime:
     """A runtime for ``config``, reusing ``previous``'s providers whose config is unchanged."""
     providers: dict[str, Provider] = {}
     for name, pcfg in config.providers.items():
         old = previous.providers.get(name) if previous is not None else None
         providers[name] = old if old is not None and old.config == pcfg else create_provider(name, pcfg)
     return Runtime(
-        config=config, providers=providers, caller=UpstreamCaller(providers, metrics), keys=KeyRing(config.auth)
+        config=config, providers=providers, caller=UpstreamCaller(providers, metrics, tracing=tracing),
+        keys=KeyRing(config.auth)
     )
 
 

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import random
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Iterator, Mapping
+from contextlib import contextmanager
 from decimal import Decimal
 from typing import Any
 
@@ -19,9 +20,11 @@ from gateway.books.calls import CallRecord
 from gateway.books.cost import call_cost
 from gateway.books.metrics import Metrics
 from gateway.books.tokens import count_messages, count_text
+from gateway.books.traces import Tracing
 from gateway.books.usage import Usage
 from gateway.config.loader import ModelSpec
 from gateway.providers.base import Provider
+from gateway.providers.transport import call_headers
 from gateway.wire.assemble import Accumulator
 from gateway.wire.deadline import within
 from gateway.wire.errors import UpstreamError, UpstreamTimeout
@@ -40,10 +43,18 @@ class UpstreamCaller:
     """Makes upstream calls. Bounds each by a wall clock: the request's deadline and the model's
     ``timeouts.total_s``, whichever comes first. Providers enforce only the first byte of a stream."""
 
-    def __init__(self, providers: Mapping[str, Provider], metrics: Metrics, rng: random.Random | None = None) -> None:
+    def __init__(
+        self,
+        providers: Mapping[str, Provider],
+        metrics: Metrics,
+        rng: random.Random | None = None,
+        tracing: Tracing | None = None,
+    ) -> None:
         self.providers = providers
         self.metrics = metrics
         self._rng = rng or random.Random()
+        #: None when tracing is off: each call then checks one ``if`` and nothing more
+        self.tracing = tracing
 
     def provider(self, spec: ModelSpec) -> Provider:
         return self.providers[spec.provider]
@@ -54,6 +65,14 @@ class UpstreamCaller:
         self, spec: ModelSpec, body: dict[str, Any], record: CallRecord, deadline: float
     ) -> dict[str, Any]:
         """A non-streamed call (passthrough of a non-streamed request)."""
+        if self.tracing is not None:
+            with self._traced(spec, body, record):
+                return await self._complete(spec, body, record, deadline)
+        return await self._complete(spec, body, record, deadline)
+
+    async def _complete(
+        self, spec: ModelSpec, body: dict[str, Any], record: CallRecord, deadline: float
+    ) -> dict[str, Any]:
         provider = self.provider(spec)
         result: dict[str, Any] = {}
 
@@ -94,6 +113,14 @@ class UpstreamCaller:
         return await self._stream(spec, body, record, deadline, on_chunk)
 
     async def _stream(
+        self, spec: ModelSpec, body: dict[str, Any], record: CallRecord, deadline: float, on_chunk: OnChunk | None
+    ) -> Accumulator:
+        if self.tracing is not None:
+            with self._traced(spec, body, record):
+                return await self._stream_call(spec, body, record, deadline, on_chunk)
+        return await self._stream_call(spec, body, record, deadline, on_chunk)
+
+    async def _stream_call(
         self, spec: ModelSpec, body: dict[str, Any], record: CallRecord, deadline: float, on_chunk: OnChunk | None
     ) -> Accumulator:
         provider = self.provider(spec)
@@ -141,6 +168,17 @@ class UpstreamCaller:
         return acc
 
     # ------------------------------------------------------------------ machinery
+
+    @contextmanager
+    def _traced(self, spec: ModelSpec, body: dict[str, Any], record: CallRecord) -> Iterator[None]:
+        """The call's span, current while it runs, and its ``traceparent`` sent upstream."""
+        assert self.tracing is not None
+        with self.tracing.call(record, self.provider(spec).kind, spec.upstream, body) as headers:
+            token = call_headers.set(headers)
+            try:
+                yield
+            finally:
+                call_headers.reset(token)
 
     async def _run(
         self,

@@ -10,7 +10,8 @@ from __future__ import annotations
 import email.utils
 import re
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
+from contextvars import ContextVar
 from typing import Any
 
 import aiohttp
@@ -27,6 +28,11 @@ from gateway.wire.errors import (
 
 _KEYLIKE = re.compile(r"(sk|pk|rk|key|AIza)[-_A-Za-z0-9]{12,}")
 _MAX_MESSAGE = 300
+
+
+#: Headers for the upstream call running in this task, beside the provider's own: the W3C trace context
+#: when tracing is on (set by the caller around one call; None, the default, costs nothing).
+call_headers: ContextVar[Mapping[str, str] | None] = ContextVar("fusion_call_headers", default=None)
 
 
 def new_session(max_connections: int, timeouts: Timeouts, headers: dict[str, str]) -> aiohttp.ClientSession:

@@ -50,8 +50,22 @@ def request_id(scope: Scope) -> str:
 async def chat_completions(gw: Gateway, scope: Scope, receive: Receive, send: Send) -> None:
     started = time.monotonic()
     rid = request_id(scope)
-    runtime = gw.runtime
-    ctx = RequestContext(gw, runtime, rid, started, [(b"x-request-id", rid.encode())])
+    ctx = RequestContext(gw, gw.runtime, rid, started, [(b"x-request-id", rid.encode())])
+    if gw.tracing is None:
+        await _chat(gw, ctx, scope, receive, send)
+        return
+    tracing = gw.tracing
+    carrier = {k: v for k in ("traceparent", "tracestate") if (v := header(scope, k.encode())) is not None}
+    with tracing.request(carrier, "POST", CHAT_PATH) as span:
+        ctx.fields["trace_id"] = tracing.trace_id(span)
+        try:
+            await _chat(gw, ctx, scope, receive, send)
+        finally:
+            tracing.request_done(span, ctx.fields.get("model"), ctx.status or 499, ctx.cost, ctx.fields)
+
+
+async def _chat(gw: Gateway, ctx: RequestContext, scope: Scope, receive: Receive, send: Send) -> None:
+    runtime = ctx.runtime
     server = runtime.config.server
     try:
         ctx.principal = runtime.keys.authenticate(header(scope, b"authorization"))

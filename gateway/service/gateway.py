@@ -11,12 +11,14 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 import anyio
+import anyio.to_thread
 from anyio.abc import TaskGroup
 
 from gateway.books.limits import Limits, MemoryLimits
 from gateway.books.logs import LOGGER
 from gateway.books.metrics import Metrics
 from gateway.books.stats import StatsStore
+from gateway.books.traces import Tracing
 from gateway.config.loader import GatewayConfig
 from gateway.config.schema import StateConfig
 from gateway.pipeline.baseline import BaselineSampler
@@ -38,7 +40,9 @@ class Gateway:
         self.log = logging.getLogger(LOGGER)
         self.metrics = Metrics()
         self.metrics.declare(config)
-        self.runtime: Runtime = build_runtime(config, self.metrics)
+        #: None when tracing is off (read once at start: a reload does not switch it)
+        self.tracing = Tracing(config.raw.tracing, package_version()) if config.raw.tracing is not None else None
+        self.runtime: Runtime = build_runtime(config, self.metrics, tracing=self.tracing)
         self.limits = make_limits(config.state)
         self.stats = StatsStore()
         self.baseline = BaselineSampler(self.metrics, self.stats, config.server.background_max_inflight)
@@ -65,7 +69,7 @@ class Gateway:
     def install_config(self, config: GatewayConfig, reason: str, path: str) -> None:
         """A reloaded config: swap it in; close the providers it no longer uses once no request can."""
         old = self.runtime
-        new = build_runtime(config, self.metrics, previous=old)
+        new = build_runtime(config, self.metrics, previous=old, tracing=self.tracing)
         self.install(new)
         self.metrics.declare(config)
         self.metrics.config_loaded(time.time())
@@ -160,6 +164,17 @@ class Gateway:
                 closed.add(id(provider))
                 await provider.aclose()
         await self.limits.aclose()
+        if self.tracing is not None:
+            await anyio.to_thread.run_sync(self.tracing.shutdown)  # flushes the last spans over HTTP
+
+
+def package_version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("fusion-gateway")
+    except PackageNotFoundError:  # running from a source tree that was never installed
+        return ""
 
 
 def _longest_request_s(config: GatewayConfig) -> float:

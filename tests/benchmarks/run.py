@@ -170,9 +170,11 @@ def rss_mb(pid: int) -> float:
     raise RuntimeError("no VmRSS")
 
 
-def gateway_config(mock: int) -> str:
+def gateway_config(mock: int, *, tracing: bool = False) -> str:
     base = f"http://127.0.0.1:{mock}"
-    return f"""
+    # every request traced and every span exported (to the mock's OTLP sink): the most tracing can cost
+    traced = f"tracing: {{otlp_endpoint: '{base}', sample_ratio: 1.0}}\n" if tracing else ""
+    return traced + f"""
 server: {{host: 127.0.0.1, keepalive_s: 2.5}}
 providers:
   instant: {{type: openai, base_url: '{base}/instant/v1'}}
@@ -257,6 +259,17 @@ def main() -> int:
             }
             results["merge_pool_c64"] = vars(wrk(gw_chat, "merge", 64, args.duration, load_cpu))
             results["straggler_pool_c64"] = vars(wrk(gw_chat, "straggler", 64, args.duration, load_cpu))
+            traced_cfg = Path(tmp) / "bench-traced.yaml"
+            traced_cfg.write_text(gateway_config(mock, tracing=True))
+            traced_port = free_port()
+            traced_cmd = [*gw_cmd[: gw_cmd.index("--config")], "--config", str(traced_cfg), "--port", str(traced_port)]
+            traced_chat = f"http://127.0.0.1:{traced_port}/v1/chat/completions"
+            # the untraced gateway stays up but idle: it takes no CPU from the traced one
+            with process(traced_cmd, f"http://127.0.0.1:{traced_port}/readyz"):
+                results["tracing_passthrough_instant_c64"] = alternate(
+                    ref_chat, traced_chat, "instant", 64, args, load_cpu
+                )
+                results["tracing_merge_pool_c64"] = vars(wrk(traced_chat, "merge", 64, args.duration, load_cpu))
         ref_cmd[ref_cmd.index(str(ref_port))] = str(ref_port2 := free_port())
         with process(ref_cmd, None, ref_env200):
             ref200 = f"http://127.0.0.1:{ref_port2}/v1/chat/completions"
@@ -323,6 +336,14 @@ def report(r: dict[str, object]) -> None:
     assert isinstance(h, dict)
     print("one member hung (timeout_s 1, quorum 2, grace 100 ms), 64 connections")
     print(f"  p50 {h['p50_ms']:.1f} ms, {h['rps']:,.0f} rps, non-200 {h['non200']}   (target p50 <= 450 ms)")
+    t = r["tracing_passthrough_instant_c64"]
+    tm = r["tracing_merge_pool_c64"]
+    assert isinstance(t, dict) and isinstance(tm, dict)
+    print("tracing on, every request sampled and exported over OTLP/HTTP (off: the figures above)")
+    print(f"  passthrough, instant upstream, 64 connections: median ratio {t['median_ratio']:.2f}"
+          f" (off: {p['median_ratio']:.2f})")
+    print(f"  merge pool, 64 connections: {tm['rps']:,.0f} rps, p50 {tm['p50_ms']:.1f} ms"
+          f" (off: {m['rps']:,.0f} rps, p50 {m['p50_ms']:.1f} ms)")
     mem = r["memory"]
     assert isinstance(mem, dict)
     print(
