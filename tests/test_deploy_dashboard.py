@@ -199,7 +199,9 @@ def series(text: str, name: str) -> list[dict[str, str]]:
 
 def test_the_scenario_produces_every_fault_the_dashboard_and_alerts_are_about(scrape: str) -> None:
     outcomes = {(s["pool"], s["outcome"]) for s in series(scrape, "fusion_requests_total")}
-    assert {("best", "degraded"), ("merged", "degraded"), ("debated", "degraded"), ("dead", "error")} <= outcomes
+    assert {("best", "degraded"), ("debated", "degraded"), ("dead", "error")} <= outcomes
+    # merged's slow member is cancelled by design (quorum 2, then the grace): whole answers, not degraded
+    assert ("merged", "ok") in outcomes and ("merged", "degraded") not in outcomes
     members = {(s["model"], s["outcome"]) for s in series(scrape, "fusion_member_calls_total")}
     assert {("a", "ok"), ("broken", "error"), ("hang", "timeout"), ("late", "cancelled")} <= members
     verdicts = {(s["pool"], s["outcome"]) for s in series(scrape, "fusion_judge_verdicts_total")}

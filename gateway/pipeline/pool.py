@@ -42,9 +42,13 @@ class PoolOutcome:
 
     @property
     def degraded(self) -> bool:
-        """A member failed in some round, or the judge did and the fallback answered."""
+        """A member failed or timed out in some round, or the judge failed and the fallback answered.
+
+        A member cancelled once quorum and grace were met is not a failure: the pool was told to move on
+        without it (a cancelled call in an answered request can only be that: a caller who leaves gets
+        no answer to call degraded)."""
         members = self.ledger.by_role("member")
-        return any(r.status != "ok" for r in members) or self.result.judge_status == "fallback"
+        return any(r.status in ("error", "timeout") for r in members) or self.result.judge_status == "fallback"
 
 
 def candidate(result: MemberResult) -> Candidate:
