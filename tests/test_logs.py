@@ -73,3 +73,15 @@ pools:
     assert denied["error"] == "invalid_api_key" and denied["client"] == "127.0.0.1"
     (listing,) = [x for x in requests if x["path"] == "/v1/models"]
     assert (listing["method"], listing["status"], listing["client"]) == ("GET", 200, "127.0.0.1")
+
+
+def test_timestamps_are_iso_8601_utc_to_the_millisecond_across_second_boundaries() -> None:
+    import io
+    from datetime import UTC, datetime
+
+    from gateway.books.logs import JsonLinesHandler, iso_utc
+
+    handler = JsonLinesHandler(io.StringIO())
+    for t in (0.0, 1764640279.0004, 1764640279.9996, 1764640280.5, 1764640279.25, 1798761599.999):
+        expected = datetime.fromtimestamp(t, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+        assert handler.timestamp(t) == iso_utc(t) == expected, t

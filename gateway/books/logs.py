@@ -21,6 +21,7 @@ from gateway.wire import jsonutil
 
 LOGGER = "fusion_gateway"
 
+_LEVELS = {logging.DEBUG: "debug", logging.INFO: "info", logging.WARNING: "warning", logging.ERROR: "error"}
 #: uvicorn's access-record arguments, in the order its protocols pass them
 _ACCESS_ARGS = ("client", "method", "path", "http_version", "status")
 
@@ -98,6 +99,17 @@ def server_log_config(level: str = "info") -> dict[str, Any]:
 class JsonLinesHandler(logging.StreamHandler):  # type: ignore[type-arg]
     """The handler :func:`configure` installs. Request lines take a shortcut through :meth:`write_line`."""
 
+    #: (a whole second, its ISO 8601 text): request lines in the same second format the date once
+    _second: tuple[int, str] = (-1, "")
+
+    def timestamp(self, t: float) -> str:
+        """:func:`iso_utc`, with the date and time to the second formatted once per second."""
+        secs = int(t)
+        second = self._second
+        if second[0] != secs:
+            second = self._second = (secs, time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(secs)))
+        return f"{second[1]}.{int((t - secs) * 1000):03d}Z"
+
     def write_line(self, line: bytes) -> None:
         with self.lock:  # type: ignore[union-attr]
             self.stream.write(line.decode())
@@ -112,8 +124,9 @@ def log_request(logger: logging.Logger, fields: dict[str, Any], level: int = log
         return
     handlers = logger.handlers
     if len(handlers) == 1 and type(handlers[0]) is JsonLinesHandler:
-        line = {"ts": iso_utc(time.time()), "level": logging.getLevelName(level).lower(), "logger": logger.name,
+        handler = handlers[0]
+        line = {"ts": handler.timestamp(time.time()), "level": _LEVELS.get(level, "info"), "logger": logger.name,
                 "msg": "request", **fields}
-        handlers[0].write_line(jsonutil.dumps(line) + b"\n")
+        handler.write_line(jsonutil.dumps(line) + b"\n")
         return
     logger.log(level, "request", extra={"fields": fields})
