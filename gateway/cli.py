@@ -127,7 +127,11 @@ def _serve(args: argparse.Namespace) -> int:
             os.remove(stale)  # values of an earlier run would otherwise be added to this one's
         target: object = "gateway.app:create_app_from_env"
     else:
-        target = create_app(config, path)
+        try:
+            target = create_app(config, path)
+        except ImportError as exc:  # an optional extra the config needs (tracing) is not installed
+            log.error(str(exc))
+            return 1
         tune_gc()
     uvicorn.run(
         target,  # type: ignore[arg-type]

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 
 import httpx
 import pytest
@@ -18,6 +21,7 @@ from tests.conftest import GatewayRunner
 from tests.support.fakes import FakeUpstream, answer, error_reply, judge_picking
 from tests.support.logcapture import captured_log
 from tests.support.otlp import OtlpReceiver, ReceivedSpan
+from tests.support.procs import free_port
 from tests.support.servers import ServerThread, serving, wait_until
 
 HI = [{"role": "user", "content": "What is 6 * 7?"}]
@@ -198,3 +202,22 @@ def test_without_the_extra_the_error_names_it(monkeypatch: pytest.MonkeyPatch) -
     )
 
 
+
+
+def test_serve_without_the_extra_says_which_to_install_in_a_json_line(tmp_path: Path) -> None:
+    # an OpenTelemetry SDK that cannot be imported, ahead of the installed one on the path
+    sdk = tmp_path / "shadow" / "opentelemetry" / "sdk"
+    sdk.mkdir(parents=True)
+    (sdk / "__init__.py").write_text("raise ImportError('no module named opentelemetry.sdk')\n")
+    config = tmp_path / "gateway.yaml"
+    config.write_text(
+        "tracing: {otlp_endpoint: 'http://127.0.0.1:4318'}\n"
+        "providers: {sim: {type: simulator}}\nmodels: {m: {provider: sim}}\n"
+    )
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(tmp_path / "shadow"), os.environ.get("PYTHONPATH", "")])}
+    done = subprocess.run([sys.executable, "-m", "gateway.cli", "serve", "--config", str(config), "--port",
+                           str(free_port())], capture_output=True, text=True, timeout=60, env=env)
+    assert done.returncode == 1
+    lines = [json.loads(x) for x in done.stderr.splitlines()]  # the no-keys warning, then the error
+    assert [(x["level"], x["msg"]) for x in lines if x["level"] == "error"] == [("error", MISSING)]
+    assert "Traceback" not in done.stderr
