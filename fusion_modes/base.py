@@ -59,6 +59,10 @@ class Candidate:
     model: str
     message: dict[str, Any]
     finish_reason: str | None
+    #: what the member sent beside its message, returned as sent when this answer is the caller's
+    logprobs: dict[str, Any] | None = None
+    system_fingerprint: str | None = None
+    service_tier: str | None = None
 
     @property
     def text(self) -> str:
@@ -81,6 +85,18 @@ class Candidate:
         return text
 
 
+@dataclass(frozen=True, slots=True)
+class Written:
+    """What the judge wrote: the text, and why it stopped (``length`` when the caller's limit cut it)."""
+
+    text: str
+    finish_reason: str | None = "stop"
+
+
+OutputCheck = Callable[[str], "str | None"]
+"""The caller's output contract as a check: answer text -> what is wrong with it, or None."""
+
+
 class Judge(Protocol):
     """The pool's judge model, as the modes see it."""
 
@@ -88,8 +104,9 @@ class Judge(Protocol):
         """Ask for a structured verdict; returns the raw text. Raises JudgeFailed."""
         ...
 
-    async def write(self, messages: list[dict[str, Any]], on_delta: Callable[[str], Awaitable[None]]) -> str:
-        """Ask for free text, passing each piece to ``on_delta`` as it arrives. Raises JudgeFailed."""
+    async def write(self, messages: list[dict[str, Any]], on_delta: Callable[[str], Awaitable[None]]) -> Written:
+        """Ask for the caller's answer (under the caller's output contract), passing each piece to
+        ``on_delta`` as it arrives. Raises JudgeFailed."""
         ...
 
 
@@ -117,6 +134,8 @@ class FusionContext:
     emit: Emit | None = None
     #: pool member order, for position-independent tie-breaks
     member_order: Sequence[str] = ()
+    #: the caller's structured-output contract; an answer that fails it is never returned
+    check: OutputCheck | None = None
 
 
 @dataclass
@@ -157,11 +176,39 @@ class FusionMode(abc.ABC):
         """Combine the candidates (in the order they finished) into one answer."""
 
 
-def first_success(ctx: FusionContext, candidates: Sequence[Candidate], reason: str) -> FusionResult:
-    """The judge failed: apply the pool's fallback rule."""
+def honours(ctx: FusionContext, candidate: Candidate) -> bool:
+    """Does this answer keep the caller's output contract? (An answer cut by the caller's own token
+    limit is the caller's to handle, as upstream.)"""
+    if ctx.check is None or candidate.finish_reason == "length" or candidate.message.get("tool_calls"):
+        return True
+    content = candidate.message.get("content")
+    return ctx.check(content if isinstance(content, str) else "") is None
+
+
+def unjudged(ctx: FusionContext, only: Candidate) -> FusionResult:
+    """No judge needed (one answer, or every member agrees): that answer, if it keeps the caller's contract."""
+    if not honours(ctx, only):
+        raise FusionError(
+            f"pool '{ctx.pool}': the members' answer does not match the requested response_format", "invalid_output"
+        )
+    return FusionResult(only.message, only.finish_reason, winner=only, judge_status="skipped")
+
+
+def first_success(
+    ctx: FusionContext, candidates: Sequence[Candidate], reason: str, detail: str = ""
+) -> FusionResult:
+    """The judge failed: apply the pool's fallback rule (first member to answer within the contract)."""
+    why = f"{reason}: {detail}" if detail else reason
     if ctx.fallback == "error" or not candidates:
-        raise FusionError(f"pool '{ctx.pool}': the judge failed ({reason}) and fallback is 'error'", reason)
-    first = candidates[0]  # candidates arrive in finishing order
+        raise FusionError(f"pool '{ctx.pool}': the judge failed ({why}) and fallback is 'error'", reason)
+    kept = [c for c in candidates if honours(ctx, c)]
+    if not kept:
+        raise FusionError(
+            f"pool '{ctx.pool}': the judge failed ({why}) and no member's answer matches the requested "
+            "response_format",
+            reason,
+        )
+    first = kept[0]  # candidates arrive in finishing order
     return FusionResult(
         message=first.message,
         finish_reason=first.finish_reason,

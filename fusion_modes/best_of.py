@@ -12,6 +12,7 @@ from fusion_modes.base import (
     JudgeFailed,
     Verdict,
     first_success,
+    unjudged,
 )
 from fusion_modes.both_orders import asker, both_orders
 from fusion_modes.judge import make_ballot
@@ -23,7 +24,7 @@ class BestOf(FusionMode):
     async def run(self, ctx: FusionContext, candidates: Sequence[Candidate]) -> FusionResult:
         if len(candidates) == 1:
             only = candidates[0]
-            return FusionResult(only.message, only.finish_reason, winner=only, judge_status="skipped")
+            return unjudged(ctx, only)
         try:
             verdict = await pick(ctx, candidates)
         except JudgeFailed as exc:

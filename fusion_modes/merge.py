@@ -12,6 +12,7 @@ from fusion_modes.base import (
     FusionResult,
     JudgeFailed,
     first_success,
+    unjudged,
 )
 from fusion_modes.judge import make_ballot, merge_messages
 
@@ -22,7 +23,7 @@ class Merge(FusionMode):
     async def run(self, ctx: FusionContext, candidates: Sequence[Candidate]) -> FusionResult:
         if len(candidates) == 1:
             only = candidates[0]
-            return FusionResult(only.message, only.finish_reason, winner=only, judge_status="skipped")
+            return unjudged(ctx, only)
         return await merge(ctx, candidates)
 
 
@@ -34,24 +35,32 @@ async def merge(ctx: FusionContext, candidates: Sequence[Candidate]) -> FusionRe
         return first_success(ctx, candidates, "no_candidates")
     messages = merge_messages(ctx.conversation, ballot, ctx.criteria, ctx.max_candidate_chars)
     emitted = False
+    # A structured answer is checked whole before any of it goes out: never half a JSON document, then prose.
+    live = ctx.emit if ctx.check is None else None
 
     async def on_delta(text: str) -> None:
         nonlocal emitted
-        if ctx.emit is not None and text:
+        if live is not None and text:
             emitted = True
-            await ctx.emit(text)
+            await live(text)
 
     try:
-        text = await ctx.judge.write(messages, on_delta)
-        if not text.strip():
+        written = await ctx.judge.write(messages, on_delta)
+        if not written.text.strip():
             raise JudgeFailed("empty", "the judge wrote nothing")
+        if ctx.check is not None and written.finish_reason != "length":
+            problem = ctx.check(written.text)
+            if problem is not None:
+                raise JudgeFailed(
+                    "invalid_output", f"the merged answer breaks the requested response_format: {problem}"
+                )
     except JudgeFailed as exc:
         if emitted:
             # Part of the merged answer already reached the caller: a fallback now would splice two answers.
             raise FusionError(f"pool '{ctx.pool}': the judge failed mid-answer ({exc.reason})", exc.reason) from exc
-        return first_success(ctx, candidates, exc.reason)
+        return first_success(ctx, candidates, exc.reason, exc.detail if exc.reason == "invalid_output" else "")
     return FusionResult(
-        message={"role": "assistant", "content": text, "refusal": None},
-        finish_reason="stop",
+        message={"role": "assistant", "content": written.text, "refusal": None},
+        finish_reason=written.finish_reason or "stop",
         streamed=emitted,
     )

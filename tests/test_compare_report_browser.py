@@ -10,7 +10,7 @@ import pytest
 
 from gateway.cli import main
 from tests.conftest import GatewayRunner
-from tests.support.browser import chromium
+from tests.support.browser import PHONE, chromium
 
 CONFIG = """
 providers:
@@ -109,3 +109,25 @@ def test_html_report_renders_its_charts_offline(gateway: GatewayRunner, tmp_path
     assert browser.problems == []
     assert browser.urls == [(out / "report.html").as_uri()]  # the page itself, nothing else
     assert shot.stat().st_size > 10_000
+
+    # On a phone (390 px) nothing scrolls sideways: the table turns into one card per system, each cell
+    # with its column's name, and every cell lies inside the screen.
+    with chromium(PHONE) as phone:
+        page = phone.page
+        page.goto((out / "report.html").as_uri())
+        page.wait_for_load_state("load")
+        assert page.evaluate("document.documentElement.scrollWidth") <= PHONE["width"]
+        cells = page.locator("table td")
+        assert cells.count() == 3 * 8
+        for i in range(cells.count()):
+            box = cells.nth(i).bounding_box()
+            assert box is not None and box["x"] >= 0 and box["x"] + box["width"] <= PHONE["width"], (i, box)
+        labels = page.evaluate(
+            "[...document.querySelectorAll('table tr:nth-child(2) td')]"
+            ".map(td => getComputedStyle(td, '::before').content)"
+        )
+        assert labels == [  # labelled, not bare numbers
+            "none", '"right"', '"95% CI"', '"failed"', '"mean cost / request"', '"total cost"', '"p50 ms"', '"p95 ms"'
+        ]
+        phone.screenshot("compare-report-phone.png")
+    assert phone.problems == []

@@ -14,6 +14,7 @@ from typing import get_args
 import pytest
 
 from fusion_modes import MODES
+from fusion_modes.agreement import COMPARISONS, ComparisonName
 from fusion_modes.base import ModeName
 from gateway.config.schema import PROVIDER_CONFIG_TYPES
 from gateway.providers import adapter_class
@@ -125,6 +126,11 @@ def test_nothing_but_the_command_line_imports_compare() -> None:
 def test_each_mode_name_is_declared_once_and_registered() -> None:
     assert set(get_args(ModeName)) == set(MODES)
     assert all(name == mode.name for name, mode in MODES.items())
+
+
+def test_each_comparison_name_is_declared_once_and_registered() -> None:
+    assert set(get_args(ComparisonName)) == set(COMPARISONS)
+    assert all(name == c.name for name, c in COMPARISONS.items())
 
 
 def test_every_provider_type_names_an_adapter_that_serves_it() -> None:

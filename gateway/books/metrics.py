@@ -156,6 +156,12 @@ class Metrics:
             ["pool", "outcome"],
             registry=reg,
         )
+        self.cascades = Counter(
+            "fusion_cascade_requests",
+            "Cascade requests: the first model's answer accepted, or escalated to the pool (and why).",
+            ["pool", "outcome", "reason"],
+            registry=reg,
+        )
         self.winners = Counter(
             "fusion_winner",
             "Which member's answer was returned.",
@@ -251,6 +257,8 @@ class Metrics:
         for name, pool in config.pools.items():
             for outcome in ("ok", "degraded", "error"):
                 self.requests.labels(name, pool.mode, outcome)
+            if pool.mode == "cascade":
+                self.cascades.labels(name, "accepted", "")  # escalations: by reason, from their first
             self.quorum_misses.labels(name)
             self.cost.labels(name, "member")
             for member in dict.fromkeys(pool.members):
@@ -347,10 +355,16 @@ class Metrics:
             self.judge_verdicts.labels(pool, "picked").inc()
         elif meta.judge is not None and meta.judge.status == "fallback":
             self.judge_verdicts.labels(pool, "fallback").inc()
+        elif meta.consensus is not None:
+            self.judge_verdicts.labels(pool, "consensus").inc()
         if meta.winner is not None:
             self.winners.labels(pool, meta.winner.model).inc()
         if quorum_missed:
             self.quorum_misses.labels(pool).inc()
+
+    def cascade_decided(self, pool: str, escalated: bool, reason: str | None) -> None:
+        """``reason`` is one of a fixed set (see ``fusion_modes.cascade``): bounded."""
+        self.cascades.labels(pool, "escalated" if escalated else "accepted", reason or "").inc()
 
     def pool_failed(self, pool: str, mode: str, *, judge_failed: bool, quorum_missed: bool) -> None:
         self.requests.labels(pool, mode, "error").inc()

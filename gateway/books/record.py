@@ -76,6 +76,8 @@ class VerdictEntry:
     consistent: bool
     #: the analysis speaks of anonymous labels: this says who they were
     labels: Mapping[str, MemberRef]
+    #: what decided: ``judge`` (a verdict) or ``consensus`` (enough members agreed; no verdict asked)
+    reason: str = "judge"
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -84,6 +86,25 @@ class VerdictEntry:
             "analysis": self.analysis,
             "consistent": self.consistent,
             "labels": {label: {"member": m.member, "model": m.model} for label, m in self.labels.items()},
+            "reason": self.reason,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class ConsensusEntry:
+    """Enough members agreed: which, by what comparison, and who was stopped because of it."""
+
+    compare: str
+    min: int
+    agreed: tuple[MemberRef, ...]  # in the order they finished; the first one's answer was returned
+    stopped_early: tuple[int, ...]  # members cancelled once the others agreed
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "compare": self.compare,
+            "min": self.min,
+            "agreed": [{"member": m.member, "model": m.model} for m in self.agreed],
+            "stopped_early": list(self.stopped_early),
         }
 
 
@@ -147,6 +168,8 @@ class LatencyBreakdown:
     rounds: tuple[float, ...]
     judge: float
     gateway: float
+    #: cascade: time in the escalation pool (0 otherwise)
+    escalation: float = 0.0
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -156,6 +179,32 @@ class LatencyBreakdown:
             "rounds": list(self.rounds),
             "judge": self.judge,
             "gateway": self.gateway,
+            "escalation": self.escalation,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class CascadeEntry:
+    """What a cascade did: its first model's answer stood, or it escalated (and why) to a pool."""
+
+    first: str
+    escalate: str
+    escalated: bool
+    #: why it escalated: first_failed, invalid_json, schema_mismatch, regex_mismatch, disagreed,
+    #: check_failed, low_confidence, judge_failed (None when the first answer stood)
+    reason: str | None
+    confidence: float | None
+    #: the escalation pool's own ``fusion`` object
+    escalation: FusionMetadata | None
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "first": self.first,
+            "escalate": self.escalate,
+            "escalated": self.escalated,
+            "reason": self.reason,
+            "confidence": self.confidence,
+            "escalation": self.escalation.to_json() if self.escalation is not None else None,
         }
 
 
@@ -177,6 +226,8 @@ class FusionMetadata:
     latency: LatencyBreakdown
     #: this request's answer was handed to a sampled baseline comparison
     baseline_sampled: bool = False
+    consensus: ConsensusEntry | None = None
+    cascade: CascadeEntry | None = None
 
     def to_json(self) -> dict[str, Any]:
         out: dict[str, Any] = {
@@ -192,6 +243,8 @@ class FusionMetadata:
             "cost_by_role": {"member": self.cost_member, "judge": self.cost_judge},
             "usage_estimated": self.usage_estimated,
             "latency_ms": self.latency.to_json(),
+            "consensus": self.consensus.to_json() if self.consensus is not None else None,
+            "cascade": self.cascade.to_json() if self.cascade is not None else None,
         }
         if self.baseline_sampled:
             out["baseline_sampled"] = True

@@ -8,7 +8,7 @@ from decimal import Decimal
 from html import escape
 from typing import Any
 
-from gateway.compare.report_md import stage_lines
+from gateway.compare.report_md import fmt_usd, stage_lines
 from gateway.compare.summary import FORMULAS, break_even_sentence, pairwise_sentence
 from gateway.compare.svg import Scale, Svg, linear_ticks, spread
 
@@ -46,7 +46,19 @@ th { background: #f1f3f5; font-weight: 600; }
 .swatch { display: inline-block; width: 10px; height: 10px; border-radius: 2px; margin-right: 6px;
           background: var(--c); }
 ul.notes { color: #495057; font-size: 13px; padding-left: 18px; }
-code { font-size: 13px; }
+.warning { background: #fff3bf; border-left: 6px solid #f08c00; border-radius: 6px; padding: 10px 16px; }
+/* On a phone the eight columns do not fit: each system becomes a card of "label  value" lines. */
+@media (max-width: 640px) {
+  main { padding: 16px 12px 32px; }
+  table, tbody, tr, td { display: block; width: auto; }
+  tr:first-child { display: none; }
+  tr { border-bottom: 6px solid #f8f9fa; }
+  td { display: flex; justify-content: space-between; gap: 12px; text-align: right; }
+  td::before { content: attr(data-label); color: #6c757d; text-align: left; }
+  td:first-child { font-weight: 600; justify-content: flex-start; }
+  td:first-child::before { content: none; }
+}
+code { font-size: 13px; overflow-wrap: anywhere; }
 """
 
 
@@ -358,26 +370,27 @@ def chart_break_even(s: dict[str, Any], col: dict[str, str]) -> str | None:
 # --------------------------------------------------------------------------- page
 
 
+_COLUMNS = ("system", "right", "95% CI", "failed", "mean cost / request", "total cost", "p50 ms", "p95 ms")
+
+
 def _table(s: dict[str, Any], col: dict[str, str]) -> str:
-    head = (
-        "<tr><th>system</th><th>right</th><th>95% CI</th><th>failed</th><th>mean cost / request</th>"
-        "<th>total cost</th><th>p50 ms</th><th>p95 ms</th></tr>"
-    )
+    head = "<tr>" + "".join(f"<th>{c}</th>" for c in _COLUMNS) + "</tr>"
     rows = []
     for name, f in s["systems"].items():
         lat = f["latency_ms"]
         acc = f"{100 * f['accuracy']:.1f}%" if f["accuracy"] is not None else "-"
         ci = f["accuracy_ci95"]
         ci_text = f"{100 * ci[0]:.1f}-{100 * ci[1]:.1f}%" if ci else "-"
-        mean = f"${f['cost']['mean_usd']}" if f["cost"]["mean_usd"] is not None else "unknown"
-        total = f"${f['cost']['total_usd']}" if f["cost"]["total_usd"] is not None else "unknown"
+        mean = fmt_usd(f["cost"]["mean_usd"])
+        total = fmt_usd(f["cost"]["total_usd"])
         role = " (baseline)" if name == s["baseline"] else (f" ({f['mode']})" if f.get("mode") else "")
         p50 = f"{lat['p50']:,.0f}" if lat.get("n") else "-"
         p95 = f"{lat['p95']:,.0f}" if lat.get("n") else "-"
+        cells = [f"{f['correct']}/{f['scored']} = {acc}", ci_text, str(f["failed"]), mean, total, p50, p95]
+        labelled = zip(_COLUMNS[1:], cells, strict=True)
         rows.append(
             f'<tr><td><span class="swatch" style="--c:{col.get(name, BASELINE_COLOUR)}"></span>{escape(name)}'
-            f"{escape(role)}</td><td>{f['correct']}/{f['scored']} = {acc}</td><td>{ci_text}</td><td>{f['failed']}</td>"
-            f"<td>{escape(mean)}</td><td>{escape(total)}</td><td>{p50}</td><td>{p95}</td></tr>"
+            f"{escape(role)}</td>" + "".join(f'<td data-label="{k}">{escape(v)}</td>' for k, v in labelled) + "</tr>"
         )
     return f"<table>{head}{''.join(rows)}</table>"
 
@@ -398,6 +411,7 @@ def render_html(s: dict[str, Any]) -> str:
         f"<code>{escape(s['scorer'])}</code> · judge {escape(str(s['judge'] or 'none'))} · gateway "
         f"{escape(s['gateway'])}</p>",
     ]
+    parts.extend(f'<p class="warning"><strong>Warning:</strong> {escape(w)}.</p>' for w in s.get("warnings", []))
     for cmp in s["comparisons"]:
         extra = [t for t in (pairwise_sentence(cmp), break_even_sentence(cmp)) if t]
         parts.append(

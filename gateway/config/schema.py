@@ -7,14 +7,17 @@ Cross-references between sections (a model's provider, a pool's members) are che
 from __future__ import annotations
 
 import ipaddress
+import re
 from decimal import Decimal
 from typing import Annotated, Any, ClassVar, Literal, get_args
 from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
+from fusion_modes.agreement import ComparisonName
 from fusion_modes.base import FinalMode, ModeName
 from gateway.config.presets import PRESETS
+from gateway.config.suggest import unknown
 
 PositiveSeconds = Annotated[float, Field(gt=0)]
 Usd = Annotated[Decimal, Field(ge=0)]
@@ -153,7 +156,7 @@ class OpenAIProviderConfig(HTTPProviderConfig):
     @classmethod
     def _known_preset(cls, v: str | None) -> str | None:
         if v is not None and v not in PRESETS:
-            raise ValueError(f"unknown preset '{v}' (known: {', '.join(PRESETS)})")
+            raise ValueError(unknown("preset", v, PRESETS))
         return v
 
     @model_validator(mode="after")
@@ -322,12 +325,58 @@ class BaselineConfig(Strict):
     compare_judge: str | None = None
 
 
-Mode = ModeName
+Compare = ComparisonName
+
+
+class AgreementConfig(Strict):
+    """Consensus: once ``min`` members give equivalent answers, answer with it, skip the judge and cancel
+    the members still running. ``compare`` names the equivalence (see :mod:`fusion_modes.agreement`)."""
+
+    compare: Compare = "normalized"
+    min: int = Field(2, ge=2)
+
+
+class CascadeCheck(Strict):
+    """When a cascade accepts its first model's answer. Every check given must pass; cheapest first."""
+
+    #: the answer must validate against the request's ``response_format`` (a JSON schema, or JSON at all)
+    response_format: bool = False
+    #: the answer must match this pattern (``re.search``)
+    regex: str | None = None
+    #: a second model (or the first one again, for a second sample) must give an equivalent answer
+    agree_with: str | None = None
+    compare: Compare = "normalized"
+    #: a judge rates the answer; below ``min_confidence`` it escalates
+    judge: str | None = None
+    min_confidence: float = Field(0.8, ge=0, le=1)
+
+    @field_validator("regex")
+    @classmethod
+    def _pattern(cls, v: str | None) -> str | None:
+        if v is not None:
+            try:
+                re.compile(v)
+            except re.error as exc:
+                raise ValueError(f"invalid regular expression: {exc}") from exc
+        return v
+
+    @model_validator(mode="after")
+    def _something(self) -> CascadeCheck:
+        if not (self.response_format or self.regex or self.agree_with or self.judge):
+            raise ValueError("give at least one of response_format, regex, agree_with, judge")
+        if self.compare == "judge" and self.agree_with and not self.judge:
+            raise ValueError("compare: judge needs a judge")
+        return self
+
+
+#: a pool's mode: a fusion mode, or a cascade (which routes between a model and a pool and fuses nothing)
+Mode = ModeName | Literal["cascade"]
 
 
 class PoolConfig(Strict):
     mode: Mode
-    members: list[str] = Field(min_length=1, max_length=8)
+    #: every mode but cascade: 1 to 8 model names
+    members: list[str] = Field(default_factory=list, max_length=8)
     judge: JudgeConfig | None = None
     fallback: Literal["first-success", "error"] = "first-success"
     timeout_s: PositiveSeconds = 30.0
@@ -339,6 +388,11 @@ class PoolConfig(Strict):
     #: once quorum is met, wait this long for the rest, then cancel them; default: until timeout_s
     grace_ms: float | None = Field(None, ge=0)
     debate: DebateConfig | None = None
+    agreement: AgreementConfig | None = None
+    #: cascade: this model answers first; ``check`` decides whether its answer stands or ``escalate`` (a pool) runs
+    first: str | None = None
+    check: CascadeCheck | None = None
+    escalate: str | None = None
     baseline: BaselineConfig | None = None
     max_tokens_cap: int | None = Field(None, ge=1)
     max_tokens_policy: Literal["clamp", "reject"] = "clamp"

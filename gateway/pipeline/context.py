@@ -10,6 +10,7 @@ from typing import Any, Protocol
 import anyio
 
 from gateway.books.metrics import Metrics
+from gateway.books.receipts import Receipts
 from gateway.books.stats import StatsStore
 from gateway.pipeline.auth import ANONYMOUS, Principal
 from gateway.pipeline.baseline import BaselineSampler
@@ -25,6 +26,9 @@ class Services(Protocol):
 
     @property
     def stats(self) -> StatsStore: ...
+
+    @property
+    def receipts(self) -> Receipts: ...
 
     @property
     def baseline(self) -> BaselineSampler: ...

@@ -57,6 +57,10 @@ def pool_cost(plan: PoolPlan) -> Decimal:
     out = max_output(body, plan.pool.max_tokens_cap)
     n = len(plan.members)
     total = sum((_call(spec, prompt, out) for _, spec in plan.members), Decimal(0))
+    if plan.escalate is not None:  # cascade: its own calls, a confidence question, then possibly the pool
+        if plan.judge is not None:
+            total += _call(plan.judge, prompt + out + JUDGE_OVERHEAD_TOKENS, out)
+        return total + pool_cost(plan.escalate)
     if plan.mode == "debate":
         revision_prompt = prompt + n * out + JUDGE_OVERHEAD_TOKENS
         total += plan.rounds * sum((_call(spec, revision_prompt, out) for _, spec in plan.members), Decimal(0))

@@ -12,8 +12,12 @@ from decimal import Decimal
 
 from fusion_modes.base import FusionError
 from gateway.books.calls import CallRecord, Ledger
+from gateway.books.cost import sum_costs
+from gateway.books.receipts import Receipt
 from gateway.books.record import (
     CallEntry,
+    CascadeEntry,
+    ConsensusEntry,
     FusionMetadata,
     JudgeEntry,
     LatencyBreakdown,
@@ -24,6 +28,7 @@ from gateway.books.record import (
     span_ms,
 )
 from gateway.books.usage import Usage
+from gateway.books.usage import total as usage_total
 from gateway.config.loader import ModelSpec
 from gateway.pipeline.baseline import FusedAnswer, Sample
 from gateway.pipeline.context import RequestContext
@@ -37,25 +42,34 @@ def latency_breakdown(outcome: PoolOutcome, end: float) -> LatencyBreakdown:
     total = (end - t.start) * 1000
     fanout = (t.fanout_end - t.fanout_start) * 1000
     rounds = tuple(t.rounds_ms)
-    judge = span_ms(outcome.ledger.by_role("judge"))
+    # Equivalence questions asked during the fan-out (consensus by judge) are inside its span already; an
+    # escalation pool's judge is inside the escalation.
+    own = _own_judge_calls(outcome)
+    judge = span_ms([r for r in own if r.started >= t.fanout_end])
     members = [m.record for m in outcome.members]
     answered = [r for r in members if r.status == "ok"] or members
     slowest = max((r.latency_ms for r in answered), default=0.0)
+    escalation = t.escalation_ms
     return LatencyBreakdown(
         total=ms(total),
         fanout=ms(fanout),
         slowest_member=ms(slowest),
         rounds=tuple(ms(r) for r in rounds),
         judge=ms(judge),
-        gateway=ms(total - fanout - sum(rounds) - judge),
+        gateway=ms(total - fanout - sum(rounds) - judge - escalation),
+        escalation=ms(escalation),
     )
 
 
+def _own_judge_calls(outcome: PoolOutcome) -> list[CallRecord]:
+    return [r for r in outcome.ledger.by_role("judge") if r.pool == outcome.plan.name]
+
+
 def _judge_entry(outcome: PoolOutcome) -> JudgeEntry | None:
-    plan, result, ledger = outcome.plan, outcome.result, outcome.ledger
+    plan, result = outcome.plan, outcome.result
     if plan.judge is None:
         return None
-    calls = ledger.by_role("judge")
+    calls = _own_judge_calls(outcome)
     verdict = None
     if result.verdict is not None:
         v = result.verdict
@@ -65,13 +79,23 @@ def _judge_entry(outcome: PoolOutcome) -> JudgeEntry | None:
             consistent=v.consistent,
             labels={label: MemberRef(c.member, c.model) for label, c in v.labels.items()},
         )
+    elif outcome.consensus is not None:
+        c = outcome.consensus
+        first = c.answer
+        verdict = VerdictEntry(
+            winner=MemberRef(first.member, first.model),
+            analysis=f"{len(c.agreed)} members gave equivalent answers (compare: {c.compare}); no verdict was needed",
+            consistent=True,
+            labels={},
+            reason="consensus",
+        )
     return JudgeEntry(
         model=plan.judge.name,
         status=result.judge_status,
         calls=len(calls),
         latency_ms=ms(span_ms(calls)),
-        usage=ledger.usage("judge") if calls else None,
-        cost_usd=ledger.cost("judge"),
+        usage=usage_total(c.usage for c in calls) if calls else None,
+        cost_usd=sum_costs(c.cost for c in calls if c.usage is not None),
         verdict=verdict,
         fallback_reason=result.fallback_reason,
         errors=tuple(c.error_type for c in calls if c.status != "ok"),
@@ -108,6 +132,39 @@ def fusion_metadata(outcome: PoolOutcome, latency: LatencyBreakdown, *, baseline
         usage_estimated=any(r.usage is not None and r.usage.estimated for r in ledger.by_role("member", "judge")),
         latency=latency,
         baseline_sampled=baseline_sampled,
+        consensus=_consensus_entry(outcome),
+        cascade=_cascade_entry(outcome),
+    )
+
+
+def _cascade_entry(outcome: PoolOutcome) -> CascadeEntry | None:
+    run, plan = outcome.cascade, outcome.plan
+    if run is None or plan.escalate is None:
+        return None
+    nested = None
+    if run.escalation is not None:
+        esc = run.escalation
+        end = esc.timeline.start + outcome.timeline.escalation_ms / 1000
+        nested = fusion_metadata(esc, latency_breakdown(esc, end), baseline_sampled=False)
+    return CascadeEntry(
+        first=plan.members[0][1].name,
+        escalate=plan.escalate.name,
+        escalated=run.escalated,
+        reason=run.reason,
+        confidence=run.confidence,
+        escalation=nested,
+    )
+
+
+def _consensus_entry(outcome: PoolOutcome) -> ConsensusEntry | None:
+    c = outcome.consensus
+    if c is None:
+        return None
+    return ConsensusEntry(
+        compare=c.compare,
+        min=c.min,
+        agreed=tuple(MemberRef(a.member, a.model) for a in c.agreed),
+        stopped_early=tuple(sorted(outcome.stopped_early)),
     )
 
 
@@ -128,11 +185,17 @@ def pool_answered(ctx: RequestContext, outcome: PoolOutcome, sample: Sample | No
         quorum_missed=sum(1 for m in outcome.members if m.ok) < quorum,
     )
     services.stats.request(plan.name, "degraded" if meta.degraded else "ok", latency.total, meta.cost_usd)
+    if meta.cascade is not None:
+        c = meta.cascade
+        services.metrics.cascade_decided(plan.name, c.escalated, c.reason)
+        services.stats.cascade(plan.name, c.escalated, c.escalation.cost_usd if c.escalation is not None else None)
+        ctx.fields["cascade"] = {"escalated": c.escalated, "reason": c.reason, "confidence": c.confidence}
     if sample is not None:
         sample.deliver(FusedAnswer(outcome.result.message, latency.total, meta.cost_usd))
     ctx.status = 200
     ctx.cost = meta.cost_usd
     _tokens(ctx, ledger.usage("member", "judge"))
+    _receipt(ctx, plan.name, meta)
     ctx.fields.update(
         {
             "pool": plan.name,
@@ -161,6 +224,7 @@ def pool_failed(ctx: RequestContext, plan: PoolPlan, ledger: Ledger, exc: Gatewa
     ctx.cost = fused_cost(ledger)  # what was spent before the failure is still spent
     _tokens(ctx, ledger.usage("member", "judge"))
     ctx.fields["error"] = error.code
+    _receipt(ctx, plan.name, None)
     return error
 
 
@@ -173,6 +237,15 @@ def passthrough_answered(ctx: RequestContext, spec: ModelSpec, record: CallRecor
                               "latency_ms": ms(record.latency_ms)}
     if error is not None:
         ctx.fields["error"] = error.code
+    _receipt(ctx, spec.name, None)
+
+
+def _receipt(ctx: RequestContext, model: str, meta: FusionMetadata | None) -> None:
+    """Kept for ``GET /v1/fusion/requests/{id}``, before the answer's last byte goes out, so a client that
+    asks right after it finds it."""
+    ctx.services.receipts.add(
+        Receipt(ctx.request_id, ctx.principal.name, model, ctx.status, ctx.cost, meta)
+    )
 
 
 def _tokens(ctx: RequestContext, usage: Usage) -> None:

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from fusion_modes import MODES
+from fusion_modes.agreement import COMPARISONS, Agreement, Consensus, EquivalenceAsk
 from fusion_modes.base import Candidate, Emit, FusionContext, FusionResult
 from fusion_modes.debate import agree, revision_messages
 from gateway.books.calls import Ledger
@@ -30,6 +31,18 @@ class Timeline:
     fanout_start: float = 0.0
     fanout_end: float = 0.0
     rounds_ms: list[float] = field(default_factory=list)
+    #: cascade: time spent in the escalation pool
+    escalation_ms: float = 0.0
+
+
+@dataclass
+class CascadeRun:
+    """What a cascade decided: whether it escalated, why, and the escalation pool's own outcome."""
+
+    escalated: bool
+    reason: str | None
+    confidence: float | None = None
+    escalation: PoolOutcome | None = None
 
 
 @dataclass
@@ -39,6 +52,16 @@ class PoolOutcome:
     members: list[MemberResult]  # round 0, in finishing order
     ledger: Ledger
     timeline: Timeline
+    #: set when enough members agreed and the judge was skipped
+    consensus: Consensus | None = None
+    cascade: CascadeRun | None = None
+
+    @property
+    def stopped_early(self) -> list[int]:
+        """Members cancelled because the others already agreed (not a failure: they were not needed)."""
+        if self.consensus is None:
+            return []
+        return [m.call.index for m in self.members if m.record.status == "cancelled"]
 
     @property
     def degraded(self) -> bool:
@@ -48,6 +71,7 @@ class PoolOutcome:
         without it (a cancelled call in an answered request can only be that: a caller who leaves gets
         no answer to call degraded)."""
         members = self.ledger.by_role("member")
+        # cancelled: cut after quorum and grace, or once the others agreed (consensus): by design either way
         return any(r.status in ("error", "timeout") for r in members) or self.result.judge_status == "fallback"
 
 
@@ -58,6 +82,9 @@ def candidate(result: MemberResult) -> Candidate:
         model=result.call.spec.name,
         message=result.answer.message(),
         finish_reason=result.answer.finish_reason,
+        logprobs=result.answer.logprobs,
+        system_fingerprint=result.answer.system_fingerprint,
+        service_tier=result.answer.service_tier,
     )
 
 
@@ -81,19 +108,31 @@ async def run_pool(
         timeout_s=pool.timeout_s,
         deadline=deadline,
     )
+    judge = plan_judge(caller, plan, ledger, deadline, events)
+    max_chars = pool.judge.max_candidate_chars if pool.judge else 16_000
+    agreement = None
+    if pool.agreement is not None and len(calls) >= pool.agreement.min:
+        ask = EquivalenceAsk(judge, plan.body["messages"], max_chars)
+        agreement = Agreement(COMPARISONS[pool.agreement.compare], pool.agreement.min, ask)
+
+    async def settle(result: MemberResult) -> bool:
+        assert agreement is not None
+        return await agreement.add(candidate(result)) is not None
+
     timeline.fanout_start = time.monotonic()
-    results = await fan_out(caller, calls, policy, ledger, plan.name, observer=events)
+    results = await fan_out(
+        caller, calls, policy, ledger, plan.name, observer=events, settle=settle if agreement else None
+    )
     timeline.fanout_end = time.monotonic()
     ok = [r for r in results if r.ok]
-    if not ok or (pool.require_quorum and len(ok) < quorum):
+    consensus = agreement.consensus if agreement is not None else None
+    if not ok or (pool.require_quorum and len(ok) < quorum and consensus is None):
         raise PoolFailed(plan.name, [r.record.error for r in sorted(results, key=lambda r: r.call.index)])
+    if consensus is not None:
+        first = consensus.answer
+        result = FusionResult(first.message, first.finish_reason, winner=first, judge_status="skipped")
+        return PoolOutcome(plan, result, results, ledger, timeline, consensus=consensus)
 
-    judge = (
-        ModelJudge(caller, plan.judge, pool.judge, ledger, plan.name, deadline,
-                   on_call=events.judge_started if events is not None else None)
-        if plan.judge is not None
-        else None
-    )
     ctx = FusionContext(
         pool=plan.name,
         conversation=plan.body["messages"],
@@ -101,17 +140,31 @@ async def run_pool(
         criteria=plan.criteria,
         fallback=pool.fallback,
         rng=rng,
-        max_candidate_chars=pool.judge.max_candidate_chars if pool.judge else 16_000,
+        max_candidate_chars=max_chars,
         swap=bool(pool.judge and pool.judge.swap),
         rounds=plan.rounds,
         final=plan.final,
         reviser=_Reviser(caller, plan, ledger, policy, events) if plan.mode == "debate" else None,
         emit=emit,
         member_order=pool.members,
+        check=plan.writer.check,
     )
     result = await MODES[plan.mode].run(ctx, [candidate(r) for r in ok])
     timeline.rounds_ms = [r.latency_ms for r in result.rounds]
     return PoolOutcome(plan=plan, result=result, members=results, ledger=ledger, timeline=timeline)
+
+
+def plan_judge(
+    caller: UpstreamCaller, plan: PoolPlan, ledger: Ledger, deadline: float, events: FusionEvents | None
+) -> ModelJudge | None:
+    """The plan's judge (a pool's, or a cascade's check judge) over its model, reporting to the events."""
+    if plan.judge is None:
+        return None
+    on_call = events.judge_started if events is not None else None
+    return ModelJudge(
+        caller, plan.judge, plan.pool.judge, ledger, plan.name, deadline, on_call=on_call,
+        writer_fields=plan.writer.fields,
+    )
 
 
 class _Reviser:

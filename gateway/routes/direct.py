@@ -6,10 +6,12 @@ import time
 from typing import Any
 
 from gateway.books.calls import CallRecord
+from gateway.books.cost import call_cost
+from gateway.books.usage import Usage
 from gateway.config.loader import ModelSpec
 from gateway.pipeline.context import RequestContext
 from gateway.pipeline.outcome import passthrough_answered
-from gateway.wire.asgi import Send, cost_header, send_error, send_json
+from gateway.wire.asgi import Send, cost_header, send_error, send_json, usage_with_cost
 from gateway.wire.errors import GatewayError, UpstreamError
 from gateway.wire.protocol import ChatRequest
 from gateway.wire.sse_out import SSEResponse
@@ -27,6 +29,8 @@ async def json(ctx: RequestContext, spec: ModelSpec, req: ChatRequest, send: Sen
     data["model"] = req.model
     if not isinstance(data.get("usage"), dict) and record.usage is not None:
         data["usage"] = record.usage.to_openai()  # counted by the gateway: marked usage_estimated
+    if isinstance(data.get("usage"), dict):
+        usage_with_cost(data["usage"], record.cost)
     passthrough_answered(ctx, spec, record, None)
     if ctx.runtime.config.logging.content:
         ctx.fields["content"] = {"messages": req.messages, "answer": data.get("choices")}
@@ -44,8 +48,7 @@ async def stream(ctx: RequestContext, spec: ModelSpec, req: ChatRequest, send: S
     record = CallRecord(model=spec.name, role="passthrough", pool=spec.name)
     out = SSEResponse(send, ctx.headers, ctx.runtime.config.server.keepalive_s)
     last: dict[str, Any] = {}
-    usage_sent = False
-    first_sent = False
+    usage_sent = answered = first_sent = False
 
     async def forward(chunk: dict[str, Any], _added: str) -> None:
         nonlocal last, usage_sent, first_sent
@@ -58,8 +61,10 @@ async def stream(ctx: RequestContext, spec: ModelSpec, req: ChatRequest, send: S
             if not chunk.get("choices") and chunk.get("usage"):
                 return  # the usage chunk the caller did not ask for
             chunk.pop("usage", None)
-        elif chunk.get("usage"):
+        elif isinstance(chunk.get("usage"), dict):
             usage_sent = True
+            # The call is not settled yet, but its cost is this usage at the model's price.
+            usage_with_cost(chunk["usage"], call_cost(spec.price, Usage.from_openai(chunk["usage"])))
         await out.event(chunk)
 
     async def work() -> None:
@@ -68,16 +73,19 @@ async def stream(ctx: RequestContext, spec: ModelSpec, req: ChatRequest, send: S
             # The upstream sent no usage: the caller asked for it, so it gets the gateway's count, marked.
             await out.event(
                 {"id": last.get("id"), "object": "chat.completion.chunk", "created": last.get("created"),
-                 "model": req.model, "choices": [], "usage": record.usage.to_openai()}
+                 "model": req.model, "choices": [], "usage": usage_with_cost(record.usage.to_openai(), record.cost)}
             )
         if ctx.runtime.config.logging.content:
             ctx.fields["content"] = {"messages": req.messages, "answer": acc.message()}
+        # Recorded before [DONE], so that the cost can be looked up as soon as the stream ends.
+        nonlocal answered
+        answered = True
+        passthrough_answered(ctx, spec, record, None)
         await out.done()
 
     try:
         await out.until_shutdown(work(), ctx.services.draining)
     except GatewayError as exc:
-        passthrough_answered(ctx, spec, record, exc)
+        if not answered:
+            passthrough_answered(ctx, spec, record, exc)
         await out.fail(exc)
-        return
-    passthrough_answered(ctx, spec, record, None)

@@ -24,17 +24,17 @@ async def list_models(request: Request, caller: Caller) -> dict[str, Any]:
     for name, pool in config.pools.items():
         if not caller.may_call(name, is_pool=True):
             continue
+        fusion: dict[str, Any] = {
+            "mode": pool.mode,
+            "members": list(pool.members),
+            "judge": pool.judge.model if pool.judge else None,
+        }
+        if pool.mode == "cascade" and pool.check is not None:
+            # a cascade's own calls: the first model, then the check's second model and judge
+            fusion["members"] = [m for m in (pool.first, pool.check.agree_with) if m is not None]
+            fusion["judge"] = pool.check.judge
+            fusion["escalate"] = pool.escalate
         data.append(
-            {
-                "id": name,
-                "object": "model",
-                "created": gw.started_at,
-                "owned_by": "fusion-gateway",
-                "fusion": {
-                    "mode": pool.mode,
-                    "members": list(pool.members),
-                    "judge": pool.judge.model if pool.judge else None,
-                },
-            }
+            {"id": name, "object": "model", "created": gw.started_at, "owned_by": "fusion-gateway", "fusion": fusion}
         )
     return {"object": "list", "data": data}

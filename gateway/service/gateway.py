@@ -14,9 +14,11 @@ import anyio
 import anyio.to_thread
 from anyio.abc import TaskGroup
 
+from gateway.books import tokens
 from gateway.books.limits import Limits, MemoryLimits
 from gateway.books.logs import LOGGER
 from gateway.books.metrics import Metrics
+from gateway.books.receipts import Receipts
 from gateway.books.stats import StatsStore
 from gateway.books.traces import Tracing
 from gateway.config.loader import GatewayConfig
@@ -45,6 +47,8 @@ class Gateway:
         self.runtime: Runtime = build_runtime(config, self.metrics, tracing=self.tracing)
         self.limits = make_limits(config.state)
         self.stats = StatsStore()
+        #: what each recent request cost, for clients that cannot read it from the answer
+        self.receipts = Receipts()
         self.baseline = BaselineSampler(self.metrics, self.stats, config.server.background_max_inflight)
         self.reloader = Reloader(self, config_path)
         self.started_at = int(time.time())
@@ -98,6 +102,9 @@ class Gateway:
 
     @asynccontextmanager
     async def lifespan(self, _app: Any = None) -> AsyncIterator[None]:
+        # The tokenizer loads its tables (tiktoken may even try to fetch them) on first use: do that
+        # now, off the event loop, rather than inside the first request that needs a count.
+        await anyio.to_thread.run_sync(tokens.warm)
         async with anyio.create_task_group() as tg:
             # Background work (baseline samples, the config watcher, delayed closes) lives here:
             # bounded by the app's lifetime, cancelled cleanly at shutdown, never awaited by a request.

@@ -70,6 +70,13 @@ def cost_header(cost: Decimal | None) -> Headers:
     return [(b"x-fusion-cost-usd", (decimal_text(cost) if cost is not None else "unknown").encode())]
 
 
+def usage_with_cost(usage: dict[str, Any], cost: Decimal | None) -> dict[str, Any]:
+    """``usage`` plus ``fusion_cost_usd``: the cost where clients that drop unknown top-level fields and
+    cannot see a stream's headers (LiteLLM, LangChain) still keep it. ``None`` when a model has no price."""
+    usage["fusion_cost_usd"] = cost
+    return usage
+
+
 async def serve_lifespan(receive: Receive, send: Send) -> None:
     """Answer an ASGI lifespan scope for an app with nothing to start or stop."""
     while True:

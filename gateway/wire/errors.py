@@ -12,6 +12,7 @@ with ``raise ... from exc``, so nothing else in the code base needs to know abou
     ├── AuthenticationFailed             401 authentication_error
     ├── PermissionDenied                 403 permission_error
     ├── ModelNotFound                    404 invalid_request_error / model_not_found
+    ├── RequestNotFound                  404 invalid_request_error / request_not_found
     ├── RateLimited                      429 rate_limit_error (+ Retry-After)
     │   └── QuotaExceeded                429 insufficient_quota
     ├── ServiceUnavailable               503 (shutting down, not ready)
@@ -91,6 +92,12 @@ class ModelNotFound(GatewayError):
     status = 404
     error_type = "invalid_request_error"
     default_code = "model_not_found"
+
+
+class RequestNotFound(GatewayError):
+    status = 404
+    error_type = "invalid_request_error"
+    default_code = "request_not_found"
 
 
 class RateLimited(GatewayError):

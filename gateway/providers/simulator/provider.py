@@ -69,13 +69,20 @@ def completion_body(model: str, answer: Answer) -> dict[str, Any]:
         "object": "chat.completion",
         "created": int(time.time()),
         "model": model,
-        "choices": [{"index": 0, "message": answer.message, "finish_reason": answer.finish_reason, "logprobs": None}],
+        "choices": [
+            {"index": i, "message": c.message, "finish_reason": c.finish_reason, "logprobs": _logprobs(c.logprobs)}
+            for i, c in enumerate(answer.choices)
+        ],
         "usage": answer.usage.to_openai(),
     }
 
 
+def _logprobs(entries: list[dict[str, Any]] | None) -> dict[str, Any] | None:
+    return None if entries is None else {"content": entries, "refusal": None}
+
+
 def stream_chunks(model: str, answer: Answer, include_usage: bool) -> list[tuple[int, dict[str, Any]]]:
-    """(tokens this chunk carries, chunk) pairs for a streamed answer, in order."""
+    """(tokens this chunk carries, chunk) pairs for a streamed answer, in order: each choice in turn."""
     base = {
         "id": "chatcmpl-sim-" + secrets.token_hex(8),
         "object": "chat.completion.chunk",
@@ -84,16 +91,21 @@ def stream_chunks(model: str, answer: Answer, include_usage: bool) -> list[tuple
     }
     extra: dict[str, Any] = {"usage": None} if include_usage else {}
 
-    def chunk(delta: dict[str, Any], finish: str | None = None) -> dict[str, Any]:
-        return {**base, "choices": [{"index": 0, "delta": delta, "finish_reason": finish, "logprobs": None}], **extra}
+    def chunk(index: int, delta: dict[str, Any], finish: str | None = None, logprobs: Any = None) -> dict[str, Any]:
+        choice = {"index": index, "delta": delta, "finish_reason": finish, "logprobs": logprobs}
+        return {**base, "choices": [choice], **extra}
 
-    out: list[tuple[int, dict[str, Any]]] = [(0, chunk({"role": "assistant", "content": ""}))]
-    calls = answer.message.get("tool_calls")
-    if calls:
-        out.append((answer.usage.completion_tokens, chunk({"tool_calls": [{"index": 0, **calls[0]}]})))
-    else:
-        out.extend((1, chunk({"content": p})) for p in answer.pieces)
-    out.append((0, chunk({}, answer.finish_reason)))
+    out: list[tuple[int, dict[str, Any]]] = []
+    for i, c in enumerate(answer.choices):
+        out.append((0, chunk(i, {"role": "assistant", "content": ""})))
+        calls = c.message.get("tool_calls")
+        if calls:
+            out.append((c.tokens, chunk(i, {"tool_calls": [{"index": 0, **calls[0]}]})))
+        else:
+            for j, p in enumerate(c.pieces):
+                lp = None if c.logprobs is None else {"content": [c.logprobs[j]], "refusal": None}
+                out.append((1, chunk(i, {"content": p}, logprobs=lp)))
+        out.append((0, chunk(i, {}, c.finish_reason)))
     if include_usage:
         out.append((0, {**base, "choices": [], "usage": answer.usage.to_openai()}))
     return out
