@@ -24,6 +24,13 @@ PositiveSeconds = Annotated[float, Field(gt=0)]
 Usd = Annotated[Decimal, Field(ge=0)]
 
 
+def http_url(v: str) -> str:
+    parts = urlsplit(v)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError(f"must be an http(s) URL, got '{v}'")
+    return v
+
+
 class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -139,10 +146,7 @@ class HTTPProviderConfig(ProviderBase):
     @field_validator("base_url")
     @classmethod
     def _url(cls, v: str) -> str:
-        parts = urlsplit(v)
-        if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise ValueError(f"must be an http(s) URL, got '{v}'")
-        return v.rstrip("/")
+        return http_url(v).rstrip("/")
 
     @model_validator(mode="after")
     def _no_link_local(self) -> HTTPProviderConfig:
@@ -560,6 +564,22 @@ class LoggingConfig(Strict):
     content: bool = False
 
 
+class TracingConfig(Strict):
+    """OpenTelemetry traces, exported over OTLP/HTTP (protobuf). Absent: no tracing, no cost."""
+
+    #: the collector's OTLP/HTTP address; ``/v1/traces`` is added when the URL has no path
+    otlp_endpoint: str
+    #: share of new traces kept (a caller's ``traceparent`` decides for its own traces)
+    sample_ratio: float = Field(1.0, ge=0, le=1)
+    #: the ``service.name`` resource attribute
+    service_name: str = Field("fusion-gateway", min_length=1)
+
+    @field_validator("otlp_endpoint")
+    @classmethod
+    def _endpoint(cls, v: str) -> str:
+        return v.rstrip("/") + "/v1/traces" if urlsplit(http_url(v)).path in ("", "/") else v
+
+
 # --------------------------------------------------------------------------- root
 
 
@@ -574,3 +594,4 @@ class RawConfig(Strict):
     state: StateConfig = StateConfig()
     cache: CacheConfig = CacheConfig()
     logging: LoggingConfig = LoggingConfig()
+    tracing: TracingConfig | None = None

@@ -29,6 +29,7 @@ from gateway.books.record import (
     ms,
     span_ms,
 )
+from gateway.books.usage import Usage
 from gateway.books.usage import total as usage_total
 from gateway.config.loader import ModelSpec
 from gateway.pipeline.baseline import FusedAnswer, Sample
@@ -217,6 +218,7 @@ def pool_answered(ctx: RequestContext, outcome: PoolOutcome, sample: Sample | No
         sample.deliver(FusedAnswer(outcome.result.message, latency.total, meta.cost_usd))
     ctx.status = 200
     ctx.cost = meta.cost_usd
+    _tokens(ctx, ledger.usage("member", "judge"))
     _receipt(ctx, plan.name, meta)
     ctx.fields.update(
         {
@@ -244,6 +246,7 @@ def pool_failed(ctx: RequestContext, plan: PoolPlan, ledger: Ledger, exc: Gatewa
     error = JudgeUnavailable(str(exc)) if isinstance(exc, FusionError) else exc
     ctx.status = error.http_status
     ctx.cost = fused_cost(ledger)  # what was spent before the failure is still spent
+    _tokens(ctx, ledger.usage("member", "judge"))
     ctx.fields["error"] = error.code
     _receipt(ctx, plan.name, None)
     return error
@@ -253,6 +256,7 @@ def passthrough_answered(ctx: RequestContext, spec: ModelSpec, record: CallRecor
     ctx.services.metrics.passthrough_answered(spec.name, error is None, time.monotonic() - ctx.started)
     ctx.status = 200 if error is None else error.http_status
     ctx.cost = record.cost
+    _tokens(ctx, record.usage or Usage())
     ctx.fields["upstream"] = {"status": record.status, "attempts": record.attempts, "error_type": record.error_type,
                               "latency_ms": ms(record.latency_ms)}
     if record.deployment is not None:
@@ -270,3 +274,9 @@ def _receipt(ctx: RequestContext, model: str, meta: FusionMetadata | None) -> No
     ctx.services.receipts.add(
         Receipt(ctx.request_id, ctx.principal.name, model, ctx.status, ctx.cost, meta)
     )
+
+
+def _tokens(ctx: RequestContext, usage: Usage) -> None:
+    """Tokens in and out of every upstream call the request made, for its log line."""
+    ctx.fields["tokens_in"] = usage.prompt_tokens
+    ctx.fields["tokens_out"] = usage.completion_tokens

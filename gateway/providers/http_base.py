@@ -16,7 +16,7 @@ from gateway.config.loader import ModelSpec
 from gateway.config.schema import HTTPProviderConfig
 from gateway.providers.base import ChunkStream, Provider
 from gateway.providers.stream import completion_as_stream
-from gateway.providers.transport import iter_body, new_session, read_body, status_error, upstream_errors
+from gateway.providers.transport import call_headers, iter_body, new_session, read_body, status_error, upstream_errors
 from gateway.wire import jsonutil
 from gateway.wire.deadline import within
 from gateway.wire.errors import UpstreamConnectError, UpstreamProtocolError, UpstreamStatusError, UpstreamTimeout
@@ -60,12 +60,13 @@ class NativeHTTPProvider(Provider):
     ) -> aiohttp.ClientResponse:
         """Send the request and wait for headers; error statuses become errors here."""
         data = jsonutil.dumps(payload)
+        headers = call_headers.get()
         try:
             if first_byte_s is None:
-                resp = await self._client().post(url, data=data, allow_redirects=False)
+                resp = await self._client().post(url, data=data, headers=headers, allow_redirects=False)
             else:
                 async with within(first_byte_s):
-                    resp = await self._client().post(url, data=data, allow_redirects=False)
+                    resp = await self._client().post(url, data=data, headers=headers, allow_redirects=False)
         except TimeoutError as exc:
             raise UpstreamTimeout(f"upstream '{spec.name}' sent no response headers in time") from exc
         except (aiohttp.ServerDisconnectedError, aiohttp.ClientOSError) as exc:

@@ -13,7 +13,8 @@ import email.utils
 import re
 import time
 import urllib.parse
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
+from contextvars import ContextVar
 from typing import Any
 
 import aiohttp
@@ -35,6 +36,11 @@ _MAX_MESSAGE = 300
 _NOT_ALNUM = re.compile(r"[^0-9a-z]")
 _BASE64ISH = re.compile(r"[A-Za-z0-9+/_-]{12,}={0,2}")
 _WITHHELD = "(the upstream's message was withheld: it quoted a credential)"
+
+
+#: Headers for the upstream call running in this task, beside the provider's own: the W3C trace context
+#: when tracing is on (set by the caller around one call; None, the default, costs nothing).
+call_headers: ContextVar[Mapping[str, str] | None] = ContextVar("fusion_call_headers", default=None)
 
 
 def new_session(max_connections: int, timeouts: Timeouts, headers: dict[str, str]) -> aiohttp.ClientSession:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 from gateway.books.calls import CallRecord
@@ -62,10 +63,13 @@ async def stream(
     record = CallRecord(model=spec.name, role="passthrough", pool=spec.name)
     out = shape.stream(send, ctx.headers, ctx.runtime.config.server.keepalive_s)
     last: dict[str, Any] = {}
-    usage_sent = answered = False
+    usage_sent = answered = first_sent = False
 
     async def forward(chunk: dict[str, Any], _added: str) -> None:
-        nonlocal last, usage_sent
+        nonlocal last, usage_sent, first_sent
+        if not first_sent:
+            first_sent = True
+            ctx.services.metrics.first_chunk_sent(spec.name, "passthrough", time.monotonic() - ctx.started)
         chunk["model"] = req.model
         if not last:  # the first chunk: the headers go out with it
             ctx.headers.extend(fallback_headers(record))

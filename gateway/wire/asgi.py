@@ -31,6 +31,12 @@ def header(scope: Scope, name: bytes) -> str | None:
     return None
 
 
+def client_host(scope: Scope) -> str | None:
+    """The peer's address as the server saw it (no proxy headers are trusted)."""
+    client = scope.get("client")
+    return str(client[0]) if client else None
+
+
 async def read_body(scope: Scope, receive: Receive, limit: int) -> bytes:
     """The whole body, refusing more than ``limit`` bytes (by Content-Length first, then as it streams)."""
     declared = header(scope, b"content-length")

@@ -6,7 +6,31 @@ import { h, clear } from "./dom.js";
 import { barChart, stackedBar } from "./charts.js";
 import { ms, usd, count } from "./format.js";
 
-const STATE_TEXT = { ok: "done", error: "failed", timeout: "timed out", cancelled: "cancelled" };
+// "cancelled" in a running pool means cut once the quorum had answered and the grace period was over:
+// the pool was told to go on without it, so it is drawn as by design, not as a failure.
+const STATE_TEXT = { ok: "done", error: "failed", timeout: "timed out", cancelled: "not needed" };
+const BY_DESIGN = "Cut once the quorum had answered and the grace period was over: by design, not a failure.";
+// How a judge's reasons name the anonymous answers: "Candidate K", "answer K".
+const LABEL_REF = /\b([Cc]andidate|[Aa]nswer) ([A-Z])\b/g;
+
+/**
+ * The judge's text with each anonymous label it cites followed by the model it was, as text nodes.
+ * labels: {label: {member, model}}.
+ */
+function withModels(text, labels) {
+  const out = [];
+  let last = 0;
+  for (const match of text.matchAll(LABEL_REF)) {
+    const who = labels[match[2]];
+    if (!who) continue;
+    out.push(text.slice(last, match.index));
+    out.push(h("span", { class: "label-ref", "data-label": match[2], "data-model": who.model },
+      match[0], h("span", { class: "label-model" }, ` (${who.model})`)));
+    last = match.index + match[0].length;
+  }
+  out.push(text.slice(last));
+  return out;
+}
 
 export class Run {
   /**
@@ -145,6 +169,9 @@ export class Run {
     const words = STATE_TEXT[e.status] || e.status;
     if (e.status === "ok") {
       this.setState(m, "ok", words);
+    } else if (e.status === "cancelled") {
+      this.setState(m, "cancelled", words);
+      r.box.append(h("span", { class: "by-design" }, BY_DESIGN));
     } else {
       const type = e.error_type && e.error_type !== e.status ? ` · ${e.error_type}` : "";  // not "cancelled · cancelled"
       this.setState(m, e.status, words + type);
@@ -181,7 +208,17 @@ export class Run {
     if (e.status === "ok" && e.verdict) {
       parts.push(h("p", { class: "judge-state" }, "Verdict: ",
         h("b", { class: "verdict-winner" }, e.verdict.winner), ` (column ${e.verdict.winner_index + 1}) gave the best answer.`));
-      if (e.verdict.analysis) parts.push(h("p", { class: "analysis" }, h("b", {}, "Why: "), e.verdict.analysis));
+      const labels = e.verdict.labels || {};
+      if (e.verdict.analysis) {
+        parts.push(h("p", { class: "analysis" }, h("b", {}, "Why: "), ...withModels(e.verdict.analysis, labels)));
+      }
+      const legend = Object.entries(labels).sort((a, b) => a[1].member - b[1].member);
+      if (legend.length) {
+        parts.push(h("p", { class: "labels note" }, "The judge saw the answers anonymously: ",
+          ...legend.flatMap(([label, who], i) => [i ? ", " : "",
+            h("span", { class: "label-key", "data-label": label, "data-model": who.model },
+              `${label} = ${who.model} (column ${who.member + 1})`)]), "."));
+      }
       if (e.calls > 1) {
         parts.push(h("p", { class: "note" }, e.verdict.consistent
           ? `Asked ${e.calls} times with the answers in different orders: the same pick each time.`
@@ -252,7 +289,7 @@ export class Run {
     this.finalState.className = "error";
     for (const m of this.members) {
       for (const r of m.rounds.values()) r.box.setAttribute("aria-busy", "false");
-      if (m.status === "waiting" || m.status === "running") this.setState(m, "cancelled", "stopped");
+      if (m.status === "waiting" || m.status === "running") this.setState(m, "stopped", "stopped");
     }
   }
 
@@ -265,7 +302,7 @@ export class Run {
           ? ` (${STATE_TEXT[m.status]})` : ""),
         m,
       }));
-      const done = rows.filter((r) => ["ok", "error", "timeout", "cancelled"].includes(r.m.status));
+      const done = rows.filter((r) => ["ok", "error", "timeout", "cancelled", "stopped"].includes(r.m.status));
       const latency = done.map((r) => ({ label: r.label, value: r.m.latency, text: ms(r.m.latency), kind: "member" }));
       const cost = done.map((r) => ({
         label: r.label, value: r.m.costKnown ? r.m.cost : null, text: r.m.costKnown ? usd(r.m.cost) : "unknown",
