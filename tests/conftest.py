@@ -1,8 +1,5 @@
 from __future__ import annotations
 
-import io
-import json
-import logging
 import socket
 import textwrap
 from collections.abc import Callable, Iterator
@@ -14,7 +11,6 @@ import openai
 import pytest
 
 from gateway.app import GatewayApp, create_app
-from gateway.books.logs import LOGGER, JsonFormatter
 from gateway.config import parse_config
 from tests.support.fakes import FakeUpstream
 from tests.support.servers import ServerThread, serving
@@ -59,23 +55,3 @@ def sdk(url: str, **kwargs: Any) -> openai.OpenAI:
 def fake_provider_yaml(url: str, *, name: str = "up", extra: str = "") -> str:
     """A provider block pointing at a fake upstream."""
     return f"  {name}: {{type: openai, base_url: {url}/v1, api_key: sk-operator-secret-0123456789{extra}}}\n"
-
-
-@contextmanager
-def captured_log() -> Iterator[io.StringIO]:
-    """The gateway's log lines (JSON, one a line, INFO and up) written while the block runs."""
-    logged = io.StringIO()
-    handler = logging.StreamHandler(logged)
-    handler.setFormatter(JsonFormatter())
-    logger = logging.getLogger(LOGGER)
-    logger.addHandler(handler)
-    logger.setLevel(logging.INFO)
-    try:
-        yield logged
-    finally:
-        logger.removeHandler(handler)
-
-
-def request_lines(logged: io.StringIO) -> list[dict[str, Any]]:
-    """The request lines among ``logged``, parsed."""
-    return [json.loads(x) for x in logged.getvalue().splitlines() if '"msg":"request"' in x]

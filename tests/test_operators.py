@@ -19,9 +19,9 @@ from gateway.books.logs import LOGGER, JsonFormatter
 from gateway.config import load_config
 from gateway.pipeline.estimate import model_cost
 from gateway.wire.protocol import parse_chat_request
-from tests.conftest import GatewayRunner, captured_log, request_lines, sdk
+from tests.conftest import GatewayRunner, sdk
 from tests.support.fakes import FakeUpstream, answer, judge_picking
-from tests.support.logcapture import captured_log
+from tests.support.logcapture import captured_log, request_lines
 from tests.support.servers import serving, wait_until
 
 HI = [{"role": "user", "content": "What is 6 * 7?"}]

@@ -14,7 +14,7 @@ import pytest
 
 from gateway.app import create_app
 from gateway.config import load_config
-from tests.conftest import captured_log
+from tests.support.logcapture import captured_log
 from tests.support.servers import serving, wait_until
 
 CLIENT = "sk-client-reload-0123456789"

@@ -13,8 +13,9 @@ import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.conftest import GatewayRunner, captured_log, request_lines, sdk
+from tests.conftest import GatewayRunner, sdk
 from tests.support.fakes import FakeUpstream, answer, judge_picking
+from tests.support.logcapture import captured_log, request_lines
 from tests.support.servers import wait_until
 
 KEY = "sk-budget-0123456789"

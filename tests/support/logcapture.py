@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import io
+import json
 import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import Any
 
 from gateway.books.logs import LOGGER, JsonFormatter
 
@@ -23,3 +25,8 @@ def captured_log() -> Iterator[io.StringIO]:
         yield logged
     finally:
         logger.removeHandler(handler)
+
+
+def request_lines(logged: io.StringIO) -> list[dict[str, Any]]:
+    """The request lines among ``logged``, parsed."""
+    return [json.loads(x) for x in logged.getvalue().splitlines() if '"msg":"request"' in x]
