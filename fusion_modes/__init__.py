@@ -12,6 +12,6 @@ from fusion_modes.best_of import BestOf
 from fusion_modes.debate import Debate
 from fusion_modes.merge import Merge
 
-MODES: Mapping[str, FusionMode] = {"best-of": BestOf(), "merge": Merge(), "debate": Debate()}
+MODES: Mapping[str, FusionMode] = {mode.name: mode for mode in (BestOf(), Merge(), Debate())}
 
 __all__ = ["MODES", "FusionMode"]

@@ -7,11 +7,15 @@ import abc
 import random
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal, Protocol
+from typing import Any, ClassVar, Literal, Protocol
 
 import orjson
 
 JudgeStatus = Literal["ok", "fallback", "skipped", "error"]
+#: every mode's name, declared once: the config, the per-request override and the registry use these
+ModeName = Literal["best-of", "merge", "debate"]
+#: how a debate ends
+FinalMode = Literal["best-of", "merge"]
 
 
 def content_text(content: Any) -> str:
@@ -55,6 +59,10 @@ class Candidate:
     model: str
     message: dict[str, Any]
     finish_reason: str | None
+    #: what the member sent beside its message, returned as sent when this answer is the caller's
+    logprobs: dict[str, Any] | None = None
+    system_fingerprint: str | None = None
+    service_tier: str | None = None
 
     @property
     def text(self) -> str:
@@ -77,6 +85,18 @@ class Candidate:
         return text
 
 
+@dataclass(frozen=True, slots=True)
+class Written:
+    """What the judge wrote: the text, and why it stopped (``length`` when the caller's limit cut it)."""
+
+    text: str
+    finish_reason: str | None = "stop"
+
+
+OutputCheck = Callable[[str], "str | None"]
+"""The caller's output contract as a check: answer text -> what is wrong with it, or None."""
+
+
 class Judge(Protocol):
     """The pool's judge model, as the modes see it."""
 
@@ -84,8 +104,9 @@ class Judge(Protocol):
         """Ask for a structured verdict; returns the raw text. Raises JudgeFailed."""
         ...
 
-    async def write(self, messages: list[dict[str, Any]], on_delta: Callable[[str], Awaitable[None]]) -> str:
-        """Ask for free text, passing each piece to ``on_delta`` as it arrives. Raises JudgeFailed."""
+    async def write(self, messages: list[dict[str, Any]], on_delta: Callable[[str], Awaitable[None]]) -> Written:
+        """Ask for the caller's answer (under the caller's output contract), passing each piece to
+        ``on_delta`` as it arrives. Raises JudgeFailed."""
         ...
 
 
@@ -107,12 +128,16 @@ class FusionContext:
     swap: bool = False
     #: debate
     rounds: int = 0
-    final: Literal["best-of", "merge"] = "best-of"
+    final: FinalMode = "best-of"
     reviser: Reviser | None = None
     #: merge streams the judge's words here when the caller streams
     emit: Emit | None = None
     #: pool member order, for position-independent tie-breaks
     member_order: Sequence[str] = ()
+    #: the caller's structured-output contract; an answer that fails it is never returned
+    check: OutputCheck | None = None
+    #: merge: the judge compares the panel first, then writes the answer from that comparison
+    analysis: bool = False
 
 
 @dataclass
@@ -122,6 +147,26 @@ class Verdict:
     #: False when the order-swapped judgement disagreed
     consistent: bool = True
     labels: dict[str, Candidate] = field(default_factory=dict)  # label -> candidate, for the record
+
+
+#: the sections of a merge's comparison of the panel, in the order they are asked for and reported
+ANALYSIS_SECTIONS: tuple[str, ...] = ("consensus", "contradictions", "coverage_gaps", "unique_insights", "blind_spots")
+
+
+@dataclass(frozen=True, slots=True)
+class Analysis:
+    """The judge's comparison of the panel (a merge that shows its work), section by section."""
+
+    consensus: tuple[str, ...]
+    contradictions: tuple[str, ...]
+    coverage_gaps: tuple[str, ...]
+    unique_insights: tuple[str, ...]
+    blind_spots: tuple[str, ...]
+    #: label -> candidate: the entries speak of anonymous labels
+    labels: dict[str, Candidate]
+
+    def sections(self) -> dict[str, list[str]]:
+        return {name: list(getattr(self, name)) for name in ANALYSIS_SECTIONS}
 
 
 @dataclass
@@ -143,21 +188,53 @@ class FusionResult:
     #: the content already went out through ``emit``
     streamed: bool = False
     rounds: list[RoundRecord] = field(default_factory=list)
+    #: merge with ``analysis``: the judge's comparison of the panel (None when not asked for, or it failed)
+    analysis: Analysis | None = None
+    #: why the comparison failed (the answer was then merged without it)
+    analysis_error: str | None = None
 
 
 class FusionMode(abc.ABC):
-    name: str
+    name: ClassVar[ModeName]
 
     @abc.abstractmethod
     async def run(self, ctx: FusionContext, candidates: Sequence[Candidate]) -> FusionResult:
         """Combine the candidates (in the order they finished) into one answer."""
 
 
-def first_success(ctx: FusionContext, candidates: Sequence[Candidate], reason: str) -> FusionResult:
-    """The judge failed: apply the pool's fallback rule."""
+def honours(ctx: FusionContext, candidate: Candidate) -> bool:
+    """Does this answer keep the caller's output contract? (An answer cut by the caller's own token
+    limit is the caller's to handle, as upstream.)"""
+    if ctx.check is None or candidate.finish_reason == "length" or candidate.message.get("tool_calls"):
+        return True
+    content = candidate.message.get("content")
+    return ctx.check(content if isinstance(content, str) else "") is None
+
+
+def unjudged(ctx: FusionContext, only: Candidate) -> FusionResult:
+    """No judge needed (one answer, or every member agrees): that answer, if it keeps the caller's contract."""
+    if not honours(ctx, only):
+        raise FusionError(
+            f"pool '{ctx.pool}': the members' answer does not match the requested response_format", "invalid_output"
+        )
+    return FusionResult(only.message, only.finish_reason, winner=only, judge_status="skipped")
+
+
+def first_success(
+    ctx: FusionContext, candidates: Sequence[Candidate], reason: str, detail: str = ""
+) -> FusionResult:
+    """The judge failed: apply the pool's fallback rule (first member to answer within the contract)."""
+    why = f"{reason}: {detail}" if detail else reason
     if ctx.fallback == "error" or not candidates:
-        raise FusionError(f"pool '{ctx.pool}': the judge failed ({reason}) and fallback is 'error'", reason)
-    first = candidates[0]  # candidates arrive in finishing order
+        raise FusionError(f"pool '{ctx.pool}': the judge failed ({why}) and fallback is 'error'", reason)
+    kept = [c for c in candidates if honours(ctx, c)]
+    if not kept:
+        raise FusionError(
+            f"pool '{ctx.pool}': the judge failed ({why}) and no member's answer matches the requested "
+            "response_format",
+            reason,
+        )
+    first = kept[0]  # candidates arrive in finishing order
     return FusionResult(
         message=first.message,
         finish_reason=first.finish_reason,

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-import anyio
-
 from fusion_modes.base import (
     Candidate,
     FusionContext,
@@ -14,8 +12,10 @@ from fusion_modes.base import (
     JudgeFailed,
     Verdict,
     first_success,
+    unjudged,
 )
-from fusion_modes.judge import Ballot, make_ballot, parse_verdict, verdict_messages, verdict_response_format
+from fusion_modes.both_orders import asker, both_orders
+from fusion_modes.judge import make_ballot
 
 
 class BestOf(FusionMode):
@@ -24,7 +24,7 @@ class BestOf(FusionMode):
     async def run(self, ctx: FusionContext, candidates: Sequence[Candidate]) -> FusionResult:
         if len(candidates) == 1:
             only = candidates[0]
-            return FusionResult(only.message, only.finish_reason, winner=only, judge_status="skipped")
+            return unjudged(ctx, only)
         try:
             verdict = await pick(ctx, candidates)
         except JudgeFailed as exc:
@@ -49,40 +49,21 @@ async def pick(ctx: FusionContext, candidates: Sequence[Candidate]) -> Verdict:
     if len(ballot.by_label) == 1:
         (only,) = ballot.by_label.values()
         return Verdict(only, "only one candidate left after screening", labels=labels)
+    ask = asker(ctx.judge, ctx.conversation, ctx.criteria, ctx.max_candidate_chars)
     if not ctx.swap:
-        label, analysis = await _judge_once(ctx, ballot)
-        return Verdict(ballot.by_label[label], analysis, labels=labels)
-
-    results: list[tuple[str, str] | JudgeFailed] = [JudgeFailed("cancelled"), JudgeFailed("cancelled")]
-
-    async def one(i: int, b: Ballot) -> None:
-        try:
-            results[i] = await _judge_once(ctx, b)
-        except JudgeFailed as exc:
-            results[i] = exc
-
-    async with anyio.create_task_group() as tg:
-        tg.start_soon(one, 0, ballot)
-        tg.start_soon(one, 1, ballot.reversed())
+        once = await ask(ballot)
+        return Verdict(ballot.by_label[once.winner], once.analysis, labels=labels)
+    results = await both_orders(ask, ballot)
     got = [r for r in results if not isinstance(r, JudgeFailed)]
     if not got:
-        first = results[0]
+        first = results[0]  # both failed: report the first failure
         assert isinstance(first, JudgeFailed)
         raise first
     if len(got) == 1:
-        label, analysis = got[0]
-        return Verdict(ballot.by_label[label], analysis, consistent=True, labels=labels)
-    (l1, a1), (l2, a2) = got
-    if l1 == l2:
-        return Verdict(ballot.by_label[l1], a1, consistent=True, labels=labels)
-    c1, c2 = ballot.by_label[l1], ballot.by_label[l2]
+        return Verdict(ballot.by_label[got[0].winner], got[0].analysis, consistent=True, labels=labels)
+    v1, v2 = got
+    if v1.winner == v2.winner:
+        return Verdict(ballot.by_label[v1.winner], v1.analysis, consistent=True, labels=labels)
+    c1, c2 = ballot.by_label[v1.winner], ballot.by_label[v2.winner]
     winner = c1 if c1.member <= c2.member else c2
-    return Verdict(winner, a1 if winner is c1 else a2, consistent=False, labels=labels)
-
-
-async def _judge_once(ctx: FusionContext, ballot: Ballot) -> tuple[str, str]:
-    assert ctx.judge is not None
-    messages = verdict_messages(ctx.conversation, ballot, ctx.criteria, ctx.max_candidate_chars)
-    raw = await ctx.judge.verdict(messages, verdict_response_format(ballot.order))
-    parsed = parse_verdict(raw, ballot.order)
-    return parsed.winner, parsed.analysis
+    return Verdict(winner, v1.analysis if winner is c1 else v2.analysis, consistent=False, labels=labels)

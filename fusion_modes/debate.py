@@ -14,6 +14,7 @@ from fusion_modes.base import (
     FusionMode,
     FusionResult,
     RoundRecord,
+    unjudged,
 )
 from fusion_modes.best_of import BestOf
 from fusion_modes.delimit import new_nonce, wrap
@@ -71,7 +72,7 @@ class Debate(FusionMode):
     async def _decide(self, ctx: FusionContext, current: Sequence[Candidate]) -> FusionResult:
         if len(current) == 1 or agree(current):
             only = current[0]
-            return FusionResult(only.message, only.finish_reason, winner=only, judge_status="skipped")
+            return unjudged(ctx, only)
         if ctx.final == "merge":
             return await merge(ctx, current)
         return await BestOf().run(ctx, current)

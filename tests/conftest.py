@@ -12,9 +12,9 @@ import pytest
 
 from gateway.app import GatewayApp, create_app
 from gateway.config import parse_config
-from tests.fakes import FakeUpstream
-from tests.procs import PostgresCluster, postgres_cluster
-from tests.servers import ServerThread, serving
+from tests.support.fakes import FakeUpstream
+from tests.support.procs import PostgresCluster, postgres_cluster
+from tests.support.servers import ServerThread, serving
 
 
 @pytest.fixture

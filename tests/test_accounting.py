@@ -17,7 +17,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from gateway.books.tokens import count_messages, count_text
 from gateway.cli import main
 from tests.conftest import GatewayRunner, http_client, sdk
-from tests.fakes import (
+from tests.support.fakes import (
     FakeUpstream,
     answer,
     chunk,
@@ -27,7 +27,7 @@ from tests.fakes import (
     sequence,
     sse_reply,
 )
-from tests.servers import wait_http_ready, wait_until
+from tests.support.servers import wait_http_ready, wait_until
 
 HI = [{"role": "user", "content": "Which sorting algorithm should I use?"}]
 M = Decimal(1_000_000)
@@ -234,7 +234,7 @@ def test_the_response_never_waits_for_the_baseline_and_the_comparison_is_recorde
     assert costs[("sampled", "baseline")] == base_cost
     assert costs[("sampled", "comparison")] == 2 * COST_J
     cmp_ = {s_.labels["result"]: s_.value for s_ in metrics["fusion_baseline_comparisons"].samples}
-    assert cmp_ == {"fusion": 1.0}
+    assert cmp_ == {"fusion": 1.0, "baseline": 0.0, "tie": 0.0, "error": 0.0}  # the others exist at 0
     ratio = [s_ for s_ in metrics["fusion_baseline_cost_ratio"].samples if s_.name.endswith("_count")]
     assert ratio[0].value == 1.0
 

@@ -15,8 +15,8 @@ import openai
 import pytest
 
 from tests.conftest import GatewayRunner, sdk
-from tests.fakes import sequence
-from tests.native_fakes import (
+from tests.support.fakes import sequence
+from tests.support.native_fakes import (
     ANTHROPIC_OVERLOADED_EVENT,
     ANTHROPIC_TEXT,
     ANTHROPIC_THINKING,

@@ -22,8 +22,8 @@ import pytest
 
 from gateway.cli import main
 from tests.conftest import GatewayRunner, fake_provider_yaml
-from tests.fakes import FakeUpstream, completion, error_reply, json_reply, sequence
-from tests.servers import wait_until
+from tests.support.fakes import FakeUpstream, completion, error_reply, json_reply, sequence
+from tests.support.servers import wait_until
 
 ROOT = Path(__file__).resolve().parent.parent
 Z = 1.959963984540054

@@ -9,11 +9,12 @@ from pathlib import Path
 
 import pytest
 
+from gateway.books.stats import StatsStore, percentile
 from gateway.cli import main
 from gateway.compare.dataset import load_dataset
 from gateway.compare.progress import Progress
 from gateway.compare.scoring import parse_scorer
-from gateway.compare.stats import break_even, mean_ci, percentile, wilson
+from gateway.compare.stats import break_even, mean_ci, wilson
 from gateway.compare.store import JsonlLog
 
 
@@ -183,6 +184,16 @@ def test_percentiles_are_nearest_rank() -> None:
     assert percentile(values, 95) == 19.0  # ceil(0.95 * 20) = 19th
     assert percentile([5.0, 1.0, 3.0], 50) == 3.0
     assert percentile([], 50) is None
+
+
+def test_live_stats_and_the_compare_report_give_the_same_percentiles() -> None:
+    values = [float(v) for v in (7, 1, 9, 4, 12, 3, 8, 2)]
+    store = StatsStore()
+    for v in values:
+        store.request("p", "ok", latency_ms=v)
+    latency = store.snapshot({"p": {}})["pools"][0]["fusion"]["latency_ms"]
+    assert latency["p50"] == percentile(values, 50) == 4.0  # the 4th smallest of 8, not 5.5 interpolated
+    assert latency["p95"] == percentile(values, 95) == 12.0
     m = mean_ci([1.0, 2.0, 3.0, 4.0])
     assert m is not None and m[0] == 2.5
     assert m[2] - m[0] == pytest.approx(1.959963984540054 * math.sqrt((2.25 + 0.25 + 0.25 + 2.25) / 3 / 4))

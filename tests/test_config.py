@@ -47,15 +47,18 @@ def test_the_documented_shape_loads_with_defaults_filled_in() -> None:
 def test_unknown_provider_names_file_line_path_and_the_known_ones() -> None:
     text = BASE.replace("gpt-4o-mini: {provider: openai", "gpt-4o-mini: {provider: opena")
     assert error_of(text) == (
-        "config/gateway.yaml:7: models.gpt-4o-mini.provider: unknown provider 'opena' (known: openai, local, sim)"
+        "config/gateway.yaml:7: models.gpt-4o-mini.provider: unknown provider 'opena' "
+        "(did you mean 'openai'? known: openai, local, sim)"
     )
 
 
 def test_unknown_keys_are_errors_at_their_line() -> None:
     text = BASE.replace("server: {host: 127.0.0.1, port: 8000}", "server: {host: 127.0.0.1, port: 8000, prot: 1}")
-    assert error_of(text) == "config/gateway.yaml:1: server.prot: unknown key"
+    assert error_of(text) == "config/gateway.yaml:1: server.prot: unknown key (did you mean 'port'?)"
     text = BASE.replace("  sim:    {type: simulator}", "  sim:    {type: simulator, sed: 3}")
-    assert error_of(text) == "config/gateway.yaml:5: providers.sim.sed: unknown key"
+    assert error_of(text) == "config/gateway.yaml:5: providers.sim.sed: unknown key (did you mean 'seed'?)"
+    text = BASE.replace("  sim:    {type: simulator}", "  sim:    {type: simulator, xyz: 3}")
+    assert error_of(text) == "config/gateway.yaml:5: providers.sim.xyz: unknown key"
 
 
 def test_missing_environment_variable_is_named() -> None:
@@ -87,7 +90,7 @@ def test_wrong_types_and_missing_keys() -> None:
     text = BASE.replace("  sim:    {type: simulator}", "  sim:    {type: simulatr}")
     assert error_of(text) == (
         "config/gateway.yaml:5: providers.sim.type: unknown provider type 'simulatr' "
-        "(known: openai, anthropic, gemini, simulator)"
+        "(did you mean 'simulator'? known: openai, anthropic, gemini, simulator)"
     )
 
 
@@ -98,15 +101,42 @@ def test_invalid_yaml_and_duplicate_keys_name_the_line() -> None:
 
 
 def test_several_errors_are_all_reported() -> None:
-    text = BASE.replace("{provider: sim,", "{provider: simm,").replace("port: 8000}", "port: 99999}")
-    lines = error_of(text).splitlines()
-    assert lines == ["config/gateway.yaml:1: server.port: Input should be less than or equal to 65535"]
     text = BASE.replace("{provider: sim,", "{provider: simm,").replace(
         "{provider: openai, model", "{provider: x, model"
     )
     assert error_of(text).splitlines() == [
         "config/gateway.yaml:8: models.support-ft.provider: unknown provider 'x' (known: openai, local, sim)",
-        "config/gateway.yaml:9: models.sim-fast.provider: unknown provider 'simm' (known: openai, local, sim)",
+        "config/gateway.yaml:9: models.sim-fast.provider: unknown provider 'simm' "
+        "(did you mean 'sim'? known: openai, local, sim)",
+    ]
+
+
+def test_every_error_of_a_file_in_one_pass_schema_and_references_together() -> None:
+    # A schema error used to hide the cross-reference errors until it was fixed and check ran again.
+    text = POOLS.replace("port: 8000}", "port: 99999}").replace(
+        "  sim:    {type: simulator}", "  sim:    {type: simulator, sed: 1}"
+    ).replace("{provider: sim,", "{provider: simm,").replace(
+        "[gpt-4o-mini, sim-fast]", "[gpt-4o-mni, sim-fast]"
+    ).replace("quorum: 2", "quorum: two\n    judg: {}") + "auth: {keys: [{name: a, key: k, pools: [reveiw]}]}\n"
+    assert error_of(text).splitlines() == [
+        "config/gateway.yaml:1: server.port: Input should be less than or equal to 65535",
+        "config/gateway.yaml:5: providers.sim.sed: unknown key (did you mean 'seed'?)",
+        "config/gateway.yaml:9: models.sim-fast.provider: unknown provider 'simm' "
+        "(did you mean 'sim'? known: openai, local, sim)",
+        "config/gateway.yaml:13: pools.review.members[0]: unknown model 'gpt-4o-mni' "
+        "(did you mean 'gpt-4o-mini'? known: gpt-4o-mini, support-ft, sim-fast)",
+        "config/gateway.yaml:15: pools.review.quorum: Input should be a valid integer, unable to parse string as an "
+        "integer",
+        "config/gateway.yaml:16: pools.review.judg: unknown key (did you mean 'judge'?)",
+        "config/gateway.yaml:17: auth.keys[0].pools[0]: unknown pool 'reveiw' (did you mean 'review'? known: review)",
+    ]
+
+
+def test_an_unset_variable_is_reported_once_not_again_by_what_it_empties() -> None:
+    text = BASE.replace("http://127.0.0.1:11434/v1", '"${LOCAL_URL}"').replace("port: 8000}", "port: 99999}")
+    assert error_of(text).splitlines() == [
+        "config/gateway.yaml:1: server.port: Input should be less than or equal to 65535",
+        "config/gateway.yaml:4: providers.local.base_url: environment variable LOCAL_URL is not set",
     ]
 
 
@@ -173,13 +203,13 @@ def test_pool_without_judge_and_bad_members_count() -> None:
     text = POOLS.replace("[gpt-4o-mini, sim-fast]", "[]").replace("    quorum: 2\n", "")
     assert (
         error_of(text)
-        == "config/gateway.yaml:13: pools.review.members: List should have at least 1 item after validation, not 0"
+        == "config/gateway.yaml:13: pools.review.members: at least 1 member is needed (mode: best-of)"
     )
 
 
 def test_default_config_loads_and_check_prints_a_summary(capsys: pytest.CaptureFixture[str]) -> None:
     cfg = load_config("config/gateway.yaml")
-    assert {p.mode for p in cfg.pools.values()} == {"best-of", "merge", "debate"}
+    assert {p.mode for p in cfg.pools.values()} == {"best-of", "merge", "debate", "cascade"}
     assert all(p.type == "simulator" for p in cfg.providers.values())  # offline, no key
     assert main(["check", "config/gateway.yaml"]) == 0
     out = capsys.readouterr().out
@@ -198,3 +228,17 @@ def test_check_fails_with_the_message(
     assert err.strip() == f"{bad}:9: models.sim-fast.provider: unknown provider 'nope' (known: openai, local, sim)"
     assert main(["check", str(tmp_path / "missing.yaml")]) == 1
     assert "cannot read config file" in capsys.readouterr().err
+
+
+def test_an_unquoted_reference_in_flow_style_says_how_to_fix_it() -> None:
+    # YAML's own message blames the '{' without saying that the ${...} is the cause.
+    text = BASE.replace('api_key: "${OPENAI_API_KEY}"', "api_key: ${OPENAI_API_KEY}")
+    assert error_of(text) == (
+        "config/gateway.yaml:3: invalid YAML: expected ',' or '}', but got '{'; an unquoted ${OPENAI_API_KEY} "
+        'inside {...} or [...] is not valid YAML: quote it ("${OPENAI_API_KEY}") or use block style, one key per line'
+    )
+    text = BASE.replace("pools: {}", "pools: {}\nauth: {keys: [{name: a, key: ${K}}]}")
+    assert error_of(text).endswith('an unquoted ${K} inside {...} or [...] is not valid YAML: quote it ("${K}") '
+                                   "or use block style, one key per line")
+    # the block style needs no quotes
+    assert parse_config(BASE.replace("pools: {}", "auth:\n  admin_key: ${K}"), "c.yaml", environ={**ENV, "K": "k"})

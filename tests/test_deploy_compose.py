@@ -19,7 +19,7 @@ import yaml
 
 from gateway.config import load_config
 from gateway.config.loader import CONFIG_ENV
-from tests.deploykit import (
+from tests.support.deploykit import (
     DEPLOY,
     cli_command,
     dockerfile_env,

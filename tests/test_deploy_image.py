@@ -14,7 +14,7 @@ import pytest
 from gateway.config import load_config
 from gateway.config.loader import CONFIG_ENV
 from tests.conftest import GatewayRunner
-from tests.deploykit import (
+from tests.support.deploykit import (
     DEPLOY,
     ROOT,
     Instruction,

@@ -17,7 +17,7 @@ from kubernetes_validate.utils import latest_version
 
 from gateway.config import parse_config
 from tests.conftest import GatewayRunner
-from tests.deploykit import DEPLOY, ROOT, cli_command, dockerfile_env, parse_dockerfile, subprocess_env
+from tests.support.deploykit import DEPLOY, ROOT, cli_command, dockerfile_env, parse_dockerfile, subprocess_env
 
 K8S = DEPLOY / "k8s"
 KUSTOMIZATION = yaml.safe_load((K8S / "kustomization.yaml").read_text())
@@ -217,11 +217,11 @@ def test_resources_request_cpu_for_the_autoscaler_and_bound_memory() -> None:
     assert "cpu" not in resources["limits"], "a CPU limit throttles every in-flight request"
 
 
-def test_keys_come_from_one_secret_and_the_readme_says_how_to_create_it() -> None:
+def test_keys_come_from_one_secret_and_the_docs_say_how_to_create_it() -> None:
     refs = {name: e["valueFrom"]["secretKeyRef"] for name, e in ENV.items() if "valueFrom" in e}
     assert set(refs) == {"FUSION_CLIENT_KEY", "FUSION_ADMIN_KEY", "OPENAI_API_KEY"}
     [secret] = {r["name"] for r in refs.values()}
-    readme = (ROOT / "README.md").read_text()
+    readme = (ROOT / "docs" / "production.md").read_text()
     assert f"create secret generic {secret}" in readme
     for ref in refs.values():
         assert f"--from-literal={ref['key']}=" in readme, ref["key"]

@@ -17,7 +17,7 @@ import httpx
 import pytest
 import yaml
 
-from tests.deploykit import (
+from tests.support.deploykit import (
     DEPLOY,
     cli_command,
     free_port,
@@ -26,7 +26,7 @@ from tests.deploykit import (
     which,
     write_configmap_volume,
 )
-from tests.servers import wait_until
+from tests.support.servers import wait_until
 from tests.test_deploy_k8s import CONFIG_PATH, CONFIG_TEXT, CONTAINER, POD, SECRET_VALUES, container_env
 
 pytestmark = pytest.mark.services

@@ -12,7 +12,7 @@ import pytest
 import yaml
 
 from tests.conftest import run_gateway
-from tests.deploykit import (
+from tests.support.deploykit import (
     DEPLOY,
     EVERY_MODE,
     POOLS,

@@ -10,7 +10,7 @@ import openai
 import pytest
 
 from tests.conftest import GatewayRunner, fake_provider_yaml, sdk
-from tests.fakes import (
+from tests.support.fakes import (
     FakeUpstream,
     chunk,
     completion,

@@ -8,7 +8,7 @@ import httpx
 from openai.lib.streaming.chat import ChatCompletionStreamState
 
 from tests.conftest import GatewayRunner, sdk
-from tests.fakes import FakeUpstream, answer, error_reply, judge_picking
+from tests.support.fakes import FakeUpstream, answer, error_reply, judge_picking
 from tests.test_fusion import BEST_OF, HI, pool_config, raw_stream, three_answers
 
 

@@ -15,7 +15,7 @@ from openai.lib.streaming.chat import ChatCompletionStreamState
 from openai.types.chat import ChatCompletion
 
 from tests.conftest import GatewayRunner, sdk
-from tests.fakes import (
+from tests.support.fakes import (
     FakeUpstream,
     answer,
     candidates_in,
@@ -26,7 +26,7 @@ from tests.fakes import (
     sse_reply,
     text_chunks,
 )
-from tests.servers import wait_until
+from tests.support.servers import wait_until
 
 HI = [{"role": "user", "content": "Which sorting algorithm should I use?"}]
 USAGE = {"prompt_tokens": 20, "completion_tokens": 5, "total_tokens": 25}
@@ -201,7 +201,7 @@ def test_one_failing_member_degrades_but_never_reaches_the_judge(gateway: Gatewa
     assert fusion["degraded"] is True
     assert fusion["members"][2] | {"latency_ms": 0} == {
         "member": 2, "model": "c", "status": "error", "latency_ms": 0, "usage": None, "cost_usd": 0,
-        "error_type": "http_500"}  # refused: nothing billed
+        "error_type": "http_500", "answered_by": None, "fallback_reason": None}  # refused: nothing billed
     judge_prompt = fake.requests_for("j")[0].body["messages"][-1]["content"]
     assert len(candidates_in(fake.requests_for("j")[0])) == 2
     assert "XYZZY" not in judge_prompt and "XYZZY" not in resp.text
@@ -263,6 +263,8 @@ def test_quorum_and_grace_cancel_a_hung_member_and_close_its_connection(
     assert c["status"] == "cancelled" and c["error_type"] == "cancelled"
     assert 140 <= c["latency_ms"] <= 1000  # waited for the grace period only
     assert body["fusion"]["winner"] == "b"
+    # cancelled by design (quorum met, grace over): the answer is whole, not degraded
+    assert body["fusion"]["degraded"] is False
 
 
 def test_a_member_timeout_is_its_own_wall_clock(gateway: GatewayRunner, fake: FakeUpstream) -> None:

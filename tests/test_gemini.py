@@ -15,7 +15,7 @@ import openai
 import pytest
 
 from tests.conftest import GatewayRunner, sdk
-from tests.native_fakes import (
+from tests.support.native_fakes import (
     GEMINI_FUNCTION_CALL,
     GEMINI_PROMPT_BLOCKED,
     GEMINI_SAFETY,

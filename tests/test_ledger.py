@@ -18,9 +18,9 @@ from gateway.compare.dataset import load_dataset
 from gateway.config import parse_config
 from gateway.wire.errors import ConfigError
 from tests.conftest import GatewayRunner
-from tests.fakes import FakeUpstream, answer
-from tests.procs import GatewayProcess
-from tests.servers import wait_until
+from tests.support.fakes import FakeUpstream, answer
+from tests.support.procs import GatewayProcess
+from tests.support.servers import wait_until
 from tests.test_accounting import COST_A, COST_B, COST_C, COST_J, HI, M, families, members, usage
 
 CLIENT = "sk-client-aaaaaaaaaaaaaaaa"

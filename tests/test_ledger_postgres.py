@@ -16,9 +16,9 @@ from gateway.books.ledger import migrate
 from gateway.books.ledger.store import LedgerStore
 from gateway.cli import main
 from tests.conftest import GatewayRunner, PostgresCluster
-from tests.fakes import FakeUpstream, answer
-from tests.procs import gateway_process
-from tests.servers import wait_until
+from tests.support.fakes import FakeUpstream, answer
+from tests.support.procs import gateway_process
+from tests.support.servers import wait_until
 from tests.test_accounting import HI, families
 
 pytestmark = pytest.mark.services

@@ -22,8 +22,8 @@ from gateway.providers.anthropic import AnthropicProvider
 from gateway.providers.base import Provider
 from gateway.providers.gemini import GeminiProvider
 from tests.conftest import GatewayRunner, sdk
-from tests.fakes import FakeUpstream, sse_reply, text_chunks
-from tests.native_fakes import (
+from tests.support.fakes import FakeUpstream, sse_reply, text_chunks
+from tests.support.native_fakes import (
     Behaviour,
     NativeFake,
     Seen,

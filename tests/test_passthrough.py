@@ -13,8 +13,8 @@ from openai.types.chat import ChatCompletion, ChatCompletionChunk
 from gateway.config.schema import SimulatorProfile, SimulatorProviderConfig
 from gateway.providers.simulator.server import SimulatorApp
 from tests.conftest import GatewayRunner, fake_provider_yaml, sdk
-from tests.fakes import FakeUpstream, completion, json_reply, sse_reply, text_chunks
-from tests.servers import serving
+from tests.support.fakes import FakeUpstream, completion, json_reply, sse_reply, text_chunks
+from tests.support.servers import serving
 
 SIM_CONFIG = """
 providers:

@@ -3,14 +3,21 @@ overridable, mistakes reported with file, line and key path."""
 
 from __future__ import annotations
 
+from urllib.parse import urlsplit
+
 import pytest
 
 from gateway.config import parse_config
 from gateway.config.presets import PRESETS
-from gateway.config.schema import AnthropicProviderConfig, GeminiProviderConfig, OpenAIProviderConfig
+from gateway.config.schema import (
+    AnthropicProviderConfig,
+    GeminiProviderConfig,
+    OpenAIProviderConfig,
+    ServerConfig,
+)
 from gateway.wire.errors import ConfigError
 from tests.conftest import GatewayRunner, sdk
-from tests.fakes import FakeUpstream, completion, json_reply
+from tests.support.fakes import FakeUpstream, completion, json_reply
 
 KNOWN = "openrouter, together, groq, mistral, deepseek, fireworks, vllm, ollama, llamacpp"
 
@@ -34,7 +41,7 @@ def error_of(text: str) -> str:
         ("mistral", "https://api.mistral.ai/v1"),
         ("deepseek", "https://api.deepseek.com/v1"),
         ("fireworks", "https://api.fireworks.ai/inference/v1"),
-        ("vllm", "http://127.0.0.1:8000/v1"),
+        ("vllm", "http://127.0.0.1:8001/v1"),
         ("ollama", "http://127.0.0.1:11434/v1"),
         ("llamacpp", "http://127.0.0.1:8080/v1"),
     ],
@@ -57,7 +64,7 @@ def test_every_field_overrides_the_preset() -> None:
 
 def test_unknown_preset_names_the_known_ones_at_its_line() -> None:
     assert error_of("  p:\n    type: openai\n    preset: grok\n") == (
-        f"config/gateway.yaml:5: providers.p.preset: unknown preset 'grok' (known: {KNOWN})"
+        f"config/gateway.yaml:5: providers.p.preset: unknown preset 'grok' (did you mean 'groq'? known: {KNOWN})"
     )
 
 
@@ -127,3 +134,11 @@ def test_native_provider_defaults_and_checks() -> None:
     assert "base_url refused" in error_of(
         "  p: {type: gemini, api_key: k, base_url: 'http://169.254.169.254/v1beta'}\n"
     )
+
+
+def test_no_preset_points_at_the_gateways_own_default_port() -> None:
+    # A gateway started with defaults next to a local server started with defaults would call itself.
+    own = ServerConfig().port
+    clashes = [name for name, p in PRESETS.items() if urlsplit(p.base_url).hostname == "127.0.0.1"
+               and urlsplit(p.base_url).port == own]
+    assert clashes == []

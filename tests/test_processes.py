@@ -13,9 +13,9 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.fakes import FakeUpstream, answer, chunk, error_reply, sse_reply
-from tests.procs import free_port, gateway_process
-from tests.servers import wait_until
+from tests.support.fakes import FakeUpstream, answer, chunk, error_reply, sse_reply
+from tests.support.procs import free_port, gateway_process
+from tests.support.servers import wait_until
 
 UPSTREAM_CANARY = "sk-canary-upstream-7f3a9c1e5b"
 CLIENT_CANARY = "sk-canary-client-2d8e4f6a0c"

@@ -9,7 +9,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.procs import gateway_process, redis_server
+from tests.support.procs import gateway_process, redis_server
 
 pytestmark = pytest.mark.services
 

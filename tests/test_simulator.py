@@ -13,7 +13,7 @@ from gateway.config.schema import FailureInjection, SimulatorProfile, SimulatorP
 from gateway.providers.simulator.engine import SimulatedModel, final_number, pieces
 from gateway.providers.simulator.server import SimulatorApp
 from tests.conftest import GatewayRunner, http_client, sdk
-from tests.servers import serving
+from tests.support.servers import serving
 
 
 def ask(model: SimulatedModel, question: str) -> str:

@@ -39,6 +39,11 @@ class CallRecord:
     round: int = 0
     #: position in the pool's members, for member calls
     member: int | None = None
+    #: the model that answered (``model`` unless a fallback did) and the deployment that served it
+    answered_by: str | None = None
+    deployment: str | None = None
+    #: why a fallback answered: failure, rate_limited or unavailable (the model's deployments out of rotation)
+    fallback_reason: str | None = None
 
     @property
     def latency_ms(self) -> float:

@@ -46,10 +46,16 @@ class CallEntry:
     usage: Usage | None
     cost_usd: Decimal | None
     error_type: str | None
+    #: the model that answered: ``model``, or the fallback that did (None when nothing answered)
+    answered_by: str | None = None
+    #: why a fallback answered: failure, rate_limited or unavailable
+    fallback_reason: str | None = None
 
     @classmethod
     def of(cls, r: CallRecord) -> CallEntry:
-        return cls(r.member, r.model, r.status, ms(r.latency_ms), r.usage, r.cost, r.error_type)
+        answered_by = (r.answered_by or r.model) if r.status == "ok" else None
+        return cls(r.member, r.model, r.status, ms(r.latency_ms), r.usage, r.cost, r.error_type, answered_by,
+                   r.fallback_reason)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -60,6 +66,8 @@ class CallEntry:
             "usage": _usage_json(self.usage),
             "cost_usd": self.cost_usd,
             "error_type": self.error_type,
+            "answered_by": self.answered_by,
+            "fallback_reason": self.fallback_reason,
         }
 
 
@@ -76,6 +84,8 @@ class VerdictEntry:
     consistent: bool
     #: the analysis speaks of anonymous labels: this says who they were
     labels: Mapping[str, MemberRef]
+    #: what decided: ``judge`` (a verdict) or ``consensus`` (enough members agreed; no verdict asked)
+    reason: str = "judge"
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -84,6 +94,55 @@ class VerdictEntry:
             "analysis": self.analysis,
             "consistent": self.consistent,
             "labels": {label: {"member": m.member, "model": m.model} for label, m in self.labels.items()},
+            "reason": self.reason,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class ConsensusEntry:
+    """Enough members agreed: which, by what comparison, and who was stopped because of it."""
+
+    compare: str
+    min: int
+    agreed: tuple[MemberRef, ...]  # in the order they finished; the first one's answer was returned
+    stopped_early: tuple[int, ...]  # members cancelled once the others agreed
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "compare": self.compare,
+            "min": self.min,
+            "agreed": [{"member": m.member, "model": m.model} for m in self.agreed],
+            "stopped_early": list(self.stopped_early),
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class AnalysisEntry:
+    """A merge that showed its work: the judge's comparison of the panel, and what that call took.
+
+    ``status`` is ``ok``, or ``error`` when the comparison failed (``error`` says why: ``not_json``,
+    ``extra_keys``, ``timeout`` ...) and the answer was merged without it. The call is also one of
+    ``judge.calls``, in ``cost_by_role.judge`` and in ``latency_ms.judge``."""
+
+    status: str
+    error: str | None
+    #: section name -> entries, in the order of :data:`fusion_modes.analysis.SECTIONS`
+    sections: Mapping[str, Sequence[str]]
+    #: the entries speak of anonymous labels: this says who they were
+    labels: Mapping[str, MemberRef]
+    latency_ms: float
+    usage: Usage | None
+    cost_usd: Decimal | None
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "status": self.status,
+            "error": self.error,
+            **{name: list(entries) for name, entries in self.sections.items()},
+            "labels": {label: {"member": m.member, "model": m.model} for label, m in self.labels.items()},
+            "latency_ms": self.latency_ms,
+            "usage": _usage_json(self.usage),
+            "cost_usd": self.cost_usd,
         }
 
 
@@ -147,6 +206,8 @@ class LatencyBreakdown:
     rounds: tuple[float, ...]
     judge: float
     gateway: float
+    #: cascade: time in the escalation pool (0 otherwise)
+    escalation: float = 0.0
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -156,6 +217,32 @@ class LatencyBreakdown:
             "rounds": list(self.rounds),
             "judge": self.judge,
             "gateway": self.gateway,
+            "escalation": self.escalation,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class CascadeEntry:
+    """What a cascade did: its first model's answer stood, or it escalated (and why) to a pool."""
+
+    first: str
+    escalate: str
+    escalated: bool
+    #: why it escalated: first_failed, invalid_json, schema_mismatch, regex_mismatch, disagreed,
+    #: check_failed, low_confidence, judge_failed (None when the first answer stood)
+    reason: str | None
+    confidence: float | None
+    #: the escalation pool's own ``fusion`` object
+    escalation: FusionMetadata | None
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "first": self.first,
+            "escalate": self.escalate,
+            "escalated": self.escalated,
+            "reason": self.reason,
+            "confidence": self.confidence,
+            "escalation": self.escalation.to_json() if self.escalation is not None else None,
         }
 
 
@@ -177,6 +264,10 @@ class FusionMetadata:
     latency: LatencyBreakdown
     #: this request's answer was handed to a sampled baseline comparison
     baseline_sampled: bool = False
+    consensus: ConsensusEntry | None = None
+    cascade: CascadeEntry | None = None
+    #: merge with ``analysis: true``: the judge's comparison of the panel
+    analysis: AnalysisEntry | None = None
 
     def to_json(self) -> dict[str, Any]:
         out: dict[str, Any] = {
@@ -192,6 +283,9 @@ class FusionMetadata:
             "cost_by_role": {"member": self.cost_member, "judge": self.cost_judge},
             "usage_estimated": self.usage_estimated,
             "latency_ms": self.latency.to_json(),
+            "consensus": self.consensus.to_json() if self.consensus is not None else None,
+            "cascade": self.cascade.to_json() if self.cascade is not None else None,
+            "analysis": self.analysis.to_json() if self.analysis is not None else None,
         }
         if self.baseline_sampled:
             out["baseline_sampled"] = True

@@ -7,6 +7,7 @@ reports its own traffic (Prometheus aggregates across workers and replicas).
 
 from __future__ import annotations
 
+import math
 import time
 from collections import Counter, deque
 from collections.abc import Sequence
@@ -16,14 +17,16 @@ from typing import Any
 
 
 def percentile(values: Sequence[float], q: float) -> float | None:
-    """Linear interpolation between closest ranks (numpy's default). None without data."""
+    """Nearest-rank percentile, q in (0, 100]: the ceil(q/100 * n)-th smallest value; None without data.
+
+    The one definition: the live statistics here and the offline ``compare`` report give the same p50
+    on the same data.
+    """
     if not values:
         return None
     ordered = sorted(values)
-    pos = (len(ordered) - 1) * q
-    lo = int(pos)
-    hi = min(lo + 1, len(ordered) - 1)
-    return ordered[lo] + (ordered[hi] - ordered[lo]) * (pos - lo)
+    rank = max(1, math.ceil(q / 100 * len(ordered)))
+    return ordered[rank - 1]
 
 
 @dataclass
@@ -55,6 +58,10 @@ class PoolStats:
     latency_ratio: deque[float] = field(init=False)
     cost_ratio: deque[float] = field(init=False)
     comparisons: Counter[str] = field(default_factory=Counter)
+    #: cascade: answers that stood, escalations, and what the escalation pool cost when it ran
+    cascade_accepted: int = 0
+    cascade_escalated: int = 0
+    escalation_costs: _Costs = field(default_factory=_Costs)
 
     def __post_init__(self) -> None:
         self.latency_ms = deque(maxlen=self.window)
@@ -68,6 +75,7 @@ class StatsStore:
         self.window = window
         self.since = int(time.time())
         self._pools: dict[str, PoolStats] = {}
+        #: per request, by id: what streamed answers cannot say in a header
 
     def _pool(self, name: str) -> PoolStats:
         # Keys are pool names from the config: bounded.
@@ -102,6 +110,14 @@ class StatsStore:
         if cost_ratio is not None:
             s.cost_ratio.append(cost_ratio)
         return lat_ratio, cost_ratio
+
+    def cascade(self, pool: str, escalated: bool, escalation_cost: Decimal | None) -> None:
+        s = self._pool(pool)
+        if escalated:
+            s.cascade_escalated += 1
+            s.escalation_costs.add(escalation_cost)
+        else:
+            s.cascade_accepted += 1
 
     def baseline_failed(self, pool: str) -> None:
         self._pool(pool).baseline_errors += 1
@@ -139,9 +155,10 @@ class StatsStore:
                     },
                     "ratios": {
                         "samples": len(s.latency_ratio),
-                        "latency_p50": _round(percentile(s.latency_ratio, 0.5)),
-                        "cost_p50": _round(percentile(s.cost_ratio, 0.5)),
+                        "latency_p50": _round(percentile(s.latency_ratio, 50)),
+                        "cost_p50": _round(percentile(s.cost_ratio, 50)),
                     },
+                    **({"cascade": _cascade(s)} if info.get("mode") == "cascade" else {}),
                     "comparison": {
                         "wins": s.comparisons["fusion"],
                         "ties": s.comparisons["tie"],
@@ -157,8 +174,24 @@ class StatsStore:
         return {"object": "fusion.stats", "since": self.since, "window": self.window, "pools": out}
 
 
+def _cascade(s: PoolStats) -> dict[str, Any]:
+    """Escalation rate, and what the cascade saved per request against running the pool every time (the
+    pool's cost as measured on the escalations, minus the cascade's own mean cost, escalations included)."""
+    n = s.cascade_accepted + s.cascade_escalated
+    pool_cost, mean = s.escalation_costs.mean(), s.costs.mean()
+    saved = pool_cost - mean if pool_cost is not None and mean is not None else None
+    return {
+        "requests": n,
+        "escalated": s.cascade_escalated,
+        "escalation_rate": _rate(s.cascade_escalated, n),
+        "pool_mean_cost_usd": pool_cost,
+        "saved_usd_per_request": saved,
+        "saved_rate": float(round(saved / pool_cost, 4)) if saved is not None and pool_cost else None,
+    }
+
+
 def _pcts(values: Sequence[float]) -> dict[str, float | None]:
-    return {"p50": _round(percentile(values, 0.5)), "p95": _round(percentile(values, 0.95))}
+    return {"p50": _round(percentile(values, 50)), "p95": _round(percentile(values, 95))}
 
 
 def _round(x: float | None) -> float | None:

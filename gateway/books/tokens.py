@@ -49,6 +49,11 @@ def _counter() -> Callable[[str], int]:
     return lambda text: len(enc.encode(text, disallowed_special=()))
 
 
+def warm() -> None:
+    """Load the tokenizer now (blocking): a server calls this at start-up, off its event loop."""
+    _counter()
+
+
 def count_text(text: str, *, exact: bool = True) -> int:
     """Tokens in ``text``: tiktoken when available and ``exact``, else the approximation."""
     return _counter()(text) if exact else _approximate(text)

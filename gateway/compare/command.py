@@ -11,6 +11,7 @@ from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Any, TextIO
 
+from gateway.compare.advice import all_wrong_warning
 from gateway.compare.client import GatewayClient, GatewayUnreachable, RetryPolicy, normalize_url
 from gateway.compare.dataset import DatasetError, Item, load_dataset
 from gateway.compare.progress import Progress
@@ -20,6 +21,8 @@ from gateway.compare.runner import Plan, Runner, System
 from gateway.compare.scoring import NAMES, Scorer, parse_scorer
 from gateway.compare.store import jsonable
 from gateway.compare.summary import build_summary
+from gateway.config import default_config_path, load_server_config, server_url
+from gateway.wire.errors import ConfigError
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 NO_JUDGE = "none"
@@ -36,7 +39,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         help="a pool (or any model) to compare; repeat for several",
     )
     p.add_argument("--baseline", required=True, metavar="MODEL", help="the fine-tuned model to compare against")
-    p.add_argument("--url", default="http://127.0.0.1:8000", help="the gateway (default: %(default)s)")
+    p.add_argument(
+        "--url",
+        default=None,
+        help="the gateway (default: the server address of --config, $FUSION_GATEWAY_CONFIG or the default config)",
+    )
+    p.add_argument("--config", default=None, help="read the gateway's address from this config file")
     p.add_argument(
         "--api-key",
         default=os.environ.get("FUSION_GATEWAY_API_KEY"),
@@ -118,6 +126,15 @@ def run(args: argparse.Namespace, argv: list[str] | None = None) -> int:
         print(f"compare: '{args.baseline}' is the baseline; it cannot also be a --pool", file=err)
         return EXIT_USAGE
     pools = list(dict.fromkeys(args.pools))
+    if args.url is None:
+        path = args.config or default_config_path()
+        try:
+            args.url = server_url(load_server_config(path))
+        except ConfigError as exc:
+            print(exc.message, file=err)
+            print(f"compare: cannot read the gateway's address from {path}: give it with --url", file=err)
+            return EXIT_USAGE
+        print(f"compare: gateway {args.url} (server address of {path}; --url to change)", file=err)
     try:
         return asyncio.run(_compare(args, items, pools, scorer, err, argv))
     except KeyboardInterrupt:
@@ -159,10 +176,19 @@ async def _compare(
         url=normalize_url(args.url),
         command=redact(argv) if argv is not None else None,
     )
+    warning = all_wrong_warning(runner, scorer)
+    if warning is not None:
+        summary["warnings"].append(warning)
+        print(f"compare: warning: {warning}", file=err)
     write_reports(summary, out)
+    # The findings and where they are written go to stdout (progress and warnings to stderr), so that
+    # `compare ... > run.txt` keeps what matters.
     for cmp in summary["comparisons"]:
-        print(cmp["headline"], file=err)
-    print(f"compare: wrote {out / 'report.html'}, {out / 'report.md'} and {out / 'summary.json'}", file=err)
+        print(cmp["headline"])
+    print(f"results: {out / 'results.jsonl'}")
+    print(f"report:  {out / 'report.html'}")
+    print(f"         {out / 'report.md'}")
+    print(f"summary: {out / 'summary.json'}")
     if stats.gave_up is not None:
         print(
             f"compare: stopped early: {stats.gave_up}. Finished results are kept in {out}/; run the same "

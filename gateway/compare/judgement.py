@@ -16,7 +16,15 @@ from decimal import Decimal
 from typing import Any
 
 from fusion_modes.base import Candidate, JudgeFailed
-from fusion_modes.judge import make_ballot, parse_verdict, verdict_messages, verdict_response_format
+from fusion_modes.both_orders import both_orders
+from fusion_modes.judge import (
+    Ballot,
+    ParsedVerdict,
+    make_ballot,
+    parse_verdict,
+    verdict_messages,
+    verdict_response_format,
+)
 from gateway.compare.client import GatewayClient
 from gateway.compare.dataset import Item
 
@@ -51,32 +59,37 @@ async def prefer(
             "votes": [],
             "cost_usd": "0",
         }
-    votes: list[dict[str, Any]] = []
-    cost: Decimal | None = Decimal(0)
-    outcome: str | None = None
-    status = "ok"
-    for b in (ballot, ballot.reversed()):
+    votes: list[dict[str, Any]] = [{}, {}]
+    costs: list[Decimal | None] = [Decimal(0), Decimal(0)]
+
+    async def ask(b: Ballot) -> ParsedVerdict:
+        i = 0 if b is ballot else 1
+        first = b.by_label[b.order[0]].model
         body = {
             "model": judge,
             "messages": verdict_messages(item.messages, b, None, MAX_CANDIDATE_CHARS),
             "response_format": verdict_response_format(b.order),
         }
         reply = await client.chat(body)
-        cost = None if cost is None or reply.cost is None else cost + reply.cost
-        first = b.by_label[b.order[0]].model
+        costs[i] = reply.cost
         if not reply.ok:
             err = reply.error or {}
-            votes.append({"first_shown": first, "winner": None, "error": err.get("message", "failed")})
-            outcome, status = "error", "error"  # asked again on a rerun
-            break
+            votes[i] = {"first_shown": first, "winner": None, "error": err.get("message", "failed")}
+            raise JudgeFailed("upstream_error")
         try:
             parsed = parse_verdict(reply.answer or "", b.order)
         except JudgeFailed as exc:
-            votes.append({"first_shown": first, "winner": None, "error": f"unusable verdict ({exc.reason})"})
-            outcome = "error"
-            break
-        votes.append({"first_shown": first, "winner": b.by_label[parsed.winner].model})
-    if outcome is None:
-        winners = {v["winner"] for v in votes}
-        outcome = "tie" if len(winners) > 1 else ("win" if winners == {"pool"} else "loss")
-    return {**base, "status": status, "outcome": outcome, "votes": votes, "cost_usd": cost}
+            votes[i] = {"first_shown": first, "winner": None, "error": f"unusable verdict ({exc.reason})"}
+            raise
+        votes[i] = {"first_shown": first, "winner": b.by_label[parsed.winner].model}
+        return parsed
+
+    results = await both_orders(ask, ballot)
+    cost = None if any(c is None for c in costs) else sum((c for c in costs if c is not None), Decimal(0))
+    if any(isinstance(r, JudgeFailed) for r in results):
+        # a vote the gateway failed to answer is asked again on a rerun; an unusable verdict is not
+        failed = any(v.get("error") and not v["error"].startswith("unusable verdict") for v in votes)
+        return {**base, "status": "error" if failed else "ok", "outcome": "error", "votes": votes, "cost_usd": cost}
+    winners = {v["winner"] for v in votes}
+    outcome = "tie" if len(winners) > 1 else ("win" if winners == {"pool"} else "loss")
+    return {**base, "status": "ok", "outcome": outcome, "votes": votes, "cost_usd": cost}

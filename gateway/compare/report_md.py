@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from decimal import ROUND_HALF_EVEN, Decimal
 from typing import Any
 
 from gateway.compare.summary import break_even_sentence, pairwise_sentence
@@ -15,8 +16,16 @@ def fmt_ci(ci: list[float] | None) -> str:
     return "-" if not ci else f"{100 * ci[0]:.1f}-{100 * ci[1]:.1f}%"
 
 
-def fmt_usd(text: str | None) -> str:
-    return "unknown" if text is None else f"${text}"
+def fmt_usd(text: str | None, digits: int = 4) -> str:
+    """Money for people: ``$0.0001258`` rather than the exact ``0.000125752917`` (summary.json keeps that);
+    cents from a dollar up (``$1,234.57``)."""
+    if text is None:
+        return "unknown"
+    value = Decimal(text)
+    if not value:
+        return "$0"
+    rounded = value.quantize(Decimal(1).scaleb(value.adjusted() - digits + 1), rounding=ROUND_HALF_EVEN)
+    return f"${value:,.2f}" if abs(rounded) >= 1 else f"${rounded:f}"
 
 
 def fmt_ms(x: float | None) -> str:
@@ -47,22 +56,41 @@ def render_markdown(s: dict[str, Any]) -> str:
     add("")
     add(f"Dataset `{s['dataset']}`, {s['items']} items, scorer `{s['scorer']}`, gateway {s['gateway']}.")
     add("")
+    for warning in s.get("warnings", []):
+        add(f"> **Warning:** {warning}.")
+        add("")
     for cmp in s["comparisons"]:
         add(f"- **{cmp['headline']}**")
         for extra in (pairwise_sentence(cmp), break_even_sentence(cmp)):
             if extra:
                 add(f"  {extra}")
     add("")
-    add("| system | right | 95% CI | failed | mean cost / request | total cost | p50 ms | p95 ms |")
-    add("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
+    add("| system | right | 95% CI | failed | mean cost / request | total cost | cost / correct | p50 ms | p95 ms |")
+    add("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
     for name, f in s["systems"].items():
         role = " (baseline)" if name == s["baseline"] else ""
         lat = f["latency_ms"]
         add(
             f"| {name}{role} | {f['correct']}/{f['scored']} = {fmt_pct(f['accuracy'])} | {fmt_ci(f['accuracy_ci95'])} "
             f"| {f['failed']} | {fmt_usd(f['cost']['mean_usd'])} | {fmt_usd(f['cost']['total_usd'])} "
-            f"| {fmt_ms(lat.get('p50'))} | {fmt_ms(lat.get('p95'))} |"
+            f"| {fmt_usd(f.get('cost_per_correct_usd'))} | {fmt_ms(lat.get('p50'))} | {fmt_ms(lat.get('p95'))} |"
         )
+    front = s.get("pareto")
+    if front:
+        add("")
+        add("Pareto frontier (no other system is at least as accurate and cheaper, or faster): "
+            f"accuracy vs cost: {', '.join(front['accuracy_vs_cost']) or 'none'}; "
+            f"accuracy vs p50: {', '.join(front['accuracy_vs_p50']) or 'none'}.")
+    if s.get("paired"):
+        add("")
+        add("Paired test on the same items (McNemar, exact): does A's accuracy differ from B's?")
+        add("")
+        add("| A | B | only A right | only B right | A - B | 95% CI | p |")
+        add("| --- | --- | ---: | ---: | ---: | ---: | ---: |")
+        for t in s["paired"]:
+            lo, hi = t["difference_ci95"]
+            add(f"| {t['a']} | {t['b']} | {t['a_only']} | {t['b_only']} | {t['difference'] * 100:+.1f} pts "
+                f"| {lo * 100:+.1f} to {hi * 100:+.1f} | {t['p_value']:.3g} |")
     stages = stage_lines(s)
     if stages:
         add("")

@@ -13,28 +13,11 @@ A score is True, False, or None when the item cannot be scored (no reference).
 from __future__ import annotations
 
 import re
-import unicodedata
 from dataclasses import dataclass
-from decimal import Decimal, InvalidOperation
+
+from fusion_modes.agreement import last_number, normalize
 
 NAMES = ("exact", "normalized", "numeric", "contains", "regex:<pattern>")
-_NUMBER = re.compile(r"-?\d{1,3}(?:,\d{3})+(?:\.\d+)?|-?\d+(?:\.\d+)?")
-
-
-def normalize(text: str) -> str:
-    text = unicodedata.normalize("NFKC", text).casefold()
-    text = "".join(" " if unicodedata.category(ch).startswith("P") else ch for ch in text)
-    return " ".join(text.split())
-
-
-def last_number(text: str) -> Decimal | None:
-    found = _NUMBER.findall(text)
-    if not found:
-        return None
-    try:
-        return Decimal(found[-1].replace(",", ""))
-    except InvalidOperation:  # pragma: no cover - the pattern only matches numbers
-        return None
 
 
 @dataclass(frozen=True)

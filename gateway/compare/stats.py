@@ -33,15 +33,6 @@ def wilson(successes: int, n: int, z: float = Z95) -> tuple[float, float]:
     return lo, hi
 
 
-def percentile(values: Sequence[float], q: float) -> float | None:
-    """Nearest-rank percentile, q in (0, 100]."""
-    if not values:
-        return None
-    ordered = sorted(values)
-    rank = max(1, math.ceil(q / 100 * len(ordered)))
-    return ordered[rank - 1]
-
-
 def mean_ci(values: Sequence[float], z: float = Z95) -> tuple[float, float, float] | None:
     """(mean, low, high): normal approximation with the sample standard deviation."""
     n = len(values)
@@ -83,3 +74,51 @@ def break_even(
     if diff <= 0:
         return BreakEven(volume=None, never=True, known=True)
     return BreakEven(volume=training_usd / diff, never=False, known=True)
+
+
+def pareto(points: dict[str, tuple[float, float]]) -> list[str]:
+    """Names on the frontier of (accuracy, cost-like): no other system is at least as accurate and at most
+    as costly (or slow) while strictly better on one of the two. In the order given."""
+    front = []
+    for name, (acc, cost) in points.items():
+        dominated = any(
+            a >= acc and c <= cost and (a > acc or c < cost) for other, (a, c) in points.items() if other != name
+        )
+        if not dominated:
+            front.append(name)
+    return front
+
+
+@dataclass(frozen=True)
+class Paired:
+    """McNemar's test on the items both systems were scored on.
+
+    ``a_only``/``b_only`` are the discordant items (one right, the other wrong); only they carry evidence.
+    p-value: exact two-sided binomial, 2·P(X <= min(a_only, b_only)) with X ~ Bin(a_only + b_only, 1/2),
+    capped at 1. Difference of accuracies d = (a_only - b_only) / n with the Wald interval for paired
+    proportions, d ± z·sqrt(a_only + b_only - (a_only - b_only)²/n) / n."""
+
+    n: int
+    a_only: int
+    b_only: int
+    p_value: float
+    difference: float
+    difference_ci95: tuple[float, float]
+
+
+def mcnemar(a: Sequence[bool | None], b: Sequence[bool | None], z: float = Z95) -> Paired:
+    pairs = [(x, y) for x, y in zip(a, b, strict=True) if x is not None and y is not None]
+    n = len(pairs)
+    a_only = sum(1 for x, y in pairs if x and not y)
+    b_only = sum(1 for x, y in pairs if y and not x)
+    discordant = a_only + b_only
+    if discordant == 0:
+        p = 1.0
+    else:
+        tail = sum(math.comb(discordant, k) for k in range(min(a_only, b_only) + 1))
+        p = min(1.0, 2 * tail / 2**discordant)
+    if n == 0:
+        return Paired(0, 0, 0, 1.0, 0.0, (0.0, 0.0))
+    d = (a_only - b_only) / n
+    half = z * math.sqrt(max(0.0, discordant - (a_only - b_only) ** 2 / n)) / n
+    return Paired(n, a_only, b_only, p, d, (d - half, d + half))

@@ -11,6 +11,7 @@ from __future__ import annotations
 from decimal import Decimal
 from typing import Any
 
+from gateway.books.stats import percentile
 from gateway.compare import stats
 from gateway.compare.client import parse_cost
 from gateway.compare.runner import Plan, Runner, System
@@ -50,22 +51,31 @@ def _decimal(text: Any) -> Decimal | None:
     return parse_cost(text) if isinstance(text, str) else None
 
 
+def item_scores(runner: Runner, system: System, scorer: Scorer) -> list[bool | None]:
+    """Per item: right, wrong (a failed request is wrong), or None when not run or not scorable."""
+    out: list[bool | None] = []
+    for item in runner.plan.items:
+        ln = runner.result(item, system.name)
+        if ln is None:
+            out.append(None)
+            continue
+        out.append(scorer.score(ln.get("answer") if ln.get("status") == "ok" else None, item.reference))
+    return out
+
+
+def tally(runner: Runner, system: System, scorer: Scorer) -> tuple[int, int]:
+    """(right, scorable) for one system's recorded answers; a failed request is a wrong answer."""
+    scores = [v for v in item_scores(runner, system, scorer) if v is not None]
+    return sum(scores), len(scores)
+
+
 def system_figures(runner: Runner, system: System, scorer: Scorer) -> dict[str, Any]:
     items = runner.plan.items
     lines = [runner.result(item, system.name) for item in items]
     answered = [ln for ln in lines if ln is not None and ln.get("status") == "ok"]
     failed = sum(1 for ln in lines if ln is not None and ln.get("status") != "ok")
     missing = sum(1 for ln in lines if ln is None)
-    scored = correct = 0
-    for item, ln in zip(items, lines, strict=True):
-        if ln is None:
-            continue
-        answer = ln.get("answer") if ln.get("status") == "ok" else None
-        verdict = scorer.score(answer, item.reference)
-        if verdict is None:
-            continue
-        scored += 1
-        correct += int(verdict)
+    correct, scored = tally(runner, system, scorer)
     lo, hi = stats.wilson(correct, scored)
     costs = [_decimal(ln.get("cost_usd")) for ln in answered]
     known = [c for c in costs if c is not None]
@@ -102,6 +112,9 @@ def system_figures(runner: Runner, system: System, scorer: Scorer) -> dict[str, 
             "by_role_usd": {k: money(v) for k, v in by_role.items()} if by_role else None,
         },
         "latency_ms": latency_figures(latencies),
+        "cost_per_correct_usd": (
+            money((total / correct).quantize(MEAN_PLACES)) if total is not None and correct else None
+        ),
     }
     if system.kind == "pool":
         stages: dict[str, list[float]] = {"fanout": [], "judge": [], "gateway": []}
@@ -110,7 +123,7 @@ def system_figures(runner: Runner, system: System, scorer: Scorer) -> dict[str, 
             for k in stages:
                 if isinstance(lat.get(k), int | float):
                     stages[k].append(float(lat[k]))
-        figures["gateway_latency_p50_ms"] = {k: stats.percentile(v, 50) for k, v in stages.items()}
+        figures["gateway_latency_p50_ms"] = {k: percentile(v, 50) for k, v in stages.items()}
         figures["degraded"] = sum(1 for ln in answered if (ln.get("fusion") or {}).get("degraded"))
     return figures
 
@@ -120,7 +133,7 @@ def latency_figures(values: list[float]) -> dict[str, Any]:
         return {"n": 0}
     out: dict[str, Any] = {"n": len(values)}
     for q in (5, 25, 50, 75, 95, 99):
-        out[f"p{q}"] = stats.percentile(values, q)
+        out[f"p{q}"] = percentile(values, q)
     out["min"] = min(values)
     out["max"] = max(values)
     out["mean"] = sum(values) / len(values)
@@ -260,6 +273,15 @@ def break_even_sentence(cmp: dict[str, Any]) -> str | None:
     )
 
 
+def frontiers(systems: dict[str, dict[str, Any]]) -> dict[str, list[str]]:
+    """The systems on the accuracy-vs-cost and accuracy-vs-p50 Pareto frontiers (those with the figures)."""
+    cost = {n: (f["accuracy"], float(f["cost"]["mean_usd"])) for n, f in systems.items()
+            if f["accuracy"] is not None and f["cost"]["mean_usd"] is not None}
+    p50 = {n: (f["accuracy"], float(f["latency_ms"]["p50"])) for n, f in systems.items()
+           if f["accuracy"] is not None and f["latency_ms"].get("p50") is not None}
+    return {"accuracy_vs_cost": stats.pareto(cost), "accuracy_vs_p50": stats.pareto(p50)}
+
+
 def build_summary(
     runner: Runner,
     scorer: Scorer,
@@ -276,6 +298,18 @@ def build_summary(
     for pool in plan.pools:
         pw = pairwise_figures(runner, pool) if plan.judge is not None else None
         comparisons.append(comparison(systems[pool.name], base, pw, training))
+    scores = {s.name: item_scores(runner, s, scorer) for s in plan.systems}
+    names = list(systems)
+    paired = []
+    for i, a in enumerate(names):
+        for b in names[i + 1 :]:
+            t = stats.mcnemar(scores[a], scores[b])
+            paired.append(
+                {
+                    "a": a, "b": b, "n": t.n, "a_only": t.a_only, "b_only": t.b_only, "p_value": t.p_value,
+                    "difference": t.difference, "difference_ci95": list(t.difference_ci95),
+                }
+            )
     return {
         "dataset": dataset,
         "items": len(plan.items),
@@ -288,5 +322,9 @@ def build_summary(
         "baseline_training_usd": money(training),
         "systems": systems,
         "comparisons": comparisons,
+        "pareto": frontiers(systems),
+        "paired": paired,
         "formulas": FORMULAS,
+        #: what the reader must know before trusting the figures (e.g. a scorer that fits no reference)
+        "warnings": [],
     }

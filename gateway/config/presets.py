@@ -25,8 +25,9 @@ PRESETS: dict[str, Preset] = {
     "mistral": Preset("https://api.mistral.ai/v1", needs_key=True),
     "deepseek": Preset("https://api.deepseek.com/v1", needs_key=True),
     "fireworks": Preset("https://api.fireworks.ai/inference/v1", needs_key=True),
-    # Local servers, at their default ports.
-    "vllm": Preset("http://127.0.0.1:8000/v1", needs_key=False),
+    # Local servers, at their default ports (except vLLM, see below).
+    # vLLM listens on 8000 by default, which is the gateway's own port: run it with --port 8001.
+    "vllm": Preset("http://127.0.0.1:8001/v1", needs_key=False),
     "ollama": Preset("http://127.0.0.1:11434/v1", needs_key=False),
     "llamacpp": Preset("http://127.0.0.1:8080/v1", needs_key=False),
 }

@@ -7,16 +7,28 @@ Cross-references between sections (a model's provider, a pool's members) are che
 from __future__ import annotations
 
 import ipaddress
+import re
 from decimal import Decimal
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, ClassVar, Literal, get_args
 from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
+from fusion_modes.agreement import ComparisonName
+from fusion_modes.base import FinalMode, ModeName
+from fusion_modes.criteria import CRITERIA_PRESETS, is_preset_name
 from gateway.config.presets import PRESETS
+from gateway.config.suggest import unknown
 
 PositiveSeconds = Annotated[float, Field(gt=0)]
 Usd = Annotated[Decimal, Field(ge=0)]
+
+
+def http_url(v: str) -> str:
+    parts = urlsplit(v)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError(f"must be an http(s) URL, got '{v}'")
+    return v
 
 
 class Strict(BaseModel):
@@ -24,6 +36,32 @@ class Strict(BaseModel):
 
 
 # --------------------------------------------------------------------------- server
+
+
+class RetryBudget(Strict):
+    """Retries and fallbacks allowed, as a share of calls over a sliding window (with a floor), so that
+    an upstream that is down is not hammered by retries on top of the traffic it already gets."""
+
+    #: retries allowed per call started in the window (linkerd's retryRatio)
+    ratio: float = Field(0.2, ge=0)
+    #: retries always allowed, however little traffic there is (linkerd's minRetriesPerSecond)
+    min_retries_per_s: float = Field(10.0, ge=0)
+    window_s: PositiveSeconds = 10.0
+
+
+class ServerLimits(Strict):
+    """The front door (see :mod:`gateway.service.front_door`)."""
+
+    #: open client connections at most; at the limit the quietest idle one makes room for a new one
+    max_connections: int = Field(1000, ge=1)
+    #: request line and headers must arrive within this long: 408 otherwise
+    header_read_timeout_s: PositiveSeconds = 10.0
+    #: the body must arrive within this long of the headers: 408 otherwise
+    body_read_timeout_s: PositiveSeconds = 60.0
+    #: a kept-alive connection waiting for its next request is closed after this long (whole seconds)
+    idle_timeout_s: int = Field(5, ge=1)
+    #: request line plus headers at most: 431 otherwise
+    max_header_bytes: int = Field(32 * 1024, ge=1024)
 
 
 class ServerConfig(Strict):
@@ -38,8 +76,12 @@ class ServerConfig(Strict):
     #: watch the config file and reload it when it changes (SIGHUP and POST /admin/reload always work)
     watch_config: bool = True
     watch_interval_s: PositiveSeconds = 1.0
+    #: a changed file is read only once its size, mtime and inode have held this long (no half-written file)
+    watch_settle_s: PositiveSeconds = 1.0
     #: background work (baseline samples and their comparisons) running at once; beyond it, samples are skipped
     background_max_inflight: int = Field(64, ge=0)
+    retry_budget: RetryBudget = RetryBudget()
+    limits: ServerLimits = ServerLimits()
 
 
 # --------------------------------------------------------------------------- providers
@@ -60,6 +102,12 @@ class RetryPolicy(Strict):
 
 
 class ProviderBase(Strict):
+    #: the adapter that serves this ``type:``, as "module:Class" (uvicorn's way): imported only when a
+    #: provider of this type is configured, so the config layer never imports the providers
+    adapter: ClassVar[str]
+
+    #: each subclass narrows this to its own literal: the type's name, declared once
+    type: str
     timeouts: Timeouts = Timeouts()
     retry: RetryPolicy = RetryPolicy()
 
@@ -90,14 +138,15 @@ class HTTPProviderConfig(ProviderBase):
     #: 0 means no limit: the gateway lives at high in-flight concurrency
     max_connections: int = Field(0, ge=0)
     allow_link_local: bool = False
+    #: the largest answer accepted, counted after decompression (a gzip bomb stops here, not in memory)
+    max_response_bytes: int = Field(32 * 1024 * 1024, ge=1024)
+    #: the largest single event (or line) of a streamed answer
+    max_event_bytes: int = Field(4 * 1024 * 1024, ge=1024)
 
     @field_validator("base_url")
     @classmethod
     def _url(cls, v: str) -> str:
-        parts = urlsplit(v)
-        if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise ValueError(f"must be an http(s) URL, got '{v}'")
-        return v.rstrip("/")
+        return http_url(v).rstrip("/")
 
     @model_validator(mode="after")
     def _no_link_local(self) -> HTTPProviderConfig:
@@ -127,6 +176,7 @@ class OpenAIProviderConfig(HTTPProviderConfig):
     """
 
     type: Literal["openai"]
+    adapter: ClassVar[str] = "gateway.providers.openai_compat:OpenAIProvider"
     preset: str | None = None
 
     @model_validator(mode="before")
@@ -141,7 +191,7 @@ class OpenAIProviderConfig(HTTPProviderConfig):
     @classmethod
     def _known_preset(cls, v: str | None) -> str | None:
         if v is not None and v not in PRESETS:
-            raise ValueError(f"unknown preset '{v}' (known: {', '.join(PRESETS)})")
+            raise ValueError(unknown("preset", v, PRESETS))
         return v
 
     @model_validator(mode="after")
@@ -160,6 +210,7 @@ class AnthropicProviderConfig(HTTPProviderConfig):
     """Anthropic's Messages API, translated to and from OpenAI Chat Completions (``x-api-key`` auth)."""
 
     type: Literal["anthropic"]
+    adapter: ClassVar[str] = "gateway.providers.anthropic:AnthropicProvider"
     base_url: str = ANTHROPIC_BASE_URL
     anthropic_version: str = "2023-06-01"
     #: Anthropic requires max_tokens; this is sent when the caller gives neither max_tokens nor max_completion_tokens
@@ -178,6 +229,7 @@ class GeminiProviderConfig(HTTPProviderConfig):
     """Google's Gemini API (generateContent), translated to and from OpenAI Chat Completions (``x-goog-api-key``)."""
 
     type: Literal["gemini"]
+    adapter: ClassVar[str] = "gateway.providers.gemini:GeminiProvider"
     base_url: str = GEMINI_BASE_URL
     #: native GenerateContentRequest fields added to every request (e.g. safetySettings,
     #: generationConfig.thinkingConfig); merged key by key, the translated request wins on conflict
@@ -225,6 +277,7 @@ class SimulatorProviderConfig(ProviderBase):
     """Offline, deterministic OpenAI-compatible models (no network, no key)."""
 
     type: Literal["simulator"]
+    adapter: ClassVar[str] = "gateway.providers.simulator:SimulatorProvider"
     seed: int = 0
     #: upstream model name -> profile; other names get the default profile
     profiles: dict[str, SimulatorProfile] = {}
@@ -233,14 +286,18 @@ class SimulatorProviderConfig(ProviderBase):
         return self.profiles.get(model) or SimulatorProfile()
 
 
-ProviderConfig = OpenAIProviderConfig | AnthropicProviderConfig | GeminiProviderConfig | SimulatorProviderConfig
-
+#: Every provider ``type:``, the one registry: adding a type is a config class here (its ``type``
+#: literal and its ``adapter``) and the adapter it names.
+_PROVIDER_CLASSES: tuple[type[ProviderBase], ...] = (
+    OpenAIProviderConfig,
+    AnthropicProviderConfig,
+    GeminiProviderConfig,
+    SimulatorProviderConfig,
+)
 PROVIDER_CONFIG_TYPES: dict[str, type[ProviderBase]] = {
-    "openai": OpenAIProviderConfig,
-    "anthropic": AnthropicProviderConfig,
-    "gemini": GeminiProviderConfig,
-    "simulator": SimulatorProviderConfig,
+    get_args(cls.model_fields["type"].annotation)[0]: cls for cls in _PROVIDER_CLASSES
 }
+ProviderConfig = ProviderBase
 
 
 # --------------------------------------------------------------------------- models
@@ -266,19 +323,71 @@ class Price(Strict):
         return self.input if self.cache_write_input is None else self.cache_write_input
 
 
-class ModelConfig(Strict):
+class DeploymentConfig(Strict):
+    """One place a model is served: a provider, the name it has there, and what is particular to it."""
+
     provider: str
+    #: name sent upstream; defaults to the model's key
+    model: str | None = None
+    #: share of traffic under ``routing: weighted``
+    weight: float = Field(1.0, gt=0)
+    #: this deployment's own limits (e.g. one API key's quota): when reached it is skipped until the minute passes
+    rpm: int | None = Field(None, ge=1)
+    tpm: int | None = Field(None, ge=1)
+    #: defaults to the model's price
+    price: Price | None = None
+    timeouts: Timeouts | None = None
+
+
+class OutlierDetection(Strict):
+    """Envoy-style ejection of a deployment that keeps failing (5xx, connect errors, timeouts; never 4xx)."""
+
+    consecutive_failures: int = Field(5, ge=1)
+    #: an ejection lasts this long times the number of times the deployment was ejected, up to max_ejection_s
+    base_ejection_s: PositiveSeconds = 30.0
+    max_ejection_s: PositiveSeconds = 300.0
+    #: at most this share of a model's deployments is ejected at once (at least one may always be)
+    max_ejected_percent: float = Field(50.0, ge=0, le=100)
+    #: a 429 without Retry-After takes the deployment out of rotation this long
+    rate_limit_cooldown_s: float = Field(1.0, ge=0)
+
+
+Routing = Literal["least-inflight", "weighted", "latency"]
+
+
+class ModelConfig(Strict):
+    #: where the model is served; or ``deployments`` for several places
+    provider: str | None = None
     #: name sent upstream; defaults to the key under ``models:``
     model: str | None = None
     price: Price | None = None
     timeouts: Timeouts | None = None
+    deployments: list[DeploymentConfig] = Field([], max_length=64)
+    #: how a call picks among deployments: fewest calls in flight, weighted random, lowest recent latency (EWMA)
+    routing: Routing = "least-inflight"
+    outlier_detection: OutlierDetection = OutlierDetection()
+    #: models tried in order when this one cannot answer (every deployment failed, ejected or rate limited)
+    fallbacks: list[str] = []
+
+    @model_validator(mode="after")
+    def _one_place(self) -> ModelConfig:
+        if (self.provider is None) == (not self.deployments):
+            raise ValueError("give either provider or deployments")
+        if self.deployments and self.model is not None:
+            raise ValueError("with deployments, each deployment names its upstream model")
+        return self
 
 
 # --------------------------------------------------------------------------- pools
 
 
+def unknown_criteria_preset(name: str) -> str:
+    return unknown("criteria preset", name, CRITERIA_PRESETS) + "; criteria of your own are a sentence"
+
+
 class JudgeConfig(Strict):
     model: str
+    #: a preset's name (see :mod:`fusion_modes.criteria`) or a sentence of the operator's own
     criteria: str | None = None
     #: best-of: also judge with the candidates in reversed order
     swap: bool = False
@@ -290,10 +399,24 @@ class JudgeConfig(Strict):
     #: extra request fields for judge calls, e.g. {temperature: 0}
     params: dict[str, Any] = {}
 
+    @field_validator("criteria")
+    @classmethod
+    def _known_preset(cls, v: str | None) -> str | None:
+        if v is not None and is_preset_name(v) and v not in CRITERIA_PRESETS:
+            raise ValueError(unknown_criteria_preset(v))
+        return v
+
 
 class DebateConfig(Strict):
     rounds: int = Field(2, ge=0, le=6)
-    final: Literal["best-of", "merge"] = "best-of"
+    final: FinalMode = "best-of"
+
+
+class MergeConfig(Strict):
+    """How a pool merges (mode: merge, debate's ``final: merge``, or ``fusion.mode: merge`` per request)."""
+
+    #: the judge first writes a structured comparison of the panel, then the answer from it (one more call)
+    analysis: bool = False
 
 
 class BaselineConfig(Strict):
@@ -303,12 +426,58 @@ class BaselineConfig(Strict):
     compare_judge: str | None = None
 
 
-Mode = Literal["best-of", "merge", "debate"]
+Compare = ComparisonName
+
+
+class AgreementConfig(Strict):
+    """Consensus: once ``min`` members give equivalent answers, answer with it, skip the judge and cancel
+    the members still running. ``compare`` names the equivalence (see :mod:`fusion_modes.agreement`)."""
+
+    compare: Compare = "normalized"
+    min: int = Field(2, ge=2)
+
+
+class CascadeCheck(Strict):
+    """When a cascade accepts its first model's answer. Every check given must pass; cheapest first."""
+
+    #: the answer must validate against the request's ``response_format`` (a JSON schema, or JSON at all)
+    response_format: bool = False
+    #: the answer must match this pattern (``re.search``)
+    regex: str | None = None
+    #: a second model (or the first one again, for a second sample) must give an equivalent answer
+    agree_with: str | None = None
+    compare: Compare = "normalized"
+    #: a judge rates the answer; below ``min_confidence`` it escalates
+    judge: str | None = None
+    min_confidence: float = Field(0.8, ge=0, le=1)
+
+    @field_validator("regex")
+    @classmethod
+    def _pattern(cls, v: str | None) -> str | None:
+        if v is not None:
+            try:
+                re.compile(v)
+            except re.error as exc:
+                raise ValueError(f"invalid regular expression: {exc}") from exc
+        return v
+
+    @model_validator(mode="after")
+    def _something(self) -> CascadeCheck:
+        if not (self.response_format or self.regex or self.agree_with or self.judge):
+            raise ValueError("give at least one of response_format, regex, agree_with, judge")
+        if self.compare == "judge" and self.agree_with and not self.judge:
+            raise ValueError("compare: judge needs a judge")
+        return self
+
+
+#: a pool's mode: a fusion mode, or a cascade (which routes between a model and a pool and fuses nothing)
+Mode = ModeName | Literal["cascade"]
 
 
 class PoolConfig(Strict):
     mode: Mode
-    members: list[str] = Field(min_length=1, max_length=8)
+    #: every mode but cascade: 1 to 8 model names
+    members: list[str] = Field(default_factory=list, max_length=8)
     judge: JudgeConfig | None = None
     fallback: Literal["first-success", "error"] = "first-success"
     timeout_s: PositiveSeconds = 30.0
@@ -320,6 +489,12 @@ class PoolConfig(Strict):
     #: once quorum is met, wait this long for the rest, then cancel them; default: until timeout_s
     grace_ms: float | None = Field(None, ge=0)
     debate: DebateConfig | None = None
+    merge: MergeConfig | None = None
+    agreement: AgreementConfig | None = None
+    #: cascade: this model answers first; ``check`` decides whether its answer stands or ``escalate`` (a pool) runs
+    first: str | None = None
+    check: CascadeCheck | None = None
+    escalate: str | None = None
     baseline: BaselineConfig | None = None
     max_tokens_cap: int | None = Field(None, ge=1)
     max_tokens_policy: Literal["clamp", "reject"] = "clamp"
@@ -425,12 +600,43 @@ class LedgerConfig(Strict):
     @property
     def enabled(self) -> bool:
         return self.url != "none"
+class CacheConfig(Strict):
+    """Exact-match cache of answers. In this process by default; in Redis (``redis_url``) for a fleet."""
+
+    enabled: bool = False
+    ttl_s: PositiveSeconds = 300.0
+    #: in memory: entries kept (least recently used go first); in Redis, size its maxmemory instead
+    max_entries: int = Field(10_000, ge=1)
+    #: answers larger than this are not cached
+    max_entry_bytes: int = Field(1024 * 1024, ge=1)
+    redis_url: str | None = None
+    key_prefix: str = "fusion:cache:"
+    #: key: entries are the caller's key's own (tenants never see each other's answers); shared: one for all
+    scope: Literal["key", "shared"] = "key"
+    #: also cache requests asking for sampling (temperature > 0): repeats then get the same answer
+    sampled: bool = False
 
 
 class LoggingConfig(Strict):
     level: Literal["debug", "info", "warning", "error"] = "info"
     #: log prompts and answers (off: only sizes, outcomes, costs)
     content: bool = False
+
+
+class TracingConfig(Strict):
+    """OpenTelemetry traces, exported over OTLP/HTTP (protobuf). Absent: no tracing, no cost."""
+
+    #: the collector's OTLP/HTTP address; ``/v1/traces`` is added when the URL has no path
+    otlp_endpoint: str
+    #: share of new traces kept (a caller's ``traceparent`` decides for its own traces)
+    sample_ratio: float = Field(1.0, ge=0, le=1)
+    #: the ``service.name`` resource attribute
+    service_name: str = Field("fusion-gateway", min_length=1)
+
+    @field_validator("otlp_endpoint")
+    @classmethod
+    def _endpoint(cls, v: str) -> str:
+        return v.rstrip("/") + "/v1/traces" if urlsplit(http_url(v)).path in ("", "/") else v
 
 
 # --------------------------------------------------------------------------- root
@@ -445,5 +651,7 @@ class RawConfig(Strict):
     pools: dict[str, PoolConfig] = {}
     auth: AuthConfig = AuthConfig()
     state: StateConfig = StateConfig()
+    cache: CacheConfig = CacheConfig()
     logging: LoggingConfig = LoggingConfig()
     ledger: LedgerConfig = LedgerConfig()
+    tracing: TracingConfig | None = None

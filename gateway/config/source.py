@@ -35,6 +35,10 @@ class Source:
     path: str
     data: Any
     lines: dict[Loc, int] = field(default_factory=dict)
+    #: what parsing found (duplicate keys, unset environment variables), reported with the loader's findings
+    issues: list[ConfigIssue] = field(default_factory=list)
+    #: where an unset environment variable left an empty value: errors there are its echoes
+    unset: list[Loc] = field(default_factory=list)
 
     def line_of(self, loc: Loc) -> int:
         """Line of the deepest key of ``loc`` that exists in the file (1-based)."""
@@ -45,7 +49,9 @@ class Source:
         return 1
 
     def error(self, issues: list[ConfigIssue]) -> ConfigError:
-        return ConfigError("\n".join(self.format(i) for i in issues))
+        """One error listing every issue, in the order of the file."""
+        ordered = sorted(issues, key=lambda i: self.line_of(i.loc))
+        return ConfigError("\n".join(self.format(i) for i in ordered))
 
     def format(self, issue: ConfigIssue) -> str:
         path = format_loc(issue.loc)
@@ -77,8 +83,10 @@ def parse_source(text: str, path: str, *, environ: Mapping[str, str]) -> Source:
     try:
         node = loader.get_single_node()
     except yaml.MarkedYAMLError as exc:
-        line = exc.problem_mark.line + 1 if exc.problem_mark is not None else 1
-        raise ConfigError(f"{path}:{line}: invalid YAML: {exc.problem}") from exc
+        mark = exc.problem_mark
+        line = mark.line + 1 if mark is not None else 1
+        hint = _flow_env_ref_hint(text, mark.index) if mark is not None else ""
+        raise ConfigError(f"{path}:{line}: invalid YAML: {exc.problem}{hint}") from exc
     except yaml.YAMLError as exc:
         raise ConfigError(f"{path}:1: invalid YAML: {exc}") from exc
     finally:
@@ -87,11 +95,25 @@ def parse_source(text: str, path: str, *, environ: Mapping[str, str]) -> Source:
     if node is None:
         source.data = {}
         return source
-    issues: list[ConfigIssue] = []
-    source.data = _build(node, (), source, loader, environ, issues)
-    if issues:
-        raise source.error(issues)
+    source.data = _build(node, (), source, loader, environ, source.issues)
+    source.unset = [i.loc for i in source.issues if i.message.startswith("environment variable ")]
     return source
+
+
+def _flow_env_ref_hint(text: str, index: int) -> str:
+    """What to do when the parser tripped over an unquoted ``${VAR}`` inside ``{...}`` or ``[...]``.
+
+    In YAML's flow style ``{`` opens a mapping, so ``{api_key: ${KEY}}`` is a syntax error whose own
+    message ("expected ',' or '}', but got '{'") does not say that the reference is the cause.
+    """
+    if text[index - 1 : index + 1] != "${":
+        return ""
+    end = text.find("}", index)
+    ref = text[index - 1 : end + 1] if end != -1 else "${VAR}"
+    return (
+        f"; an unquoted {ref} inside {{...}} or [...] is not valid YAML: quote it (\"{ref}\") "
+        "or use block style, one key per line"
+    )
 
 
 def _build(

@@ -11,12 +11,15 @@ from typing import Any, Protocol
 import anyio
 
 from gateway.books.calls import CallRecord
+from gateway.books.ledger.entry import Kind
 from gateway.books.ledger.writer import LedgerWriter
 from gateway.books.metrics import Metrics
+from gateway.books.receipts import Receipts
 from gateway.books.record import FusionMetadata
 from gateway.books.stats import StatsStore
 from gateway.pipeline.auth import ANONYMOUS, Principal
 from gateway.pipeline.baseline import BaselineSampler
+from gateway.pipeline.cache import ResponseCache
 from gateway.pipeline.runtime import Runtime
 from gateway.wire.asgi import Headers
 
@@ -31,6 +34,9 @@ class Services(Protocol):
     def stats(self) -> StatsStore: ...
 
     @property
+    def receipts(self) -> Receipts: ...
+
+    @property
     def baseline(self) -> BaselineSampler: ...
 
     @property
@@ -39,6 +45,10 @@ class Services(Protocol):
     #: where finished requests are remembered (None: ``ledger: none``)
     @property
     def ledger(self) -> LedgerWriter | None: ...
+
+    #: the response cache, None when it is off
+    @property
+    def cache(self) -> ResponseCache | None: ...
 
     #: set when the shutdown grace has run out: open streams end with an in-band error
     @property
@@ -57,8 +67,12 @@ class RequestContext:
     status: int = 0
     cost: Decimal | None = None
     fields: dict[str, Any] = field(default_factory=dict)
-    #: for the ledger: what the request became, the calls it made, its fusion metadata, its content
-    kind: str = "refused"
+    #: set when the answer may be cached: the key to store it under
+    cache_key: str | None = None
+    #: for the ledger: what the request became, the calls it made, its fusion metadata, its content,
+    #: and what a cache hit saved
+    kind: Kind = "refused"
     calls: Sequence[CallRecord] = ()
     meta: FusionMetadata | None = None
     content: tuple[Any, Any] | None = None
+    saved: Decimal | None = None

@@ -57,11 +57,19 @@ def pool_cost(plan: PoolPlan) -> Decimal:
     out = max_output(body, plan.pool.max_tokens_cap)
     n = len(plan.members)
     total = sum((_call(spec, prompt, out) for _, spec in plan.members), Decimal(0))
+    if plan.escalate is not None:  # cascade: its own calls, a confidence question, then possibly the pool
+        if plan.judge is not None:
+            total += _call(plan.judge, prompt + out + JUDGE_OVERHEAD_TOKENS, out)
+        return total + pool_cost(plan.escalate)
     if plan.mode == "debate":
         revision_prompt = prompt + n * out + JUDGE_OVERHEAD_TOKENS
         total += plan.rounds * sum((_call(spec, revision_prompt, out) for _, spec in plan.members), Decimal(0))
     if n > 1 and plan.judge is not None:
         judge_prompt = prompt + n * out + JUDGE_OVERHEAD_TOKENS
         verdicts = 2 if (plan.pool.judge and plan.pool.judge.swap and plan.mode != "merge") else 1
+        merges = plan.mode == "merge" or (plan.mode == "debate" and plan.final == "merge")
+        if merges and plan.pool.merge is not None and plan.pool.merge.analysis:
+            total += _call(plan.judge, judge_prompt, out)  # the comparison of the panel...
+            judge_prompt += out  # ...which the answer's prompt then carries
         total += verdicts * _call(plan.judge, judge_prompt, out)
     return total

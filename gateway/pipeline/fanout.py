@@ -4,6 +4,10 @@ All members start together; each has its own wall-clock limit (``timeout_s``, in
 deadline). Once ``quorum`` members have answered, the rest get ``grace_s`` more, then are cancelled,
 and a cancelled call closes its upstream connection. The fan-out therefore waits for the slowest
 *useful* member, never for the sum, and a hung member costs at most the grace period.
+
+With a ``settle`` check (a pool's ``agreement``), each successful answer is offered to it as it
+arrives; once it says the answer is settled (enough members agree), every member still running is
+cancelled at once, without a grace period: their answers could no longer change the result.
 """
 
 from __future__ import annotations
@@ -61,6 +65,10 @@ class FanoutObserver:
         return None
 
 
+Settle = Callable[["MemberResult"], Awaitable[bool]]
+"""Offered each successful answer as it arrives; True ends the fan-out (the rest are cancelled)."""
+
+
 async def fan_out(
     caller: UpstreamCaller,
     calls: Sequence[MemberCall],
@@ -70,6 +78,7 @@ async def fan_out(
     *,
     round: int = 0,
     observer: FanoutObserver | None = None,
+    settle: Settle | None = None,
 ) -> list[MemberResult]:
     """Run ``calls`` concurrently; results in the order the members finished (successes first by time)."""
     obs = observer or FanoutObserver()
@@ -103,6 +112,8 @@ async def fan_out(
         # Outside ``finally``: a cancelled member reports nothing (the request is going away, or the
         # fan-out has moved on and reports stragglers itself).
         await obs.finished(result, round)
+        if result.ok and settle is not None and await settle(result):
+            tg.cancel_scope.cancel()  # settled: the members still running cannot change the answer
 
     async with anyio.create_task_group() as tg:
         for call in calls:

@@ -9,6 +9,7 @@ from fusion_modes.base import Emit, FusionError
 from gateway.books.calls import Ledger
 from gateway.books.record import FusionMetadata
 from gateway.pipeline.baseline import Sample, Shadowed
+from gateway.pipeline.cascade import run_cascade
 from gateway.pipeline.context import RequestContext
 from gateway.pipeline.events import FusionEvents
 from gateway.pipeline.outcome import pool_answered, pool_failed
@@ -30,8 +31,9 @@ class FusedRequest:
         ctx, plan = self.ctx, self.plan
         # The baseline starts with the members, before the fan-out.
         self._sample = ctx.services.baseline.start(ctx.runtime, plan, Shadowed(ctx.request_id, ctx.principal.name))
+        run = run_cascade if plan.mode == "cascade" else run_pool
         try:
-            return await run_pool(
+            return await run(
                 ctx.runtime.caller,
                 plan,
                 self.ledger,

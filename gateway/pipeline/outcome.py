@@ -2,7 +2,8 @@
 
 A pool answer becomes its typed :class:`~gateway.books.record.FusionMetadata` (the ``fusion`` object),
 its metrics, its live statistics and the fields of its log line; a failed pool request and a passthrough
-call are recorded the same way. Routes only shape the answer.
+call are recorded the same way. :func:`finished` then writes the request's one log line and hands its
+record to the ledger. Routes only shape the answer.
 """
 
 from __future__ import annotations
@@ -11,12 +12,18 @@ import time
 from decimal import Decimal
 from typing import Any
 
+from fusion_modes.analysis import SECTIONS
 from fusion_modes.base import FusionError
 from gateway.books.calls import CallRecord, Ledger
+from gateway.books.cost import sum_costs
 from gateway.books.ledger.entry import LedgerEntry
 from gateway.books.logs import log_request
+from gateway.books.receipts import Receipt
 from gateway.books.record import (
+    AnalysisEntry,
     CallEntry,
+    CascadeEntry,
+    ConsensusEntry,
     FusionMetadata,
     JudgeEntry,
     LatencyBreakdown,
@@ -26,11 +33,14 @@ from gateway.books.record import (
     ms,
     span_ms,
 )
+from gateway.books.usage import Usage
+from gateway.books.usage import total as usage_total
 from gateway.config.loader import ModelSpec
 from gateway.pipeline.baseline import FusedAnswer, Sample
 from gateway.pipeline.context import RequestContext
 from gateway.pipeline.plan import PoolPlan
 from gateway.pipeline.pool import PoolOutcome
+from gateway.wire.asgi import Scope, client_host
 from gateway.wire.errors import GatewayError, JudgeUnavailable, PoolFailed
 
 
@@ -39,25 +49,34 @@ def latency_breakdown(outcome: PoolOutcome, end: float) -> LatencyBreakdown:
     total = (end - t.start) * 1000
     fanout = (t.fanout_end - t.fanout_start) * 1000
     rounds = tuple(t.rounds_ms)
-    judge = span_ms(outcome.ledger.by_role("judge"))
+    # Equivalence questions asked during the fan-out (consensus by judge) are inside its span already; an
+    # escalation pool's judge is inside the escalation.
+    own = _own_judge_calls(outcome)
+    judge = span_ms([r for r in own if r.started >= t.fanout_end])
     members = [m.record for m in outcome.members]
     answered = [r for r in members if r.status == "ok"] or members
     slowest = max((r.latency_ms for r in answered), default=0.0)
+    escalation = t.escalation_ms
     return LatencyBreakdown(
         total=ms(total),
         fanout=ms(fanout),
         slowest_member=ms(slowest),
         rounds=tuple(ms(r) for r in rounds),
         judge=ms(judge),
-        gateway=ms(total - fanout - sum(rounds) - judge),
+        gateway=ms(total - fanout - sum(rounds) - judge - escalation),
+        escalation=ms(escalation),
     )
 
 
+def _own_judge_calls(outcome: PoolOutcome) -> list[CallRecord]:
+    return [r for r in outcome.ledger.by_role("judge") if r.pool == outcome.plan.name]
+
+
 def _judge_entry(outcome: PoolOutcome) -> JudgeEntry | None:
-    plan, result, ledger = outcome.plan, outcome.result, outcome.ledger
+    plan, result = outcome.plan, outcome.result
     if plan.judge is None:
         return None
-    calls = ledger.by_role("judge")
+    calls = _own_judge_calls(outcome)
     verdict = None
     if result.verdict is not None:
         v = result.verdict
@@ -67,13 +86,23 @@ def _judge_entry(outcome: PoolOutcome) -> JudgeEntry | None:
             consistent=v.consistent,
             labels={label: MemberRef(c.member, c.model) for label, c in v.labels.items()},
         )
+    elif outcome.consensus is not None:
+        c = outcome.consensus
+        first = c.answer
+        verdict = VerdictEntry(
+            winner=MemberRef(first.member, first.model),
+            analysis=f"{len(c.agreed)} members gave equivalent answers (compare: {c.compare}); no verdict was needed",
+            consistent=True,
+            labels={},
+            reason="consensus",
+        )
     return JudgeEntry(
         model=plan.judge.name,
         status=result.judge_status,
         calls=len(calls),
         latency_ms=ms(span_ms(calls)),
-        usage=ledger.usage("judge") if calls else None,
-        cost_usd=ledger.cost("judge"),
+        usage=usage_total(c.usage for c in calls) if calls else None,
+        cost_usd=sum_costs(c.cost for c in calls if c.usage is not None),
         verdict=verdict,
         fallback_reason=result.fallback_reason,
         errors=tuple(c.error_type for c in calls if c.status != "ok"),
@@ -110,6 +139,61 @@ def fusion_metadata(outcome: PoolOutcome, latency: LatencyBreakdown, *, baseline
         usage_estimated=any(r.usage is not None and r.usage.estimated for r in ledger.by_role("member", "judge")),
         latency=latency,
         baseline_sampled=baseline_sampled,
+        consensus=_consensus_entry(outcome),
+        cascade=_cascade_entry(outcome),
+        analysis=_analysis_entry(outcome),
+    )
+
+
+def _analysis_entry(outcome: PoolOutcome) -> AnalysisEntry | None:
+    result = outcome.result
+    if result.analysis is None and result.analysis_error is None:
+        return None
+    # The comparison is the mode's first judge call once the fan-out (and any debate round) is over.
+    after = sorted(
+        (r for r in _own_judge_calls(outcome) if r.started >= outcome.timeline.fanout_end), key=lambda r: r.started
+    )
+    call = after[0] if after else None
+    a = result.analysis
+    return AnalysisEntry(
+        status="ok" if a is not None else "error",
+        error=result.analysis_error,
+        sections=a.sections() if a is not None else {name: [] for name in SECTIONS},
+        labels={label: MemberRef(c.member, c.model) for label, c in a.labels.items()} if a is not None else {},
+        latency_ms=ms(call.latency_ms) if call is not None else 0.0,
+        usage=call.usage if call is not None else None,
+        cost_usd=call.cost if call is not None and call.usage is not None else None,
+    )
+
+
+def _cascade_entry(outcome: PoolOutcome) -> CascadeEntry | None:
+    run, plan = outcome.cascade, outcome.plan
+    if run is None or plan.escalate is None:
+        return None
+    nested = None
+    if run.escalation is not None:
+        esc = run.escalation
+        end = esc.timeline.start + outcome.timeline.escalation_ms / 1000
+        nested = fusion_metadata(esc, latency_breakdown(esc, end), baseline_sampled=False)
+    return CascadeEntry(
+        first=plan.members[0][1].name,
+        escalate=plan.escalate.name,
+        escalated=run.escalated,
+        reason=run.reason,
+        confidence=run.confidence,
+        escalation=nested,
+    )
+
+
+def _consensus_entry(outcome: PoolOutcome) -> ConsensusEntry | None:
+    c = outcome.consensus
+    if c is None:
+        return None
+    return ConsensusEntry(
+        compare=c.compare,
+        min=c.min,
+        agreed=tuple(MemberRef(a.member, a.model) for a in c.agreed),
+        stopped_early=tuple(sorted(outcome.stopped_early)),
     )
 
 
@@ -130,11 +214,18 @@ def pool_answered(ctx: RequestContext, outcome: PoolOutcome, sample: Sample | No
         quorum_missed=sum(1 for m in outcome.members if m.ok) < quorum,
     )
     services.stats.request(plan.name, "degraded" if meta.degraded else "ok", latency.total, meta.cost_usd)
+    if meta.cascade is not None:
+        c = meta.cascade
+        services.metrics.cascade_decided(plan.name, c.escalated, c.reason)
+        services.stats.cascade(plan.name, c.escalated, c.escalation.cost_usd if c.escalation is not None else None)
+        ctx.fields["cascade"] = {"escalated": c.escalated, "reason": c.reason, "confidence": c.confidence}
     if sample is not None:
         sample.deliver(FusedAnswer(outcome.result.message, latency.total, meta.cost_usd))
     ctx.status = 200
     ctx.cost = meta.cost_usd
     ctx.kind, ctx.calls, ctx.meta = "pool", ledger.records, meta
+    _tokens(ctx, ledger.usage("member", "judge"))
+    _receipt(ctx, plan.name, meta)
     ctx.fields.update(
         {
             "pool": plan.name,
@@ -161,7 +252,9 @@ def pool_failed(ctx: RequestContext, plan: PoolPlan, ledger: Ledger, exc: Gatewa
     ctx.status = error.http_status
     ctx.kind, ctx.calls = "pool", ledger.records
     ctx.cost = fused_cost(ledger)  # what was spent before the failure is still spent
+    _tokens(ctx, ledger.usage("member", "judge"))
     ctx.fields["error"] = error.code
+    _receipt(ctx, plan.name, None)
     return error
 
 
@@ -170,10 +263,30 @@ def passthrough_answered(ctx: RequestContext, spec: ModelSpec, record: CallRecor
     ctx.status = 200 if error is None else error.http_status
     ctx.cost = record.cost
     ctx.kind, ctx.calls = "passthrough", (record,)
+    _tokens(ctx, record.usage or Usage())
     ctx.fields["upstream"] = {"status": record.status, "attempts": record.attempts, "error_type": record.error_type,
                               "latency_ms": ms(record.latency_ms)}
+    if record.deployment is not None:
+        ctx.fields["upstream"].update(
+            answered_by=record.answered_by, deployment=record.deployment, fallback_reason=record.fallback_reason
+        )
     if error is not None:
         ctx.fields["error"] = error.code
+    _receipt(ctx, spec.name, None)
+
+
+def _receipt(ctx: RequestContext, model: str, meta: FusionMetadata | None) -> None:
+    """Kept for ``GET /v1/fusion/requests/{id}``, before the answer's last byte goes out, so a client that
+    asks right after it finds it (the ledger's record is handed over only once the request is over)."""
+    ctx.services.receipts.add(
+        Receipt(ctx.request_id, ctx.principal.name, model, ctx.status, ctx.cost, meta)
+    )
+
+
+def _tokens(ctx: RequestContext, usage: Usage) -> None:
+    """Tokens in and out of every upstream call the request made, for its log line."""
+    ctx.fields["tokens_in"] = usage.prompt_tokens
+    ctx.fields["tokens_out"] = usage.completion_tokens
 
 
 def note_content(ctx: RequestContext, messages: Any, answer: Any) -> None:
@@ -185,14 +298,19 @@ def note_content(ctx: RequestContext, messages: Any, answer: Any) -> None:
         ctx.content = (messages, answer)
 
 
-def finished(ctx: RequestContext, stream: bool) -> None:
-    """Every request ends here, answered, failed or refused: its log line and its ledger record."""
+def finished(ctx: RequestContext, scope: Scope, stream: bool) -> None:
+    """Every request of every inbound API ends here, answered, failed or refused: its one log line and
+    its ledger record (handed to the background writer: nothing waits for the database)."""
     latency_ms = (time.monotonic() - ctx.started) * 1000
     status = ctx.status or 499  # 499: the client went away before an answer
     fields = ctx.fields
+    path = scope["path"]
     log_request(
         ctx.services.log,
         {
+            "method": "POST",
+            "path": path,
+            "client": client_host(scope),
             "request_id": ctx.request_id,
             "key": ctx.principal.name,
             "status": status,
@@ -208,20 +326,24 @@ def finished(ctx: RequestContext, stream: bool) -> None:
     model = fields.get("model")
     meta = ctx.meta
     content = ctx.content
+    kind = ctx.kind
+    answered = kind == "pool" or (kind == "cached" and model in ctx.runtime.config.pools)
     ledger.submit(
         LedgerEntry(
             request_id=ctx.request_id,
-            kind=ctx.kind,  # type: ignore[arg-type]
+            kind=kind,
             key=ctx.principal.name,
             created=time.time() - latency_ms / 1000,
             status=status,
             stream=stream,
+            endpoint=path,
             model=model,
-            pool=model if ctx.kind == "pool" else None,
+            pool=model if answered else None,
             mode=fields.get("mode"),
             error_code=fields.get("error"),
             latency_ms=meta.latency.total if meta is not None else latency_ms,
             cost=ctx.cost,
+            saved=ctx.saved,
             calls=ctx.calls,
             providers=ctx.runtime.providers_of,
             meta=meta,

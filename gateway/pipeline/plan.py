@@ -2,22 +2,25 @@
 
 Everything that can be refused is refused here, before any upstream call: unknown override keys, a
 member subset that is not a subset, tools in a mode that cannot honour them, ``n > 1``, a ``max_tokens``
-over the pool's cap.
+over the pool's cap, and what a judge-written answer cannot honour (:mod:`gateway.pipeline.contract`).
 """
 
 from __future__ import annotations
 
 from collections import Counter
-from dataclasses import dataclass
-from typing import Any, Literal, cast
+from dataclasses import dataclass, field
+from typing import Any, cast
 
+from fusion_modes import MODES
+from fusion_modes.base import FinalMode
+from fusion_modes.criteria import CRITERIA_PRESETS, criteria_text, is_preset_name
 from gateway.config.loader import GatewayConfig, ModelSpec
-from gateway.config.schema import Mode, PoolConfig
+from gateway.config.schema import Mode, PoolConfig, unknown_criteria_preset
+from gateway.pipeline.contract import WriterContract, writer_contract
 from gateway.wire.errors import InvalidRequest
 from gateway.wire.protocol import ChatRequest
 
-_OVERRIDES = frozenset({"mode", "criteria", "rounds", "members", "events"})
-_MODES = ("best-of", "merge", "debate")
+_OVERRIDES = frozenset({"mode", "criteria", "rounds", "members", "events", "cache"})
 _MAX_CRITERIA = 2000
 
 
@@ -30,10 +33,14 @@ class PoolPlan:
     judge: ModelSpec | None
     criteria: str | None
     rounds: int
-    final: Literal["best-of", "merge"]
+    final: FinalMode
     events: bool
     #: the body every member gets (model set per member)
     body: dict[str, Any]
+    #: cascade: the pool to escalate to (members are then the first model and the check's second model)
+    escalate: PoolPlan | None = None
+    #: what the judge's writing call carries when it writes the answer (merge, debate ending in merge)
+    writer: WriterContract = field(default_factory=WriterContract)
 
 
 def plan_pool(config: GatewayConfig, name: str, pool: PoolConfig, req: ChatRequest) -> PoolPlan:
@@ -45,10 +52,12 @@ def plan_pool(config: GatewayConfig, name: str, pool: PoolConfig, req: ChatReque
             param=f"fusion.{unknown[0]}",
             code="invalid_fusion_option",
         )
+    if pool.mode == "cascade":
+        return _plan_cascade(config, name, pool, req, opts)
     mode = opts.get("mode", pool.mode)
-    if mode not in _MODES:
+    if mode not in MODES:
         raise InvalidRequest(
-            f"'fusion.mode' must be one of {', '.join(_MODES)}", param="fusion.mode", code="invalid_value"
+            f"'fusion.mode' must be one of {', '.join(MODES)}", param="fusion.mode", code="invalid_value"
         )
     criteria = opts.get("criteria", pool.judge.criteria if pool.judge else None)
     if criteria is not None and (not isinstance(criteria, str) or len(criteria) > _MAX_CRITERIA):
@@ -56,6 +65,10 @@ def plan_pool(config: GatewayConfig, name: str, pool: PoolConfig, req: ChatReque
             f"'fusion.criteria' must be a string of at most {_MAX_CRITERIA} characters",
             param="fusion.criteria",
             code="invalid_value",
+        )
+    if criteria is not None and is_preset_name(criteria) and criteria not in CRITERIA_PRESETS:
+        raise InvalidRequest(
+            f"'fusion.criteria': {unknown_criteria_preset(criteria)}", param="fusion.criteria", code="invalid_value"
         )
     debate = pool.debate
     rounds = opts.get("rounds", debate.rounds if debate else 2)
@@ -73,17 +86,53 @@ def plan_pool(config: GatewayConfig, name: str, pool: PoolConfig, req: ChatReque
     if len(members) > 1 and pool.judge is None:  # config check makes this unreachable for pools > 1
         raise InvalidRequest(f"pool '{name}' has no judge", code="invalid_pool")
     judge = config.models[pool.judge.model] if pool.judge else None
+    final: FinalMode = debate.final if debate else "best-of"
+    body = _member_body(pool, req)
+    writes = mode == "merge" or (mode == "debate" and final == "merge")
     return PoolPlan(
         name=name,
         pool=pool,
         mode=cast(Mode, mode),
         members=members,
         judge=judge,
-        criteria=criteria,
+        criteria=criteria_text(criteria),
         rounds=rounds,
-        final=debate.final if debate else "best-of",
+        final=final,
         events=events,
+        body=body,
+        writer=writer_contract(name, mode, body) if writes else WriterContract(),
+    )
+
+
+def _plan_cascade(
+    config: GatewayConfig, name: str, pool: PoolConfig, req: ChatRequest, opts: dict[str, Any]
+) -> PoolPlan:
+    """A cascade's own calls (the first model, the check's second model, its judge) and the pool it escalates to.
+
+    Overrides that shape a pool (mode, members, rounds) are refused: they belong to the escalation pool."""
+    for key in ("mode", "members", "rounds"):
+        if key in opts:
+            raise InvalidRequest(
+                f"'fusion.{key}' cannot be set on cascade '{name}'", param=f"fusion.{key}", code="invalid_fusion_option"
+            )
+    assert pool.first is not None and pool.check is not None and pool.escalate is not None  # checked at load
+    check = pool.check
+    members = [(0, config.models[pool.first])]
+    if check.agree_with is not None:
+        members.append((1, config.models[check.agree_with]))
+    escalate = plan_pool(config, pool.escalate, config.pools[pool.escalate], req)
+    return PoolPlan(
+        name=name,
+        pool=pool,
+        mode="cascade",
+        members=members,
+        judge=config.models[check.judge] if check.judge is not None else None,
+        criteria=escalate.criteria,
+        rounds=0,
+        final="best-of",
+        events=escalate.events,
         body=_member_body(pool, req),
+        escalate=escalate,
     )
 
 

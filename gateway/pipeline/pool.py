@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from fusion_modes import MODES
+from fusion_modes.agreement import COMPARISONS, Agreement, Consensus, EquivalenceAsk
 from fusion_modes.base import Candidate, Emit, FusionContext, FusionResult
 from fusion_modes.debate import agree, revision_messages
 from gateway.books.calls import Ledger
@@ -30,6 +31,18 @@ class Timeline:
     fanout_start: float = 0.0
     fanout_end: float = 0.0
     rounds_ms: list[float] = field(default_factory=list)
+    #: cascade: time spent in the escalation pool
+    escalation_ms: float = 0.0
+
+
+@dataclass
+class CascadeRun:
+    """What a cascade decided: whether it escalated, why, and the escalation pool's own outcome."""
+
+    escalated: bool
+    reason: str | None
+    confidence: float | None = None
+    escalation: PoolOutcome | None = None
 
 
 @dataclass
@@ -39,12 +52,27 @@ class PoolOutcome:
     members: list[MemberResult]  # round 0, in finishing order
     ledger: Ledger
     timeline: Timeline
+    #: set when enough members agreed and the judge was skipped
+    consensus: Consensus | None = None
+    cascade: CascadeRun | None = None
+
+    @property
+    def stopped_early(self) -> list[int]:
+        """Members cancelled because the others already agreed (not a failure: they were not needed)."""
+        if self.consensus is None:
+            return []
+        return [m.call.index for m in self.members if m.record.status == "cancelled"]
 
     @property
     def degraded(self) -> bool:
-        """A member failed in some round, or the judge did and the fallback answered."""
+        """A member failed or timed out in some round, or the judge failed and the fallback answered.
+
+        A member cancelled once quorum and grace were met is not a failure: the pool was told to move on
+        without it (a cancelled call in an answered request can only be that: a caller who leaves gets
+        no answer to call degraded)."""
         members = self.ledger.by_role("member")
-        return any(r.status != "ok" for r in members) or self.result.judge_status == "fallback"
+        # cancelled: cut after quorum and grace, or once the others agreed (consensus): by design either way
+        return any(r.status in ("error", "timeout") for r in members) or self.result.judge_status == "fallback"
 
 
 def candidate(result: MemberResult) -> Candidate:
@@ -54,6 +82,9 @@ def candidate(result: MemberResult) -> Candidate:
         model=result.call.spec.name,
         message=result.answer.message(),
         finish_reason=result.answer.finish_reason,
+        logprobs=result.answer.logprobs,
+        system_fingerprint=result.answer.system_fingerprint,
+        service_tier=result.answer.service_tier,
     )
 
 
@@ -77,19 +108,31 @@ async def run_pool(
         timeout_s=pool.timeout_s,
         deadline=deadline,
     )
+    judge = plan_judge(caller, plan, ledger, deadline, events)
+    max_chars = pool.judge.max_candidate_chars if pool.judge else 16_000
+    agreement = None
+    if pool.agreement is not None and len(calls) >= pool.agreement.min:
+        ask = EquivalenceAsk(judge, plan.body["messages"], max_chars)
+        agreement = Agreement(COMPARISONS[pool.agreement.compare], pool.agreement.min, ask)
+
+    async def settle(result: MemberResult) -> bool:
+        assert agreement is not None
+        return await agreement.add(candidate(result)) is not None
+
     timeline.fanout_start = time.monotonic()
-    results = await fan_out(caller, calls, policy, ledger, plan.name, observer=events)
+    results = await fan_out(
+        caller, calls, policy, ledger, plan.name, observer=events, settle=settle if agreement else None
+    )
     timeline.fanout_end = time.monotonic()
     ok = [r for r in results if r.ok]
-    if not ok or (pool.require_quorum and len(ok) < quorum):
+    consensus = agreement.consensus if agreement is not None else None
+    if not ok or (pool.require_quorum and len(ok) < quorum and consensus is None):
         raise PoolFailed(plan.name, [r.record.error for r in sorted(results, key=lambda r: r.call.index)])
+    if consensus is not None:
+        first = consensus.answer
+        result = FusionResult(first.message, first.finish_reason, winner=first, judge_status="skipped")
+        return PoolOutcome(plan, result, results, ledger, timeline, consensus=consensus)
 
-    judge = (
-        ModelJudge(caller, plan.judge, pool.judge, ledger, plan.name, deadline,
-                   on_call=events.judge_started if events is not None else None)
-        if plan.judge is not None
-        else None
-    )
     ctx = FusionContext(
         pool=plan.name,
         conversation=plan.body["messages"],
@@ -97,17 +140,32 @@ async def run_pool(
         criteria=plan.criteria,
         fallback=pool.fallback,
         rng=rng,
-        max_candidate_chars=pool.judge.max_candidate_chars if pool.judge else 16_000,
+        max_candidate_chars=max_chars,
         swap=bool(pool.judge and pool.judge.swap),
         rounds=plan.rounds,
         final=plan.final,
         reviser=_Reviser(caller, plan, ledger, policy, events) if plan.mode == "debate" else None,
         emit=emit,
         member_order=pool.members,
+        check=plan.writer.check,
+        analysis=bool(pool.merge and pool.merge.analysis),
     )
     result = await MODES[plan.mode].run(ctx, [candidate(r) for r in ok])
     timeline.rounds_ms = [r.latency_ms for r in result.rounds]
     return PoolOutcome(plan=plan, result=result, members=results, ledger=ledger, timeline=timeline)
+
+
+def plan_judge(
+    caller: UpstreamCaller, plan: PoolPlan, ledger: Ledger, deadline: float, events: FusionEvents | None
+) -> ModelJudge | None:
+    """The plan's judge (a pool's, or a cascade's check judge) over its model, reporting to the events."""
+    if plan.judge is None:
+        return None
+    on_call = events.judge_started if events is not None else None
+    return ModelJudge(
+        caller, plan.judge, plan.pool.judge, ledger, plan.name, deadline, on_call=on_call,
+        writer_fields=plan.writer.fields,
+    )
 
 
 class _Reviser:
@@ -142,12 +200,21 @@ class _Reviser:
             quorum=len(calls), grace_s=None, timeout_s=self._policy.timeout_s, deadline=self._policy.deadline
         )
         started = time.monotonic()
-        results = await fan_out(
-            self._caller, calls, policy, self._ledger, self._plan.name, round=round, observer=self._events
-        )
+        tracing = self._caller.tracing
+        if tracing is not None:
+            with tracing.span(f"debate round {round}", {"fusion.pool": self._plan.name, "fusion.round": round,
+                                                        "fusion.members": len(calls)}):
+                results = await self._fan_out(round, calls, policy)
+        else:
+            results = await self._fan_out(round, calls, policy)
         revised = [candidate(r) for r in results if r.ok]
         if self._events is not None:
             await self._events.round_done(
                 round, len(revised), bool(revised) and agree(revised), (time.monotonic() - started) * 1000
             )
         return revised
+
+    async def _fan_out(self, round: int, calls: list[MemberCall], policy: FanoutPolicy) -> list[MemberResult]:
+        return await fan_out(
+            self._caller, calls, policy, self._ledger, self._plan.name, round=round, observer=self._events
+        )

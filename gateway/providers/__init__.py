@@ -1,28 +1,28 @@
-"""Upstream providers, chosen by the config's ``type:`` through the table below."""
+"""Upstream providers, chosen by the config's ``type:``.
+
+The registry is the config's: each provider config class names its adapter (``adapter``, as
+"module:Class"), imported here on first use, so a type nobody configured is never imported.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+import importlib
 from typing import Any
 
 from gateway.config.schema import ProviderBase
-from gateway.providers.anthropic import AnthropicProvider
 from gateway.providers.base import ChunkStream, Provider
-from gateway.providers.gemini import GeminiProvider
-from gateway.providers.openai_compat import OpenAIProvider
-from gateway.providers.simulator import SimulatorProvider
 
-PROVIDERS: Mapping[str, Callable[[str, Any], Provider]] = {
-    "openai": OpenAIProvider,
-    "anthropic": AnthropicProvider,
-    "gemini": GeminiProvider,
-    "simulator": SimulatorProvider,
-}
+
+def adapter_class(config: ProviderBase) -> Any:
+    """The adapter class that serves ``config``'s type."""
+    module, _, attr = config.adapter.partition(":")
+    return getattr(importlib.import_module(module), attr)
 
 
 def create_provider(name: str, config: ProviderBase) -> Provider:
-    kind = str(getattr(config, "type", ""))
-    return PROVIDERS[kind](name, config)
+    provider = adapter_class(config)(name, config)
+    assert isinstance(provider, Provider)
+    return provider
 
 
-__all__ = ["PROVIDERS", "ChunkStream", "Provider", "create_provider"]
+__all__ = ["ChunkStream", "Provider", "adapter_class", "create_provider"]

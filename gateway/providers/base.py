@@ -15,6 +15,7 @@ from typing import Any
 from gateway.books.usage import Usage
 from gateway.config.loader import ModelSpec
 from gateway.config.schema import ProviderBase
+from gateway.wire.sse import DEFAULT_MAX_EVENT_BYTES
 
 
 class ChunkStream(abc.ABC):
@@ -23,6 +24,8 @@ class ChunkStream(abc.ABC):
 
     usage: Usage | None = None
     finished: bool = False
+    #: the largest event its decoder accepts; the provider sets its configured cap when it opens the stream
+    max_event_bytes: int = DEFAULT_MAX_EVENT_BYTES
 
     @abc.abstractmethod
     def __aiter__(self) -> AsyncIterator[dict[str, Any]]: ...
@@ -47,6 +50,13 @@ class Provider(abc.ABC):
     @abc.abstractmethod
     def stream(self, spec: ModelSpec, body: dict[str, Any]) -> AbstractAsyncContextManager[ChunkStream]:
         """Open a streamed completion; the context exit closes the upstream connection."""
+
+    #: whether :meth:`embed` is served (``POST /v1/embeddings`` refuses other models with a 400)
+    serves_embeddings: bool = False
+
+    async def embed(self, spec: ModelSpec, body: dict[str, Any]) -> dict[str, Any]:
+        """One embeddings call (OpenAI's request and ``list`` answer). ``body['model']`` is the upstream name."""
+        raise NotImplementedError
 
     async def aclose(self) -> None:
         return None

@@ -28,6 +28,15 @@ class OpenAIProvider(NativeHTTPProvider):
             headers["authorization"] = f"Bearer {key}"
         super().__init__(name, config, headers, key)
         self._url = config.base_url + "/chat/completions"
+        self._embeddings_url = config.base_url + "/embeddings"
+
+    serves_embeddings = True
+
+    async def embed(self, spec: ModelSpec, body: dict[str, Any]) -> dict[str, Any]:
+        data = await self._post_json(spec, self._embeddings_url, body)
+        if not isinstance(data, dict) or not isinstance(data.get("data"), list):
+            raise UpstreamProtocolError(f"upstream '{spec.name}' answered without embeddings")
+        return data
 
     async def complete(self, spec: ModelSpec, body: dict[str, Any]) -> dict[str, Any]:
         return _completion(spec, await self._post_json(spec, self._url, body))

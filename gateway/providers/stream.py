@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import abc
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -13,12 +14,17 @@ from gateway.wire.errors import UpstreamError, UpstreamProtocolError
 from gateway.wire.sse import SSEDecoder
 
 
-class SSEChunkStream(ChunkStream):
-    """Chunks of an OpenAI-style SSE body.
+class EventStream(ChunkStream):
+    """An upstream SSE body whose events are JSON objects, turned into chunks as they arrive.
 
-    A stream is finished when ``[DONE]`` arrives, or when the body ends after a ``finish_reason``.
-    A body that ends with neither was cut: that raises, it never passes for success.
+    The loop every wire format shares lives here (decode SSE, parse each event, map transport errors);
+    each format says what an event means (:meth:`on_event`) and whether a body that ended was complete
+    (:meth:`on_end`, which raises for a cut stream: it never passes for success). A subclass with an end
+    marker (OpenAI's ``[DONE]``) names it in ``end_marker``; one that recognises its own final event sets
+    ``finished`` and the loop stops there.
     """
+
+    end_marker: str | None = None
 
     def __init__(self, body: AsyncIterator[bytes], model: str) -> None:
         self._body = body
@@ -27,38 +33,69 @@ class SSEChunkStream(ChunkStream):
         self.usage: Usage | None = None
 
     async def __aiter__(self) -> AsyncIterator[dict[str, Any]]:
-        decoder = SSEDecoder()
-        saw_finish = False
+        decoder = SSEDecoder(self.max_event_bytes)
         with upstream_errors(self._model):
             async for raw in self._body:
                 for ev in decoder.feed(raw):
-                    data = ev.data
-                    if data == "[DONE]":
+                    if ev.data == self.end_marker:
                         self.finished = True
                         return
-                    chunk = self._parse(data)
-                    usage = chunk.get("usage")
-                    if usage:
-                        self.usage = Usage.from_openai(usage) or self.usage
-                    for choice in chunk.get("choices") or ():
-                        if choice.get("finish_reason"):
-                            saw_finish = True
-                    yield chunk
-        if saw_finish:
-            self.finished = True
-            return
-        raise UpstreamProtocolError(f"upstream '{self._model}' stream ended before the answer was complete")
+                    for chunk in self.on_event(self._parse(ev.data), ev.data):
+                        yield chunk
+                    if self.finished:
+                        return
+        for chunk in self.on_end():
+            yield chunk
 
     def _parse(self, data: str) -> dict[str, Any]:
         try:
-            chunk = jsonutil.loads(data)
+            event = jsonutil.loads(data)
         except jsonutil.JSONDecodeError as exc:
             raise UpstreamProtocolError(f"upstream '{self._model}' sent an event that is not JSON") from exc
-        if not isinstance(chunk, dict):
+        if not isinstance(event, dict):
             raise UpstreamProtocolError(f"upstream '{self._model}' sent an event that is not an object")
-        if "error" in chunk and "choices" not in chunk:
+        return event
+
+    def cut(self) -> UpstreamProtocolError:
+        return UpstreamProtocolError(f"upstream '{self._model}' stream ended before the answer was complete")
+
+    @abc.abstractmethod
+    def on_event(self, event: dict[str, Any], data: str) -> list[dict[str, Any]]:
+        """The chunks one event gives (``data``: its raw text, for error reports)."""
+
+    @abc.abstractmethod
+    def on_end(self) -> list[dict[str, Any]]:
+        """The body ended without an end marker: the last chunks, or raise :meth:`cut`."""
+
+
+class SSEChunkStream(EventStream):
+    """Chunks of an OpenAI-style SSE body.
+
+    A stream is finished when ``[DONE]`` arrives, or when the body ends after a ``finish_reason``.
+    """
+
+    end_marker = "[DONE]"
+
+    def __init__(self, body: AsyncIterator[bytes], model: str) -> None:
+        super().__init__(body, model)
+        self._saw_finish = False
+
+    def on_event(self, event: dict[str, Any], data: str) -> list[dict[str, Any]]:
+        if "error" in event and "choices" not in event:
             raise UpstreamError(f"upstream '{self._model}' reported an error mid-stream", code="upstream_stream_error")
-        return chunk
+        usage = event.get("usage")
+        if usage:
+            self.usage = Usage.from_openai(usage) or self.usage
+        for choice in event.get("choices") or ():
+            if choice.get("finish_reason"):
+                self._saw_finish = True
+        return [event]
+
+    def on_end(self) -> list[dict[str, Any]]:
+        if not self._saw_finish:
+            raise self.cut()
+        self.finished = True
+        return []
 
 
 class _ListStream(ChunkStream):

@@ -16,16 +16,28 @@ from typing import Any
 
 from gateway.config.loader import ModelSpec
 from gateway.pipeline.admission import Admission, admit, settle
+from gateway.pipeline.cache import cache_key
 from gateway.pipeline.context import RequestContext
 from gateway.pipeline.outcome import finished as record_finished
 from gateway.pipeline.plan import plan_pool
 from gateway.pipeline.runtime import PoolTarget
-from gateway.routes import direct, fused
+from gateway.routes import cached, direct, fused
+from gateway.routes.shape import CHAT, Inbound
 from gateway.service.gateway import Gateway
-from gateway.wire.asgi import ClientGone, Receive, Scope, Send, header, read_body, send_error, until_disconnect
+from gateway.wire.asgi import (
+    ClientGone,
+    Exchange,
+    Receive,
+    Scope,
+    Send,
+    header,
+    read_body,
+    until_disconnect,
+)
 from gateway.wire.errors import GatewayError, InvalidRequest
-from gateway.wire.protocol import parse_chat_request
+from gateway.wire.protocol import ChatRequest
 
+CHAT_PATH = "/v1/chat/completions"
 _REQUEST_ID = re.compile(r"[A-Za-z0-9._:\-]{1,128}")
 
 
@@ -36,27 +48,57 @@ def request_id(scope: Scope) -> str:
     return "req_" + secrets.token_hex(12)
 
 
-async def chat_completions(gw: Gateway, scope: Scope, receive: Receive, send: Send) -> None:
+async def serve(gw: Gateway, scope: Scope, receive: Receive, send: Send, inbound: Inbound) -> None:
+    """One request of any inbound API: ``inbound`` reads its body into a chat request, and the
+    :class:`~gateway.routes.shape.Shaper` it returns writes the answer back in that API's shape."""
     started = time.monotonic()
+    exchange = Exchange(send)
+    send = exchange.send
     rid = request_id(scope)
-    runtime = gw.runtime
-    ctx = RequestContext(gw, runtime, rid, started, [(b"x-request-id", rid.encode())])
+    ctx = RequestContext(gw, gw.runtime, rid, started, [(b"x-request-id", rid.encode())])
+    if gw.tracing is None:
+        await _serve_inbound(gw, ctx, scope, receive, exchange, inbound)
+        return
+    tracing = gw.tracing
+    carrier = {k: v for k in ("traceparent", "tracestate") if (v := header(scope, k.encode())) is not None}
+    with tracing.request(carrier, "POST", scope["path"]) as span:
+        ctx.fields["trace_id"] = tracing.trace_id(span)
+        try:
+            await _serve_inbound(gw, ctx, scope, receive, exchange, inbound)
+        finally:
+            tracing.request_done(span, ctx.fields.get("model"), ctx.status or 499, ctx.cost, ctx.fields)
+
+
+async def _serve_inbound(
+    gw: Gateway, ctx: RequestContext, scope: Scope, receive: Receive, exchange: Exchange, inbound: Inbound
+) -> None:
+    send = exchange.send
+    runtime = ctx.runtime
     server = runtime.config.server
+    shaper = inbound.shaper
     try:
-        ctx.principal = runtime.keys.authenticate(header(scope, b"authorization"))
+        ctx.principal = runtime.keys.authenticate(inbound.authorization(scope))
         raw = await read_body(scope, receive, server.max_body_bytes)
-        req = parse_chat_request(raw, max_messages=server.max_messages)
+        req, shaper = inbound.parse(raw, server.max_messages)
         ctx.fields["model"] = req.model
         target = runtime.resolve(req.model)
         is_pool = isinstance(target, PoolTarget)
         runtime.keys.authorize(ctx.principal, req.model, is_pool=is_pool)
+        # Cached answers are chat completions: the other inbound APIs are answered fresh.
+        key = _cache_key(gw, scope, ctx, req) if gw.cache is not None and shaper is CHAT else None
         if isinstance(target, PoolTarget):
             plan = plan_pool(runtime.config, target.name, target.pool, req)
             ctx.fields["mode"] = plan.mode
             admission = await admit(gw.limits, ctx.principal, req, plan)
-            work = fused.stream(ctx, plan, req, send) if req.stream else fused.json(ctx, plan, req, send)
+            hit = await gw.cache.get(key) if key is not None and gw.cache is not None else None
+            if hit is not None:
+                work = cached.serve_hit(ctx, req, hit, send)
+            elif req.stream:
+                work = fused.stream(ctx, plan, req, send, shaper)
+            else:
+                work = fused.json(ctx, plan, req, send, shaper)
         else:
-            if req.fusion:
+            if req.fusion and set(req.fusion) != {"cache"}:
                 raise InvalidRequest(
                     f"'fusion' options apply to pools; '{req.model}' is a model",
                     param="fusion",
@@ -65,33 +107,58 @@ async def chat_completions(gw: Gateway, scope: Scope, receive: Receive, send: Se
             assert isinstance(target, ModelSpec)
             ctx.fields["mode"] = "passthrough"
             admission = await admit(gw.limits, ctx.principal, req, target)
-            work = direct.stream(ctx, target, req, send) if req.stream else direct.json(ctx, target, req, send)
+            hit = await gw.cache.get(key) if key is not None and gw.cache is not None else None
+            if hit is not None:
+                work = cached.serve_hit(ctx, req, hit, send)
+            elif req.stream:
+                work = direct.stream(ctx, target, req, send, shaper)
+            else:
+                work = direct.json(ctx, target, req, send, shaper)
+        if key is not None and hit is None:
+            ctx.cache_key = key
+            ctx.headers.append(cached.MISS)
+            gw.metrics.cache_missed(req.model)
     except ClientGone:
         return
     except GatewayError as exc:
         ctx.status = exc.http_status
         ctx.fields["error"] = exc.code
-        await send_error(send, exc, ctx.headers)
-        record_finished(ctx, stream=False)
+        gw.metrics.refused(exc.http_status, exc.code)
+        await shaper.error(send, exc, ctx.headers)
+        record_finished(ctx, scope, stream=False)
         return
-    await _serve(gw, ctx, receive, work, admission, req.stream)
+    await _serve(gw, ctx, scope, receive, work, exchange, admission, req.stream)
+
+
+def _cache_key(gw: Gateway, scope: Scope, ctx: RequestContext, req: ChatRequest) -> str | None:
+    """The cache key of this request, or None when the caller or the request opts out."""
+    opt = req.fusion.get("cache", True) if req.fusion else True
+    if not isinstance(opt, bool):
+        raise InvalidRequest("'fusion.cache' must be a boolean", param="fusion.cache", code="invalid_type")
+    control = header(scope, b"cache-control")
+    if not opt or (control is not None and "no-cache" in control.lower()):
+        return None
+    return cache_key(gw.config.raw.cache, req.model, req.body, ctx.principal.name)
 
 
 async def _serve(
     gw: Gateway,
     ctx: RequestContext,
+    scope: Scope,
     receive: Receive,
     work: Coroutine[Any, Any, None],
+    exchange: Exchange,
     admission: Admission,
     stream: bool,
 ) -> None:
     finished = False
     try:
         with gw.metrics.in_flight():
-            finished = await until_disconnect(receive, work)
+            finished = await until_disconnect(receive, work, exchange)
     finally:
         if not finished:
             ctx.fields["client_disconnected"] = True
         if admission.reservation is not None:
             await settle(gw.limits, admission, ctx.cost)
-        record_finished(ctx, stream)
+        gw.metrics.key_spent(ctx.principal.name, ctx.cost)
+        record_finished(ctx, scope, stream)

@@ -1,4 +1,12 @@
-"""What the ledger remembers, over HTTP: one request by id, the recent requests, spend.
+"""What the gateway remembers of requests, over HTTP: one request by id, the recent requests, spend.
+
+``GET /v1/fusion/requests/{id}`` answers from the ledger when there is one (every worker and replica,
+with the request's calls, latency breakdown and shadow baseline), and otherwise from the receipts this
+process keeps of its last requests (:mod:`gateway.books.receipts`; also the answer while a request that
+just ended is not in the ledger yet, or while the database does not answer). Either way it gives
+``request_id``, ``model``, ``status``, ``cost_usd`` and, for a pool, the ``fusion`` object the caller
+was sent: a client whose SDK drops the stream's last fields looks its cost up by ``x-request-id``. The
+list and spend need the ledger.
 
 A client key sees only its own requests and spend; the admin key (or any caller when no keys are
 configured) sees everyone's. Money is exact: decimal JSON numbers.
@@ -13,7 +21,7 @@ from gateway.books.ledger.writer import LedgerWriter
 from gateway.routes.deps import ledger_since
 from gateway.service.gateway import Gateway
 from gateway.wire import jsonutil
-from gateway.wire.errors import InvalidRequest, ModelNotFound
+from gateway.wire.errors import InvalidRequest, RequestNotFound
 
 router = APIRouter()
 
@@ -21,10 +29,6 @@ router = APIRouter()
 class LedgerOff(InvalidRequest):
     status = 404
     default_code = "ledger_off"
-
-
-class RequestNotFound(ModelNotFound):
-    default_code = "request_not_found"
 
 
 async def _ledger(request: Request) -> LedgerWriter:
@@ -51,13 +55,26 @@ def _json(body: object) -> Response:
 
 @router.get("/v1/fusion/requests/{request_id}")
 async def get_request(request: Request, request_id: str) -> Response:
-    """One request: its calls, cost and latency breakdown (and its shadow baseline, if it was sampled)."""
+    """One request: its cost and ``fusion`` object; from the ledger also its calls, latency breakdown and
+    shadow baseline (if it was sampled)."""
     scope = _scope(request)
-    ledger = await _ledger(request)
-    found = await queries.request(ledger.store.engine, request_id, scope)
-    if found is None:
+    gw: Gateway = request.app.state.gateway
+    ledger = gw.ledger
+    # Read your own writes: what this process queued is written first (unless the database refuses).
+    if ledger is not None and await ledger.flush():
+        found = await queries.request(ledger.store.engine, request_id, scope)
+        if found is not None:
+            return _json(found)
+    receipt = gw.receipts.get(request_id, scope)
+    if receipt is not None:
+        return _json(receipt.to_json())
+    if ledger is not None:
         raise RequestNotFound(f"no request '{request_id}' in the ledger", param="request_id")
-    return _json(found)
+    raise RequestNotFound(
+        f"no recent request '{request_id}' of this key on this gateway process "
+        f"(the last {gw.receipts.capacity} are kept)",
+        param="request_id",
+    )
 
 
 @router.get("/v1/fusion/requests")

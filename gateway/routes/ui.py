@@ -1,4 +1,5 @@
 """``GET /ui``: the playground and live comparison page, static files shipped in the package.
+``GET /`` redirects there.
 
 The page is plain HTML, CSS and ES modules under ``gateway/ui/static`` (no build step, nothing fetched
 from anywhere else). It calls this gateway's own API from the browser with the key the user types in, so
@@ -17,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from fastapi import APIRouter, Request, Response
+from fastapi.responses import RedirectResponse
 
 from gateway.wire.errors import ModelNotFound
 
@@ -73,6 +75,12 @@ def _serve(request: Request, name: str) -> Response:
     if asset.etag in request.headers.get("if-none-match", ""):
         return Response(status_code=304, headers=headers)
     return Response(asset.body, headers={**headers, "content-type": asset.content_type})
+
+
+@router.api_route("/", methods=["GET", "HEAD"], include_in_schema=False)
+async def root() -> Response:
+    # A browser pointed at the gateway's address lands on the playground rather than a JSON 404.
+    return RedirectResponse("/ui", status_code=307)
 
 
 @router.api_route("/ui", methods=["GET", "HEAD"], include_in_schema=False)

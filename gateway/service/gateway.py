@@ -11,17 +11,22 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 import anyio
+import anyio.to_thread
 from anyio.abc import TaskGroup
 
+from gateway.books import tokens
 from gateway.books.ledger.store import LedgerStore, default_url, redact
 from gateway.books.ledger.writer import LedgerWriter
 from gateway.books.limits import Limits, MemoryLimits
 from gateway.books.logs import LOGGER
 from gateway.books.metrics import Metrics
+from gateway.books.receipts import Receipts
 from gateway.books.stats import StatsStore
+from gateway.books.traces import Tracing
 from gateway.config.loader import GatewayConfig
 from gateway.config.schema import LedgerConfig, StateConfig
 from gateway.pipeline.baseline import BaselineSampler
+from gateway.pipeline.cache import ResponseCache, make_cache
 from gateway.pipeline.runtime import Runtime, build_runtime, retired_providers
 from gateway.providers import Provider
 from gateway.service.reload import Reloader
@@ -44,14 +49,24 @@ def make_ledger(config: LedgerConfig, metrics: Metrics, log: logging.Logger) -> 
 
 
 class Gateway:
-    def __init__(self, config: GatewayConfig, config_path: str | None = None) -> None:
+    def __init__(self, config: GatewayConfig, config_path: str | None = None, host: str | None = None) -> None:
+        """``host``: the address served on, when it is not ``server.host`` (the command line's ``--host``);
+        a reload is held to the start-up rules for that address."""
+        self.host = host or config.server.host
         self.log = logging.getLogger(LOGGER)
         self.metrics = Metrics()
-        self.runtime: Runtime = build_runtime(config, self.metrics)
+        self.metrics.declare(config)
+        #: None when tracing is off (read once at start: a reload does not switch it)
+        self.tracing = Tracing(config.raw.tracing, package_version()) if config.raw.tracing is not None else None
+        self.runtime: Runtime = build_runtime(config, self.metrics, tracing=self.tracing)
         self.limits = make_limits(config.state)
+        self.cache: ResponseCache | None = make_cache(config.raw.cache)
         self.stats = StatsStore()
         #: every finished request is remembered here (None: ``ledger: none``); its URL is fixed at start
         self.ledger = make_ledger(config.ledger, self.metrics, self.log)
+        #: what each recent request of this process cost, for clients that cannot read it from the answer
+        #: (``GET /v1/fusion/requests/{id}`` reads the ledger first when there is one)
+        self.receipts = Receipts()
         self.baseline = BaselineSampler(
             self.metrics, self.stats, config.server.background_max_inflight, self.ledger
         )
@@ -73,13 +88,18 @@ class Gateway:
         if runtime.config.state != self.runtime.config.state:
             old_limits, self.limits = self.limits, make_limits(runtime.config.state)
             self.close_later([], 0.0, old_limits)
+        if runtime.config.raw.cache != self.runtime.config.raw.cache:
+            old_cache, self.cache = self.cache, make_cache(runtime.config.raw.cache)
+            if old_cache is not None:
+                self.close_later([], 0.0, cache=old_cache)
         self.runtime = runtime
 
     def install_config(self, config: GatewayConfig, reason: str, path: str) -> None:
         """A reloaded config: swap it in; close the providers it no longer uses once no request can."""
         old = self.runtime
-        new = build_runtime(config, self.metrics, previous=old)
+        new = build_runtime(config, self.metrics, previous=old, tracing=self.tracing)
         self.install(new)
+        self.metrics.declare(config)
         self.metrics.config_loaded(time.time())
         if config.ledger.url != old.config.ledger.url:
             self.log.warning("ledger.url changed: it takes effect at the next start",
@@ -94,7 +114,13 @@ class Gateway:
         self.metrics.config_refused()
         self.log.error("config reload failed", extra={"fields": {"reason": reason, "error": message}})
 
-    def close_later(self, providers: Sequence[Provider], delay_s: float, limits: Limits | None = None) -> None:
+    def close_later(
+        self,
+        providers: Sequence[Provider],
+        delay_s: float,
+        limits: Limits | None = None,
+        cache: ResponseCache | None = None,
+    ) -> None:
         async def close() -> None:
             await anyio.sleep(delay_s)
             for p in providers:
@@ -102,6 +128,8 @@ class Gateway:
                 self._retired.remove(p)
             if limits is not None:
                 await limits.aclose()
+            if cache is not None:
+                await cache.aclose()
 
         self._retired.extend(providers)
         if self._tg is not None:
@@ -129,6 +157,9 @@ class Gateway:
     @asynccontextmanager
     async def lifespan(self, _app: Any = None) -> AsyncIterator[None]:
         await self._open_ledger()
+        # The tokenizer loads its tables (tiktoken may even try to fetch them) on first use: do that
+        # now, off the event loop, rather than inside the first request that needs a count.
+        await anyio.to_thread.run_sync(tokens.warm)
         async with anyio.create_task_group() as tg:
             # Background work (baseline samples, the config watcher, delayed closes) lives here:
             # bounded by the app's lifetime, cancelled cleanly at shutdown, never awaited by a request.
@@ -136,7 +167,7 @@ class Gateway:
             self.baseline.task_group = tg
             server = self.config.server
             if server.watch_config and self.reloader.path:
-                tg.start_soon(self.reloader.watch, server.watch_interval_s)
+                tg.start_soon(self.reloader.watch, server.watch_interval_s, server.watch_settle_s)
             tg.start_soon(self._signals)
             if self.ledger is not None:
                 tg.start_soon(self.ledger.run)
@@ -200,6 +231,19 @@ class Gateway:
                 closed.add(id(provider))
                 await provider.aclose()
         await self.limits.aclose()
+        if self.cache is not None:
+            await self.cache.aclose()
+        if self.tracing is not None:
+            await anyio.to_thread.run_sync(self.tracing.shutdown)  # flushes the last spans over HTTP
+
+
+def package_version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("fusion-gateway")
+    except PackageNotFoundError:  # running from a source tree that was never installed
+        return ""
 
 
 def _longest_request_s(config: GatewayConfig) -> float:

@@ -9,7 +9,7 @@ Keep-alives are SSE comment lines; never an empty ``data:`` event (the openai SD
 from __future__ import annotations
 
 import time
-from collections.abc import Awaitable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 import anyio
@@ -18,6 +18,9 @@ from gateway.wire import sse
 from gateway.wire.asgi import Headers, Send, send_error
 from gateway.wire.concurrency import beside
 from gateway.wire.errors import GatewayError, ServiceUnavailable
+
+#: writes an error answer (status, headers and body) before anything else was sent
+ErrorWriter = Callable[[Send, GatewayError, Sequence[tuple[bytes, bytes]]], Awaitable[None]]
 
 SSE_HEADERS: Headers = [
     (b"content-type", b"text/event-stream; charset=utf-8"),
@@ -52,20 +55,39 @@ class SSEResponse:
         async with self._lock:
             await self._write(data)
 
+    async def named(self, name: str, obj: Any) -> None:
+        """An event with an ``event:`` line (the Responses and Anthropic streams name every event)."""
+        data = b"event: " + name.encode() + b"\n" + sse.encode(obj)
+        async with self._lock:
+            await self._write(data)
+
     async def done(self) -> None:
         async with self._lock:
             await self._write(sse.DONE, more=False)
 
-    async def fail(self, exc: GatewayError, headers: Sequence[tuple[bytes, bytes]] = ()) -> None:
-        """Report ``exc``: with its real status (and ``headers``) if nothing was sent yet, else in-band."""
+    async def end(self) -> None:
+        """End the body without ``[DONE]`` (streams whose last event says they are complete)."""
+        async with self._lock:
+            await self._write(b"", more=False)
+
+    async def fail(
+        self,
+        exc: GatewayError,
+        headers: Sequence[tuple[bytes, bytes]] = (),
+        *,
+        before: ErrorWriter = send_error,
+        inband: bytes | None = None,
+    ) -> None:
+        """Report ``exc``: with its real status (and ``headers``) if nothing was sent yet, written by
+        ``before``; else in-band, as ``inband`` (default: the error envelope as a data event)."""
         async with self._lock:
             if self.closed:
                 return
             if not self.started:
                 self.closed = self.started = True
-                await send_error(self._send, exc, [*self._headers, *headers])
+                await before(self._send, exc, [*self._headers, *headers])
                 return
-            await self._write(sse.encode(exc.envelope()), more=False)
+            await self._write(sse.encode(exc.envelope()) if inband is None else inband, more=False)
 
     async def until_shutdown(self, work: Awaitable[None], stop: anyio.Event) -> None:
         """Run ``work``; if ``stop`` fires first (the shutdown grace ran out), raise ServiceUnavailable so the

@@ -170,9 +170,12 @@ def rss_mb(pid: int) -> float:
     raise RuntimeError("no VmRSS")
 
 
-def gateway_config(mock: int) -> str:
+def gateway_config(mock: int, cache: bool = False, *, tracing: bool = False) -> str:
     base = f"http://127.0.0.1:{mock}"
-    return f"""
+    # every request traced and every span exported (to the mock's OTLP sink): the most tracing can cost
+    traced = f"tracing: {{otlp_endpoint: '{base}', sample_ratio: 1.0}}\n" if tracing else ""
+    return traced + f"""
+cache: {{enabled: {str(cache).lower()}}}
 server: {{host: 127.0.0.1, keepalive_s: 2.5}}
 providers:
   instant: {{type: openai, base_url: '{base}/instant/v1'}}
@@ -202,6 +205,13 @@ def main() -> int:
     ap.add_argument("--duration", type=int, default=6, help="seconds per load run")
     ap.add_argument("--memory-requests", type=int, default=100_000)
     ap.add_argument("--json", help="also write the results here")
+    ap.add_argument("--pool-c1-seconds", type=int, default=30, help="seconds per one-at-a-time pool run")
+    ap.add_argument(
+        "--only",
+        choices=["all", "c1", "load"],
+        default="all",
+        help="c1: only the one-request-at-a-time latency scenarios; load: only the throughput ones",
+    )
     args = ap.parse_args()
     for tool in ("nginx", "wrk", "taskset"):
         if shutil.which(tool) is None:
@@ -249,6 +259,13 @@ def main() -> int:
         gw_chat = f"http://127.0.0.1:{gw_port}/v1/chat/completions"
         with process(ref_cmd, None, ref_env) as _ref, process(gw_cmd, f"http://127.0.0.1:{gw_port}/readyz") as gw:
             wait_ready_post(ref_chat)
+            if args.only in ("all", "c1"):
+                results["one_at_a_time"] = one_at_a_time(f"http://127.0.0.1:{mock}", gw_chat, args, load_cpu)
+            if args.only == "c1":
+                report(results)
+                if args.json:
+                    Path(args.json).write_text(json.dumps(results, indent=2) + "\n")
+                return 0
             results["memory"] = memory(gw.pid, gw_chat, load_cpu, args.memory_requests)
             results["passthrough_instant_c64"] = alternate(ref_chat, gw_chat, "instant", 64, args, load_cpu)
             ref_env200 = {"UPSTREAM": f"http://127.0.0.1:{mock}/d0200"}
@@ -257,6 +274,18 @@ def main() -> int:
             }
             results["merge_pool_c64"] = vars(wrk(gw_chat, "merge", 64, args.duration, load_cpu))
             results["straggler_pool_c64"] = vars(wrk(gw_chat, "straggler", 64, args.duration, load_cpu))
+            traced_cfg = Path(tmp) / "bench-traced.yaml"
+            traced_cfg.write_text(gateway_config(mock, tracing=True))
+            traced_port = free_port()
+            traced_cmd = [*gw_cmd[: gw_cmd.index("--config")], "--config", str(traced_cfg), "--port", str(traced_port)]
+            traced_chat = f"http://127.0.0.1:{traced_port}/v1/chat/completions"
+            # the untraced gateway stays up but idle: it takes no CPU from the traced one
+            with process(traced_cmd, f"http://127.0.0.1:{traced_port}/readyz"):
+                results["tracing_passthrough_instant_c64"] = alternate(
+                    ref_chat, traced_chat, "instant", 64, args, load_cpu
+                )
+                results["tracing_merge_pool_c64"] = vars(wrk(traced_chat, "merge", 64, args.duration, load_cpu))
+        results["cache_hit_c64"] = cache_hits(Path(tmp), mock, gw_cmd, gw_port, args, load_cpu)
         ref_cmd[ref_cmd.index(str(ref_port))] = str(ref_port2 := free_port())
         with process(ref_cmd, None, ref_env200):
             ref200 = f"http://127.0.0.1:{ref_port2}/v1/chat/completions"
@@ -270,6 +299,24 @@ def main() -> int:
     return 0
 
 
+def cache_hits(
+    tmp: Path, mock: int, gw_cmd: list[str], port: int, args: argparse.Namespace, cpu: str
+) -> dict[str, object]:
+    """The same request over and over to a gateway with the response cache on: after the first, every
+    one is a hit (the mock is never called again). Compared with passthrough to the instant mock."""
+    cfg = tmp / "bench-cache.yaml"
+    cfg.write_text(gateway_config(mock, cache=True))
+    cmd = [*gw_cmd]
+    cmd[cmd.index("--config") + 1] = str(cfg)
+    cmd[cmd.index("--port") + 1] = str(port2 := free_port())
+    url = f"http://127.0.0.1:{port2}/v1/chat/completions"
+    with process(cmd, f"http://127.0.0.1:{port2}/readyz"):
+        sequential(url, "instant", 10)  # the first is the miss that fills the entry
+        wrk(url, "instant", 64, 2, cpu)
+        runs = [wrk(url, "instant", 64, args.duration, cpu) for _ in range(args.rounds)]
+    return {"runs": [vars(r) for r in runs], "median_rps": statistics.median(r.rps for r in runs)}
+
+
 def alternate(ref: str, gw: str, model: str, conns: int, args: argparse.Namespace, cpu: str) -> dict[str, object]:
     wrk(ref, model, conns, 2, cpu)  # warm both
     wrk(gw, model, conns, 2, cpu)
@@ -279,6 +326,38 @@ def alternate(ref: str, gw: str, model: str, conns: int, args: argparse.Namespac
         g = wrk(gw, model, conns, args.duration, cpu)
         rounds.append({"reference": vars(r), "gateway": vars(g), "ratio": g.rps / r.rps})
     return {"rounds": rounds, "median_ratio": statistics.median(x["ratio"] for x in rounds)}  # type: ignore[misc]
+
+
+def one_at_a_time(mock: str, gw: str, args: argparse.Namespace, cpu: str) -> dict[str, object]:
+    """What the gateway adds to one request at a time, against the mock called directly in the same run.
+
+    Passthrough: the instant mock through the gateway vs the instant mock itself. Merge pool: members at
+    100/150/200 ms then a 50 ms judge, against its floor, the 200 ms and 50 ms mock endpoints called
+    directly one after the other (the mock's own timer overshoot is part of the floor, not of the
+    gateway). Direct and gateway runs alternate; the figures are medians over the rounds.
+    """
+    def direct(path: str, seconds: int) -> Load:
+        return wrk(f"{mock}/{path}/v1/chat/completions", "bench", 1, seconds, cpu)
+
+    wrk(gw, "instant", 1, 2, cpu)  # warm
+    wrk(gw, "merge", 1, 2, cpu)
+    pt: list[dict[str, float]] = []
+    pool: list[dict[str, float]] = []
+    for _ in range(args.rounds):
+        d = direct("instant", args.duration)
+        g = wrk(gw, "instant", 1, args.duration, cpu)
+        pt.append({"direct_p50": d.p50_ms, "direct_p99": d.p99_ms, "gateway_p50": g.p50_ms, "gateway_p99": g.p99_ms,
+                   "added_p50": g.p50_ms - d.p50_ms, "added_p99": g.p99_ms - d.p99_ms})
+        member, judge = direct("d0200", args.pool_c1_seconds // 3), direct("d0050", args.pool_c1_seconds // 3)
+        floor_p50, floor_p99 = member.p50_ms + judge.p50_ms, member.p99_ms + judge.p99_ms
+        m = wrk(gw, "merge", 1, args.pool_c1_seconds, cpu)
+        pool.append({"floor_p50": floor_p50, "floor_p99": floor_p99, "gateway_p50": m.p50_ms, "gateway_p99": m.p99_ms,
+                     "over_p50": m.p50_ms - floor_p50, "over_p99": m.p99_ms - floor_p99, "n": m.n})
+
+    def med(rows: list[dict[str, float]]) -> dict[str, float]:
+        return {k: statistics.median(r[k] for r in rows) for k in rows[0]}
+
+    return {"passthrough": {"rounds": pt, "median": med(pt)}, "merge_pool": {"rounds": pool, "median": med(pool)}}
 
 
 def memory(pid: int, gw: str, cpu: str, total: int) -> dict[str, float]:
@@ -297,6 +376,21 @@ def memory(pid: int, gw: str, cpu: str, total: int) -> dict[str, float]:
 
 
 def report(r: dict[str, object]) -> None:
+    c1 = r.get("one_at_a_time")
+    if isinstance(c1, dict):
+        pt, pool = c1["passthrough"]["median"], c1["merge_pool"]["median"]
+        print("\none request at a time (medians over the rounds; the mock called directly in the same run)")
+        print(
+            f"  passthrough, instant upstream: adds p50 {pt['added_p50']:.3f} ms, p99 {pt['added_p99']:.3f} ms"
+            f" (direct p50 {pt['direct_p50']:.3f} ms)   (targets p50 <= 0.4 ms, p99 <= 1 ms)"
+        )
+        print(
+            f"  merge pool 100/150/200 ms + judge 50 ms: p50 {pool['gateway_p50']:.1f} ms, {pool['over_p50']:+.2f} ms"
+            f" over its floor {pool['floor_p50']:.1f}; p99 {pool['gateway_p99']:.1f} ms, {pool['over_p99']:+.2f} ms"
+            f" over {pool['floor_p99']:.1f}   (targets p50 <= +2 ms, p99 <= +6 ms)"
+        )
+    if "passthrough_instant_c64" not in r:
+        return
     p = r["passthrough_instant_c64"]
     assert isinstance(p, dict)
     print("\npassthrough, instant upstream, 64 connections (reference = thinnest raw-ASGI + aiohttp proxy)")
@@ -323,6 +417,22 @@ def report(r: dict[str, object]) -> None:
     assert isinstance(h, dict)
     print("one member hung (timeout_s 1, quorum 2, grace 100 ms), 64 connections")
     print(f"  p50 {h['p50_ms']:.1f} ms, {h['rps']:,.0f} rps, non-200 {h['non200']}   (target p50 <= 450 ms)")
+    c = r["cache_hit_c64"]
+    assert isinstance(c, dict)
+    passthrough = statistics.median(rd["gateway"]["rps"] for rd in p["rounds"])
+    print("cache hits, the same request, 64 connections (vs passthrough to the instant mock)")
+    print(
+        f"  {c['median_rps']:,.0f} rps, {c['median_rps'] / passthrough:.2f}x passthrough"
+        f" ({passthrough:,.0f} rps)   (target >= 2.00x)"
+    )
+    t = r["tracing_passthrough_instant_c64"]
+    tm = r["tracing_merge_pool_c64"]
+    assert isinstance(t, dict) and isinstance(tm, dict)
+    print("tracing on, every request sampled and exported over OTLP/HTTP (off: the figures above)")
+    print(f"  passthrough, instant upstream, 64 connections: median ratio {t['median_ratio']:.2f}"
+          f" (off: {p['median_ratio']:.2f})")
+    print(f"  merge pool, 64 connections: {tm['rps']:,.0f} rps, p50 {tm['p50_ms']:.1f} ms"
+          f" (off: {m['rps']:,.0f} rps, p50 {m['p50_ms']:.1f} ms)")
     mem = r["memory"]
     assert isinstance(mem, dict)
     print(

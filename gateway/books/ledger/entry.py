@@ -19,7 +19,7 @@ from gateway.books.cost import sum_costs
 from gateway.books.record import FusionMetadata
 from gateway.books.usage import Usage, total
 
-Kind = Literal["passthrough", "pool", "baseline", "refused"]
+Kind = Literal["passthrough", "pool", "baseline", "cached", "refused"]
 
 #: money in the ledger: integer picodollars
 PICO = Decimal(10) ** 12
@@ -42,15 +42,19 @@ class LedgerEntry:
     created: float
     status: int
     stream: bool = False
+    #: the inbound API's path (None: a shadow baseline, which no caller asked for)
+    endpoint: str | None = None
     model: str | None = None  # what the caller asked for
     pool: str | None = None
     mode: str | None = None
     error_code: str | None = None
     latency_ms: float | None = None
     cost: Decimal | None = None
+    #: a cache hit: what the answer cost when it was made
+    saved: Decimal | None = None
     calls: Sequence[CallRecord] = ()
-    #: model name -> provider name, to say where each call went
-    providers: Mapping[str, str] | None = None
+    #: (model, deployment or None) -> provider name, to say where each call went
+    providers: Mapping[tuple[str, str | None], str] | None = None
     meta: FusionMetadata | None = None
     parent_id: str | None = None
     #: shadow baseline only: fused / baseline ratios and the pairwise verdict
@@ -97,7 +101,10 @@ def rows(entry: LedgerEntry) -> tuple[dict[str, Any], list[dict[str, Any]]]:
                 "round": r.round,
                 "member": r.member,
                 "model": r.model,
-                "provider": providers.get(r.model),
+                "provider": providers.get((r.answered_by or r.model, r.deployment)),
+                "answered_by": r.answered_by,
+                "deployment": r.deployment,
+                "fallback_reason": r.fallback_reason,
                 "status": r.status,
                 "error_type": r.error_type,
                 "attempts": r.attempts,
@@ -115,13 +122,15 @@ def rows(entry: LedgerEntry) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     meta = entry.meta
     lat = meta.latency if meta is not None else None
     judge = meta.judge if meta is not None else None
-    verdict = judge.verdict if judge is not None else None
+    cascade = meta.cascade if meta is not None else None
+    escalation = cascade.escalation if cascade is not None else None
     request = {
         "row_id": row_id,
         "created_at": created,
         "request_id": entry.request_id,
         "parent_id": entry.parent_id,
         "kind": entry.kind,
+        "endpoint": entry.endpoint,
         "key_name": entry.key,
         "model": entry.model,
         "pool": entry.pool,
@@ -136,9 +145,11 @@ def rows(entry: LedgerEntry) -> tuple[dict[str, Any], list[dict[str, Any]]]:
         "rounds_ms": list(lat.rounds) if lat else None,
         "judge_ms": lat.judge if lat else None,
         "gateway_ms": lat.gateway if lat else None,
+        "escalation_ms": lat.escalation if lat and cascade else None,
         "cost_pusd": to_pico(entry.cost),
         "member_cost_pusd": to_pico(meta.cost_member if meta else _cost(entry.calls, _ANSWERING)),
         "judge_cost_pusd": to_pico(meta.cost_judge if meta else _cost(entry.calls, _JUDGING)),
+        "saved_cost_pusd": to_pico(entry.saved),
         "prompt_tokens": usage.prompt_tokens if usage else None,
         "completion_tokens": usage.completion_tokens if usage else None,
         "usage_estimated": bool(usage and usage.estimated),
@@ -146,7 +157,9 @@ def rows(entry: LedgerEntry) -> tuple[dict[str, Any], list[dict[str, Any]]]:
         "judge_model": judge.model if judge else None,
         "winner": meta.winner.model if meta and meta.winner else None,
         "winner_index": meta.winner.member if meta and meta.winner else None,
-        "verdict": verdict.to_json() if verdict is not None else None,
+        "fusion": meta.to_json() if meta is not None else None,
+        "escalated": cascade.escalated if cascade is not None else None,
+        "escalation_cost_pusd": to_pico(escalation.cost_usd) if escalation is not None else None,
         "baseline_sampled": bool(meta and meta.baseline_sampled),
         "latency_ratio": entry.latency_ratio,
         "cost_ratio": entry.cost_ratio,

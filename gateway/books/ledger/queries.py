@@ -1,13 +1,14 @@
 """What reads the ledger: per-pool statistics, one request, spend, the fine-tuning export.
 
 Everything here is a query on the database, so it covers every worker and replica that writes to it and
-survives restarts. Percentiles use the same definition as the in-memory store (linear interpolation
-between closest ranks), fetched as two rows at an offset of the sorted column, so no query reads a
-whole column into memory.
+survives restarts. Percentiles use the same definition as the in-memory store and the compare report
+(nearest rank), fetched as one row at an offset of the sorted column, so no query reads a whole column
+into memory.
 """
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import AsyncIterator, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
@@ -43,6 +44,8 @@ def parse_since(value: str, now: datetime | None = None) -> datetime:
 async def _percentiles(
     conn: AsyncConnection, column: sa.ColumnElement[Any], where: Sequence[sa.ColumnElement[bool]], qs: Sequence[float]
 ) -> list[float | None]:
+    """Nearest-rank percentiles, q in (0, 100]: the ceil(q/100 * n)-th smallest value (see
+    :func:`gateway.books.stats.percentile`)."""
     cond = sa.and_(column.is_not(None), *where)
     n = (await conn.execute(sa.select(sa.func.count()).select_from(requests).where(cond))).scalar_one()
     out: list[float | None] = []
@@ -50,13 +53,11 @@ async def _percentiles(
         if not n:
             out.append(None)
             continue
-        pos = (n - 1) * q
-        lo = int(pos)
-        vals = (
-            await conn.execute(sa.select(column).where(cond).order_by(column).offset(lo).limit(2))
-        ).scalars().all()
-        hi = vals[1] if len(vals) > 1 else vals[0]
-        out.append(round(vals[0] + (hi - vals[0]) * (pos - lo), 3))
+        rank = max(1, math.ceil(q / 100 * n))
+        value = (
+            await conn.execute(sa.select(column).where(cond).order_by(column).offset(rank - 1).limit(1))
+        ).scalar_one()
+        out.append(round(value, 3))
     return out
 
 
@@ -95,7 +96,7 @@ async def stats(
             f_n, f_cost = (
                 await conn.execute(sa.select(sa.func.count(r.cost_pusd), sa.func.sum(r.cost_pusd)).where(*ok))
             ).one()
-            f_p50, f_p95 = await _percentiles(conn, r.latency_ms, ok, (0.5, 0.95))
+            f_p50, f_p95 = await _percentiles(conn, r.latency_ms, ok, (50, 95))
             base = [r.pool == name, r.kind == "baseline", *window]
             b_ok = [*base, r.status == 200]
             b_samples, b_n, b_cost = (
@@ -107,12 +108,12 @@ async def stats(
             b_errors = (
                 await conn.execute(sa.select(sa.func.count()).where(*base, r.status != 200))
             ).scalar_one()
-            b_p50, b_p95 = await _percentiles(conn, r.latency_ms, b_ok, (0.5, 0.95))
+            b_p50, b_p95 = await _percentiles(conn, r.latency_ms, b_ok, (50, 95))
             ratio_n = (
                 await conn.execute(sa.select(sa.func.count(r.latency_ratio)).where(*b_ok))
             ).scalar_one()
-            (lat_ratio,) = await _percentiles(conn, r.latency_ratio, b_ok, (0.5,))
-            (cost_ratio,) = await _percentiles(conn, r.cost_ratio, b_ok, (0.5,))
+            (lat_ratio,) = await _percentiles(conn, r.latency_ratio, b_ok, (50,))
+            (cost_ratio,) = await _percentiles(conn, r.cost_ratio, b_ok, (50,))
             cmp_: dict[str, int] = dict(
                 (
                     await conn.execute(
@@ -124,6 +125,9 @@ async def stats(
             )
             wins, ties, losses = cmp_.get("fusion", 0), cmp_.get("tie", 0), cmp_.get("baseline", 0)
             compared = wins + ties + losses
+            fused_mean = _mean(f_cost, f_n)
+            cascade = await _cascade(conn, [*ok, r.escalated.is_not(None)], fused_mean) \
+                if info.get("mode") == "cascade" else None
             out.append(
                 {
                     "pool": name,
@@ -137,7 +141,7 @@ async def stats(
                     "fusion": {
                         "samples": (outcomes.get("ok", 0) + outcomes.get("degraded", 0)),
                         "latency_ms": {"p50": f_p50, "p95": f_p95},
-                        "mean_cost_usd": _mean(f_cost, f_n),
+                        "mean_cost_usd": fused_mean,
                     },
                     "baseline": {
                         "model": info.get("baseline"),
@@ -147,6 +151,7 @@ async def stats(
                         "mean_cost_usd": _mean(b_cost, b_n),
                     },
                     "ratios": {"samples": ratio_n, "latency_p50": lat_ratio, "cost_p50": cost_ratio},
+                    **({"cascade": cascade} if cascade is not None else {}),
                     "comparison": {
                         "wins": wins,
                         "ties": ties,
@@ -167,12 +172,41 @@ async def stats(
     }
 
 
+async def _cascade(
+    conn: AsyncConnection, answered: Sequence[sa.ColumnElement[bool]], fused_mean: Decimal | None
+) -> dict[str, Any]:
+    """Escalation rate, and what the cascade saved per request against running the pool every time (as
+    :func:`gateway.books.stats._cascade` computes it from memory)."""
+    r = requests.c
+    n, escalated, esc_n, esc_cost = (
+        await conn.execute(
+            sa.select(
+                sa.func.count(),
+                sa.func.count(sa.case((r.escalated.is_(True), 1))),
+                sa.func.count(sa.case((r.escalated.is_(True), r.escalation_cost_pusd))),
+                sa.func.sum(sa.case((r.escalated.is_(True), r.escalation_cost_pusd))),
+            ).where(*answered)
+        )
+    ).one()
+    pool_cost = _mean(esc_cost, esc_n)
+    saved = pool_cost - fused_mean if pool_cost is not None and fused_mean is not None else None
+    return {
+        "requests": n,
+        "escalated": escalated,
+        "escalation_rate": _rate(escalated, n),
+        "pool_mean_cost_usd": pool_cost,
+        "saved_usd_per_request": saved,
+        "saved_rate": float(round(saved / pool_cost, 4)) if saved is not None and pool_cost else None,
+    }
+
+
 def _request_json(row: sa.RowMapping) -> dict[str, Any]:
     return {
         "request_id": row["request_id"],
         "parent_id": row["parent_id"],
         "created": utc(row["created_at"]).isoformat(),
         "kind": row["kind"],
+        "endpoint": row["endpoint"],
         "key": row["key_name"],
         "model": row["model"],
         "pool": row["pool"],
@@ -188,13 +222,14 @@ def _request_json(row: sa.RowMapping) -> dict[str, Any]:
             "rounds": row["rounds_ms"],
             "judge": row["judge_ms"],
             "gateway": row["gateway_ms"],
+            "escalation": row["escalation_ms"],
         },
         "cost_usd": from_pico(row["cost_pusd"]),
         "cost_by_role": {"member": from_pico(row["member_cost_pusd"]), "judge": from_pico(row["judge_cost_pusd"])},
+        "cost_saved_usd": from_pico(row["saved_cost_pusd"]),
         "usage": {"prompt_tokens": row["prompt_tokens"], "completion_tokens": row["completion_tokens"],
                   "usage_estimated": row["usage_estimated"]},
-        "judge": {"model": row["judge_model"], "status": row["judge_status"], "verdict": row["verdict"]}
-        if row["judge_model"] else None,
+        "judge": {"model": row["judge_model"], "status": row["judge_status"]} if row["judge_model"] else None,
         "winner": row["winner"],
         "winner_index": row["winner_index"],
         "baseline_sampled": row["baseline_sampled"],
@@ -204,6 +239,17 @@ def _request_json(row: sa.RowMapping) -> dict[str, Any]:
     }
 
 
+def _with_fusion(row: sa.RowMapping) -> dict[str, Any]:
+    """One request in full: with the ``fusion`` object it was answered with, and its judge's verdict."""
+    out = _request_json(row)
+    fusion = row["fusion"]
+    out["fusion"] = fusion
+    if out["judge"] is not None:
+        judge = fusion.get("judge") if isinstance(fusion, dict) else None
+        out["judge"]["verdict"] = judge.get("verdict") if isinstance(judge, dict) else None
+    return out
+
+
 def _call_json(row: sa.RowMapping) -> dict[str, Any]:
     return {
         "role": row["role"],
@@ -211,6 +257,9 @@ def _call_json(row: sa.RowMapping) -> dict[str, Any]:
         "member": row["member"],
         "model": row["model"],
         "provider": row["provider"],
+        "answered_by": row["answered_by"],
+        "deployment": row["deployment"],
+        "fallback_reason": row["fallback_reason"],
         "status": row["status"],
         "error_type": row["error_type"],
         "attempts": row["attempts"],
@@ -246,7 +295,7 @@ async def request(engine: AsyncEngine, request_id: str, key: str | None) -> dict
         ).mappings().first()
         if row is None:
             return None
-        out = _request_json(row)
+        out = _with_fusion(row)
         out["object"] = "fusion.request"
         out["calls"] = await _calls_of(conn, row["row_id"])
         out["messages"], out["answer"] = row["messages"], row["answer"]
@@ -254,7 +303,7 @@ async def request(engine: AsyncEngine, request_id: str, key: str | None) -> dict
             await conn.execute(sa.select(requests).where(r.parent_id == request_id, r.kind == "baseline").limit(1))
         ).mappings().first()
         if shadow is not None:
-            out["baseline"] = _request_json(shadow) | {"calls": await _calls_of(conn, shadow["row_id"])}
+            out["baseline"] = _with_fusion(shadow) | {"calls": await _calls_of(conn, shadow["row_id"])}
         return out
 
 
@@ -287,7 +336,7 @@ async def spend(
         cond.append(r.key_name == key)
     if group_by == "model":
         c = calls.c
-        group: sa.ColumnElement[Any] = c.model
+        group: sa.ColumnElement[Any] = sa.func.coalesce(c.answered_by, c.model)  # a fallback bills as itself
         stmt = (
             sa.select(group, sa.func.sum(c.cost_pusd), sa.func.count(), sa.func.count(c.cost_pusd))
             .join(requests, sa.and_(r.row_id == c.request_row, r.created_at == c.created_at))

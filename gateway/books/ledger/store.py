@@ -19,6 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from gateway.books.ledger import migrate, tables
 from gateway.books.ledger.entry import LedgerEntry, rows
+from gateway.wire import jsonutil
 
 DATA_ENV = "FUSION_GATEWAY_DATA"
 _PARTITION = re.compile(r"^(ledger_requests|ledger_calls)_p(\d{8})$")
@@ -49,10 +50,19 @@ def redact(url: str) -> str:
     return re.sub(r"//([^:/@]+):[^@/]*@", r"//\1:***@", url)
 
 
+def _json_text(value: Any) -> str:
+    # A ``fusion`` object holds exact decimal costs: written as JSON numbers with their exact digits.
+    return jsonutil.dumps(value).decode()
+
+
+#: JSON columns in and out: costs keep their digits (a float's shortest form is the text written)
+_JSON = {"json_serializer": _json_text, "json_deserializer": jsonutil.loads}
+
+
 def make_engine(url: str) -> AsyncEngine:
     target = driver_url(url)
     if target.startswith("sqlite"):
-        engine = create_async_engine(target, connect_args={"timeout": 30})
+        engine = create_async_engine(target, connect_args={"timeout": 30}, **_JSON)
 
         @sa.event.listens_for(engine.sync_engine, "connect")
         def _pragmas(dbapi_conn: Any, _record: Any) -> None:
@@ -69,6 +79,7 @@ def make_engine(url: str) -> AsyncEngine:
         pool_size=4,
         pool_pre_ping=True,
         connect_args={"server_settings": {"timezone": "UTC"}, "timeout": 10, "command_timeout": 30},
+        **_JSON,
     )
 
 

@@ -13,8 +13,9 @@ import sqlalchemy as sa
 
 metadata = sa.MetaData()
 
-#: what a request was: a model called directly, a pool, a pool's shadow baseline, or refused before any call
-KINDS = ("passthrough", "pool", "baseline", "refused")
+#: what a request was: a model called directly, a pool, a pool's shadow baseline, answered from the response
+#: cache (no call made), or refused before any call
+KINDS = ("passthrough", "pool", "baseline", "cached", "refused")
 
 requests = sa.Table(
     "ledger_requests",
@@ -25,6 +26,8 @@ requests = sa.Table(
     #: the request a shadow baseline record belongs to
     sa.Column("parent_id", sa.String(160)),
     sa.Column("kind", sa.String(16), nullable=False),
+    #: the inbound API: /v1/chat/completions, /v1/responses, /v1/messages, /v1/embeddings
+    sa.Column("endpoint", sa.String(32)),
     sa.Column("key_name", sa.String(200), nullable=False),
     sa.Column("model", sa.String(200)),  # what the caller asked for: a model or a pool
     sa.Column("pool", sa.String(200)),
@@ -39,9 +42,12 @@ requests = sa.Table(
     sa.Column("rounds_ms", sa.JSON),
     sa.Column("judge_ms", sa.Float),
     sa.Column("gateway_ms", sa.Float),
+    sa.Column("escalation_ms", sa.Float),
     sa.Column("cost_pusd", sa.BigInteger),
     sa.Column("member_cost_pusd", sa.BigInteger),
     sa.Column("judge_cost_pusd", sa.BigInteger),
+    #: a cache hit: what the answer cost when it was made (the hit itself costs 0)
+    sa.Column("saved_cost_pusd", sa.BigInteger),
     sa.Column("prompt_tokens", sa.Integer),
     sa.Column("completion_tokens", sa.Integer),
     sa.Column("usage_estimated", sa.Boolean, nullable=False),
@@ -49,7 +55,11 @@ requests = sa.Table(
     sa.Column("judge_model", sa.String(200)),
     sa.Column("winner", sa.String(200)),
     sa.Column("winner_index", sa.Integer),
-    sa.Column("verdict", sa.JSON),  # analysis, consistent, labels
+    #: a pool's answer: its whole ``fusion`` object as the caller got it (verdict, consensus, analysis...)
+    sa.Column("fusion", sa.JSON),
+    #: a cascade: whether it escalated, and what the escalation pool cost when it did
+    sa.Column("escalated", sa.Boolean),
+    sa.Column("escalation_cost_pusd", sa.BigInteger),
     sa.Column("baseline_sampled", sa.Boolean, nullable=False),
     #: shadow baseline rows: fused / baseline ratios and the pairwise verdict (fusion, baseline, tie, error)
     sa.Column("latency_ratio", sa.Float),
@@ -74,6 +84,11 @@ calls = sa.Table(
     sa.Column("member", sa.Integer),
     sa.Column("model", sa.String(200), nullable=False),
     sa.Column("provider", sa.String(200)),
+    #: a model with deployments or fallbacks: the model that answered, on which deployment, and why a
+    #: fallback did (failure, rate_limited, unavailable)
+    sa.Column("answered_by", sa.String(200)),
+    sa.Column("deployment", sa.String(200)),
+    sa.Column("fallback_reason", sa.String(32)),
     sa.Column("status", sa.String(16), nullable=False),
     sa.Column("error_type", sa.String(64)),
     sa.Column("attempts", sa.Integer, nullable=False),

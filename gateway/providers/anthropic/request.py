@@ -18,6 +18,7 @@ from typing import Any
 from gateway.config.schema import AnthropicProviderConfig
 from gateway.providers import translate as t
 from gateway.providers.translate import Unsupported
+from gateway.wire.anthropic import IMAGE_TYPES, TOOL_CHOICES, image_source
 
 #: OpenAI fields translated here (a value Anthropic cannot honour is refused, see ``build``)
 HANDLED = frozenset(
@@ -47,9 +48,6 @@ HANDLED = frozenset(
 )
 #: OpenAI fields dropped because they cannot change the answer
 DROPPED = frozenset({"stream_options", "seed", "service_tier", "store", "metadata", "prediction"})
-
-#: image types the Messages API accepts
-IMAGE_TYPES = frozenset({"image/jpeg", "image/png", "image/gif", "image/webp"})
 
 _JSON_TOOL_DESCRIPTION = "Give your answer as this tool's input; it must match the schema exactly."
 
@@ -151,13 +149,13 @@ def _user_blocks(content: Any, who: str, where: str) -> list[dict[str, Any]]:
 
 def _image(url: str, who: str, where: str) -> dict[str, Any]:
     if url.startswith(("http://", "https://")):
-        return {"type": "image", "source": {"type": "url", "url": url}}
+        return {"type": "image", "source": image_source(None, None, url)}
     data = t.data_url(url)
     if data is None:
         raise Unsupported(who, where, "an image must be an http(s) URL or a base64 data: URL")
     if data.mime not in IMAGE_TYPES:
         raise Unsupported(who, where, f"image type '{data.mime}' (Anthropic takes {', '.join(sorted(IMAGE_TYPES))})")
-    return {"type": "image", "source": {"type": "base64", "media_type": data.mime, "data": data.data}}
+    return {"type": "image", "source": image_source(data.mime, data.data, None)}
 
 
 def _assistant_blocks(msg: dict[str, Any], who: str, where: str) -> list[dict[str, Any]]:
@@ -222,12 +220,8 @@ def _tools(body: dict[str, Any], payload: dict[str, Any], who: str) -> str | Non
     choice = body.get("tool_choice")
     if forced is not None:
         tool_choice: dict[str, Any] = {"type": "tool", "name": forced}
-    elif choice == "required":
-        tool_choice = {"type": "any"}
-    elif choice == "none":
-        tool_choice = {"type": "none"}
     else:
-        tool_choice = {"type": "auto"}
+        tool_choice = {"type": TOOL_CHOICES.get(choice if isinstance(choice, str) else "auto", "auto")}
     if body.get("parallel_tool_calls") is False and tool_choice["type"] != "none":
         tool_choice["disable_parallel_tool_use"] = True
     payload["tool_choice"] = tool_choice

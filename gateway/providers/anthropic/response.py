@@ -17,31 +17,8 @@ from gateway.books.usage import Usage
 from gateway.providers import translate as t
 from gateway.providers.anthropic.request import AnthropicRequest
 from gateway.wire import jsonutil
+from gateway.wire.anthropic import FINISH_REASONS
 from gateway.wire.errors import UpstreamProtocolError
-
-FINISH_REASONS = {
-    "end_turn": "stop",
-    "stop_sequence": "stop",
-    "max_tokens": "length",
-    "model_context_window_exceeded": "length",
-    "tool_use": "tool_calls",
-    "refusal": "content_filter",
-    # the upstream paused a long server-tool turn; nothing in OpenAI's set means "continue me"
-    "pause_turn": "stop",
-}
-
-#: Anthropic error ``type`` -> the HTTP status it stands for (for errors reported inside a stream)
-ERROR_STATUS = {
-    "invalid_request_error": 400,
-    "authentication_error": 401,
-    "permission_error": 403,
-    "not_found_error": 404,
-    "request_too_large": 413,
-    "rate_limit_error": 429,
-    "api_error": 500,
-    "timeout_error": 504,
-    "overloaded_error": 529,
-}
 
 
 def finish_reason(stop_reason: Any, json_tool: str | None) -> str | None:

@@ -17,27 +17,22 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from typing import Any
 
-from gateway.books.usage import Usage
 from gateway.providers.anthropic.request import AnthropicRequest
-from gateway.providers.anthropic.response import ERROR_STATUS, finish_reason, usage
-from gateway.providers.base import ChunkStream
+from gateway.providers.anthropic.response import finish_reason, usage
+from gateway.providers.stream import EventStream
 from gateway.providers.translate import Chunks
-from gateway.providers.transport import status_error, upstream_errors
-from gateway.wire import jsonutil
+from gateway.providers.transport import status_error
+from gateway.wire.anthropic import ERROR_STATUS
 from gateway.wire.errors import UpstreamProtocolError
-from gateway.wire.sse import SSEDecoder
 
 
-class AnthropicChunkStream(ChunkStream):
+class AnthropicChunkStream(EventStream):
     def __init__(
         self, body: AsyncIterator[bytes], model: str, request: AnthropicRequest, secrets: tuple[str, ...]
     ) -> None:
-        self._body = body
-        self._model = model
+        super().__init__(body, model)
         self._request = request
         self._secrets = secrets
-        self.finished = False
-        self.usage: Usage | None = None
         self._chunks = Chunks("msg", str(request.payload.get("model") or ""), with_usage=request.include_usage)
         self._usage: dict[str, Any] = {}
         #: Anthropic block index -> OpenAI tool-call index
@@ -47,24 +42,10 @@ class AnthropicChunkStream(ChunkStream):
         self._finish: str | None = None
         self._role_sent = False
 
-    async def __aiter__(self) -> AsyncIterator[dict[str, Any]]:
-        decoder = SSEDecoder()
-        with upstream_errors(self._model):
-            async for raw in self._body:
-                for ev in decoder.feed(raw):
-                    for chunk in self._event(ev.data):
-                        yield chunk
-                    if self.finished:
-                        return
-        raise UpstreamProtocolError(f"upstream '{self._model}' stream ended before the answer was complete")
+    def on_end(self) -> list[dict[str, Any]]:
+        raise self.cut()  # finished only at message_stop
 
-    def _event(self, data: str) -> list[dict[str, Any]]:
-        try:
-            event = jsonutil.loads(data)
-        except jsonutil.JSONDecodeError as exc:
-            raise UpstreamProtocolError(f"upstream '{self._model}' sent an event that is not JSON") from exc
-        if not isinstance(event, dict):
-            raise UpstreamProtocolError(f"upstream '{self._model}' sent an event that is not an object")
+    def on_event(self, event: dict[str, Any], data: str) -> list[dict[str, Any]]:
         kind = event.get("type")
         try:
             if kind == "message_start":

@@ -13,27 +13,20 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from typing import Any
 
-from gateway.books.usage import Usage
-from gateway.providers.base import ChunkStream
 from gateway.providers.gemini.request import GeminiRequest
 from gateway.providers.gemini.response import blocked, candidates, error, finish_reason, read_parts, usage
+from gateway.providers.stream import EventStream
 from gateway.providers.translate import Chunks
-from gateway.providers.transport import upstream_errors
-from gateway.wire import jsonutil
 from gateway.wire.errors import UpstreamProtocolError
-from gateway.wire.sse import SSEDecoder
 
 
-class GeminiChunkStream(ChunkStream):
+class GeminiChunkStream(EventStream):
     def __init__(
         self, body: AsyncIterator[bytes], model: str, upstream: str, request: GeminiRequest, secrets: tuple[str, ...]
     ) -> None:
-        self._body = body
-        self._model = model
+        super().__init__(body, model)
         self._request = request
         self._secrets = secrets
-        self.finished = False
-        self.usage: Usage | None = None
         self._chunks = Chunks("gemini", upstream, with_usage=request.include_usage)
         self._meta: Any = None
         self._started: set[int] = set()
@@ -42,28 +35,17 @@ class GeminiChunkStream(ChunkStream):
         self._calls: dict[int, int] = {}
         self._blocked = False
 
-    async def __aiter__(self) -> AsyncIterator[dict[str, Any]]:
-        decoder = SSEDecoder()
-        with upstream_errors(self._model):
-            async for raw in self._body:
-                for ev in decoder.feed(raw):
-                    for chunk in self._event(ev.data):
-                        yield chunk
+    def on_end(self) -> list[dict[str, Any]]:
         complete = self._blocked or (bool(self._done) and self._started <= self._done)
         if not complete:
-            raise UpstreamProtocolError(f"upstream '{self._model}' stream ended before the answer was complete")
+            raise self.cut()
         self.usage = usage(self._meta)
         self.finished = True
         if self._request.include_usage and self.usage is not None:
-            yield self._chunks.usage(self.usage)
+            return [self._chunks.usage(self.usage)]
+        return []
 
-    def _event(self, data: str) -> list[dict[str, Any]]:
-        try:
-            event = jsonutil.loads(data)
-        except jsonutil.JSONDecodeError as exc:
-            raise UpstreamProtocolError(f"upstream '{self._model}' sent an event that is not JSON") from exc
-        if not isinstance(event, dict):
-            raise UpstreamProtocolError(f"upstream '{self._model}' sent an event that is not an object")
+    def on_event(self, event: dict[str, Any], data: str) -> list[dict[str, Any]]:
         if "error" in event:
             err = event["error"]
             code = err.get("code") if isinstance(err, dict) else None

@@ -18,8 +18,13 @@ _BLOCK = re.compile(
     r"(?P<body>.*?)\n<<<END (?P=kind) (?P=label) (?P=nonce)>>>",
     re.DOTALL,
 )
-#: the name of the JSON schema a judge is asked to answer with
+#: the names of the JSON schemas a judge is asked to answer with: a verdict, a yes/no equivalence
+#: question (consensus), a confidence score (a cascade's check), a comparison of the panel (a merge
+#: that shows its work)
 VERDICT_SCHEMA_NAME = "fusion_verdict"
+EQUIVALENCE_SCHEMA_NAME = "fusion_equivalence"
+CONFIDENCE_SCHEMA_NAME = "fusion_confidence"
+ANALYSIS_SCHEMA_NAME = "fusion_analysis"
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,6 +50,31 @@ class JudgeTask:
     candidates: list[Block]
     conversation: str
     wants_verdict: bool
+    #: what kind of answer the prompt asks for: verdict, equivalence, confidence, analysis, or free text
+    asks: str = "text"
+    #: a merge written from an analysis: the analysis block's body (the JSON the judge wrote before)
+    notes: str | None = None
+
+
+def _schema_name(response_format: Any) -> str | None:
+    if isinstance(response_format, dict) and isinstance(response_format.get("json_schema"), dict):
+        name = response_format["json_schema"].get("name")
+        return name if isinstance(name, str) else None
+    return None
+
+
+def _asks(response_format: Any, system: str) -> str:
+    """Read from the schema's name when there is one, else from the reply format the system prompt shows."""
+    name = _schema_name(response_format)
+    if name == VERDICT_SCHEMA_NAME or (name is None and '"winner"' in system):
+        return "verdict"
+    if name == EQUIVALENCE_SCHEMA_NAME or (name is None and '"equivalent"' in system):
+        return "equivalence"
+    if name == CONFIDENCE_SCHEMA_NAME or (name is None and '"confidence"' in system):
+        return "confidence"
+    if name == ANALYSIS_SCHEMA_NAME or (name is None and '"contradictions"' in system):
+        return "analysis"
+    return "text"
 
 
 def read_judge_task(messages: Sequence[dict[str, Any]], response_format: Any) -> JudgeTask | None:
@@ -57,18 +87,16 @@ def read_judge_task(messages: Sequence[dict[str, Any]], response_format: Any) ->
     if not found or not conv:
         return None
     nonce = conv[0].nonce
-    wants = (
-        isinstance(response_format, dict)
-        and isinstance(response_format.get("json_schema"), dict)
-        and response_format["json_schema"].get("name") == VERDICT_SCHEMA_NAME
-    )
     system = messages[0].get("content") if messages[0].get("role") == "system" else ""
-    wants = wants or (isinstance(system, str) and '"winner"' in system)
+    asks = _asks(response_format, system if isinstance(system, str) else "")
+    notes = [b.body for b in blocks(text, "ANALYSIS") if b.nonce == nonce]
     return JudgeTask(
         nonce=nonce,
         candidates=[b for b in found if b.nonce == nonce],
         conversation=conv[0].body,
-        wants_verdict=wants,
+        wants_verdict=asks == "verdict",
+        asks=asks,
+        notes=notes[0] if notes else None,
     )
 
 

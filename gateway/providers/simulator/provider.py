@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import base64
+import math
 import random
 import secrets
+import struct
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -11,11 +14,12 @@ from typing import Any
 
 import anyio
 
+from gateway.books.tokens import approximate
 from gateway.books.usage import Usage
 from gateway.config.loader import ModelSpec
 from gateway.config.schema import SimulatorProviderConfig
 from gateway.providers.base import ChunkStream, Provider
-from gateway.providers.simulator.engine import Answer, SimulatedModel, Timing
+from gateway.providers.simulator.engine import Answer, Fault, SimulatedModel, Timing, stable_rng
 from gateway.providers.transport import status_error
 from gateway.wire.errors import UpstreamProtocolError
 
@@ -37,10 +41,7 @@ class SimulatorProvider(Provider):
     async def complete(self, spec: ModelSpec, body: dict[str, Any]) -> dict[str, Any]:
         sim = self.model(str(body.get("model", spec.upstream)))
         fault, timing = await sim.first_byte(stream=False)
-        if fault is not None and fault.kind == "status":
-            raise status_error(
-                spec.name, fault.status, b'{"error":{"message":"simulated failure"}}', _retry_headers(fault.status)
-            )
+        _raise_status(spec, fault)
         answer = sim.answer(body)
         await anyio.sleep(len(answer.pieces) * timing.per_token_s)
         return completion_body(sim.name, answer)
@@ -49,18 +50,59 @@ class SimulatorProvider(Provider):
     async def stream(self, spec: ModelSpec, body: dict[str, Any]) -> AsyncIterator[ChunkStream]:
         sim = self.model(str(body.get("model", spec.upstream)))
         fault, timing = await sim.first_byte(stream=True)
-        if fault is not None and fault.kind == "status":
-            raise status_error(
-                spec.name, fault.status, b'{"error":{"message":"simulated failure"}}', _retry_headers(fault.status)
-            )
+        _raise_status(spec, fault)
         answer = sim.answer(body)
         opts = body.get("stream_options") or {}
         include_usage = bool(opts.get("include_usage")) and sim.profile.stream_usage
         yield _SimStream(spec.name, sim.name, answer, timing, include_usage, cut=fault is not None)
 
 
+    serves_embeddings = True
+
+    async def embed(self, spec: ModelSpec, body: dict[str, Any]) -> dict[str, Any]:
+        sim = self.model(str(body.get("model", spec.upstream)))
+        fault, _ = await sim.first_byte(stream=False)
+        _raise_status(spec, fault)
+        return embeddings_body(sim.name, body, self.config.seed)
+
+
+def _raise_status(spec: ModelSpec, fault: Fault | None) -> None:
+    """A simulated error status, raised as the upstream's would be."""
+    if fault is not None and fault.kind == "status":
+        raise status_error(
+            spec.name, fault.status, b'{"error":{"message":"simulated failure"}}', _retry_headers(fault.status)
+        )
+
+
 def _retry_headers(status: int) -> dict[str, str]:
     return {"retry-after": "1"} if status == 429 else {}
+
+
+def embeddings_body(model: str, body: dict[str, Any], seed: int) -> dict[str, Any]:
+    """Deterministic unit vectors, one per input (same input, same vector), in OpenAI's ``list`` shape."""
+    value = body.get("input")
+    inputs = [value] if isinstance(value, str) or (isinstance(value, list) and value and
+                                                    all(isinstance(v, int) for v in value)) else list(value or [])
+    asked = body.get("dimensions")
+    dims = asked if isinstance(asked, int) else EMBEDDING_DIMENSIONS
+    data = []
+    tokens = 0
+    for i, item in enumerate(inputs):
+        text = item if isinstance(item, str) else " ".join(map(str, item))
+        tokens += approximate(text) if isinstance(item, str) else len(item)
+        rng = stable_rng(seed, model, "embedding", text)
+        vector = [rng.gauss(0, 1) for _ in range(dims)]
+        norm = math.sqrt(sum(v * v for v in vector)) or 1.0
+        unit = [v / norm for v in vector]
+        encoded: Any = unit
+        if body.get("encoding_format") == "base64":
+            encoded = base64.b64encode(struct.pack(f"<{dims}f", *unit)).decode()
+        data.append({"object": "embedding", "index": i, "embedding": encoded})
+    return {"object": "list", "data": data, "model": model, "usage": {"prompt_tokens": tokens, "total_tokens": tokens}}
+
+
+#: the simulator's embedding size when the request gives no ``dimensions``
+EMBEDDING_DIMENSIONS = 64
 
 
 def completion_body(model: str, answer: Answer) -> dict[str, Any]:
@@ -69,13 +111,20 @@ def completion_body(model: str, answer: Answer) -> dict[str, Any]:
         "object": "chat.completion",
         "created": int(time.time()),
         "model": model,
-        "choices": [{"index": 0, "message": answer.message, "finish_reason": answer.finish_reason, "logprobs": None}],
+        "choices": [
+            {"index": i, "message": c.message, "finish_reason": c.finish_reason, "logprobs": _logprobs(c.logprobs)}
+            for i, c in enumerate(answer.choices)
+        ],
         "usage": answer.usage.to_openai(),
     }
 
 
+def _logprobs(entries: list[dict[str, Any]] | None) -> dict[str, Any] | None:
+    return None if entries is None else {"content": entries, "refusal": None}
+
+
 def stream_chunks(model: str, answer: Answer, include_usage: bool) -> list[tuple[int, dict[str, Any]]]:
-    """(tokens this chunk carries, chunk) pairs for a streamed answer, in order."""
+    """(tokens this chunk carries, chunk) pairs for a streamed answer, in order: each choice in turn."""
     base = {
         "id": "chatcmpl-sim-" + secrets.token_hex(8),
         "object": "chat.completion.chunk",
@@ -84,16 +133,21 @@ def stream_chunks(model: str, answer: Answer, include_usage: bool) -> list[tuple
     }
     extra: dict[str, Any] = {"usage": None} if include_usage else {}
 
-    def chunk(delta: dict[str, Any], finish: str | None = None) -> dict[str, Any]:
-        return {**base, "choices": [{"index": 0, "delta": delta, "finish_reason": finish, "logprobs": None}], **extra}
+    def chunk(index: int, delta: dict[str, Any], finish: str | None = None, logprobs: Any = None) -> dict[str, Any]:
+        choice = {"index": index, "delta": delta, "finish_reason": finish, "logprobs": logprobs}
+        return {**base, "choices": [choice], **extra}
 
-    out: list[tuple[int, dict[str, Any]]] = [(0, chunk({"role": "assistant", "content": ""}))]
-    calls = answer.message.get("tool_calls")
-    if calls:
-        out.append((answer.usage.completion_tokens, chunk({"tool_calls": [{"index": 0, **calls[0]}]})))
-    else:
-        out.extend((1, chunk({"content": p})) for p in answer.pieces)
-    out.append((0, chunk({}, answer.finish_reason)))
+    out: list[tuple[int, dict[str, Any]]] = []
+    for i, c in enumerate(answer.choices):
+        out.append((0, chunk(i, {"role": "assistant", "content": ""})))
+        calls = c.message.get("tool_calls")
+        if calls:
+            out.append((c.tokens, chunk(i, {"tool_calls": [{"index": 0, **calls[0]}]})))
+        else:
+            for j, p in enumerate(c.pieces):
+                lp = None if c.logprobs is None else {"content": [c.logprobs[j]], "refusal": None}
+                out.append((1, chunk(i, {"content": p}, logprobs=lp)))
+        out.append((0, chunk(i, {}, c.finish_reason)))
     if include_usage:
         out.append((0, {**base, "choices": [], "usage": answer.usage.to_openai()}))
     return out

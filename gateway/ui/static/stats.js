@@ -84,6 +84,7 @@ function poolCard(p) {
     card.append(h("p", { class: "empty" }, "No requests yet: send one from the playground."));
     return card;
   }
+  if (p.cascade) card.append(cascadeLine(p.cascade));
   const f = p.fusion;
   const b = p.baseline;
   const base = `baseline ${b.model}`;
@@ -124,4 +125,20 @@ function poolCard(p) {
       + `${times(ratios.latency_p50)} the latency, ${times(ratios.cost_p50)} the cost.`
     : `No ${base} samples yet.` + (b.errors ? ` ${count(b.errors)} baseline calls failed.` : "")));
   return card;
+}
+
+/** A cascade: how often it escalated to its pool, and what answering without the pool saved. */
+function cascadeLine(c) {
+  const saved = c.saved_usd_per_request;
+  return h("p", { class: "cascade note" },
+    "Escalated ",
+    h("b", { "data-stat": "cascade.escalated", "data-value": c.escalated }, count(c.escalated)),
+    ` of ${count(c.requests)} (`,
+    h("span", { "data-stat": "cascade.escalation_rate", "data-value": c.escalation_rate }, pct(c.escalation_rate)),
+    ") to the pool; ",
+    saved == null
+      ? "no escalation yet to measure the pool's cost against."
+      : h("span", { "data-stat": "cascade.saved_usd_per_request", "data-value": saved },
+          `saved ${usd(saved)} per request against running the pool every time (${pct(c.saved_rate)} of its `
+          + `${usd(c.pool_mean_cost_usd)}).`));
 }

@@ -24,8 +24,8 @@ from openai.types.chat import ChatCompletion, ChatCompletionChunk
 
 from fusion_modes.delimit import blocks
 from gateway.wire.asgi import read_body, serve_lifespan
-from tests.fakes import BODY_LIMIT
-from tests.servers import serving
+from tests.support.fakes import BODY_LIMIT
+from tests.support.servers import serving
 
 Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
 

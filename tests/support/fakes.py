@@ -29,6 +29,7 @@ class Seen:
     started: float
     disconnected: float | None = None
     finished: float | None = None
+    path: str = ""
 
 
 Behaviour = Callable[[Seen, Send], Awaitable[None]]
@@ -183,7 +184,8 @@ class FakeUpstream:
         except ValueError:
             data = {}
         headers = {k.decode().lower(): v.decode() for k, v in scope["headers"]}
-        seen = Seen(model=str(data.get("model", "")), body=data, headers=headers, started=time.monotonic())
+        seen = Seen(model=str(data.get("model", "")), body=data, headers=headers, started=time.monotonic(),
+                    path=scope["path"])
         with self._lock:
             self.seen.append(seen)
         behaviour = self.behaviours.get(seen.model, self.default)

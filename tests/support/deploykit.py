@@ -21,7 +21,7 @@ from typing import Any
 
 import httpx
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 DEPLOY = ROOT / "deploy"
 
 
@@ -298,7 +298,8 @@ CLIENT_KEY = "deploy-test-key"
 #: (rate 1.0) so every series exists after a handful of requests: a member that always fails (errors,
 #: a quorum miss, degraded requests), one that never answers (timeouts), one slower than the grace
 #: period (cancelled), a judge that always fails (fallbacks), a pool with no working member (error
-#: requests), an unpriced model, and baseline sampling on every request.
+#: requests), an unpriced model, baseline sampling on every request, a model on two deployments one of
+#: which always fails (ejected), and a model that always falls back.
 EVERY_MODE = f"""
 server: {{host: 127.0.0.1, port: 8000, shutdown_grace_s: 2}}
 providers:
@@ -315,6 +316,7 @@ providers:
       judge:    {{ttft_ms: 2, tokens_per_s: 5000}}
       badjudge: {{ttft_ms: 1, failures: {{rate: 1.0, status: 500}}}}
       ft:       {{ttft_ms: 3, tokens_per_s: 5000, accuracy: 0.85}}
+      flaky:    {{ttft_ms: 1, failures: {{rate: 1.0, status: 502}}}}
 models:
   a:        {{provider: sim, price: {{input: 0.15, output: 0.60}}}}
   b:        {{provider: sim, price: {{input: 0.25, output: 1.00}}}}
@@ -325,6 +327,11 @@ models:
   badjudge: {{provider: sim, price: {{input: 2.50, output: 10.00}}}}
   ft:       {{provider: sim, price: {{input: 0.30, output: 1.20}}}}
   free:     {{provider: sim, model: a}}
+  spread:
+    price: {{input: 0.15, output: 0.60}}
+    deployments: [{{provider: sim, model: a}}, {{provider: sim, model: flaky}}]
+    outlier_detection: {{consecutive_failures: 1, base_ejection_s: 600, max_ejection_s: 600}}
+  stepped:  {{provider: sim, model: flaky, price: {{input: 0.10, output: 0.40}}, fallbacks: [a]}}
 pools:
   best:
     mode: best-of

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from playwright.sync_api import ConsoleMessage, Page, Request, ViewportSize, sync_playwright
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 ARTIFACTS = ROOT / "test-artifacts"
 CHROMIUM = "/usr/bin/chromium"
 ARGS = [

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.servers import wait_http_ready
+from tests.support.servers import wait_http_ready
 
 
 def free_port() -> int:
