@@ -111,7 +111,7 @@ def test_refused_and_passthrough_requests_are_remembered_with_their_status(
     with gateway(cfg(fake)) as (_, srv):
         assert chat(srv.url, "a", rid="ok-1").status_code == 200
         assert chat(srv.url, "a", key="sk-wrong", rid="r401").status_code == 401
-        assert chat(srv.url, "b", rid="r403").status_code == 403
+        assert chat(srv.url, "b", rid="denied").status_code == 404  # a name the key may not use
         assert chat(srv.url, "nope", rid="r404").status_code == 404
         assert chat(srv.url, "a", rid="r400", n="x").status_code == 400
         big = [{"role": "user", "content": "x" * 5000}]
@@ -125,7 +125,7 @@ def test_refused_and_passthrough_requests_are_remembered_with_their_status(
     assert statuses == {
         "ok-1": ("passthrough", 200, None, "web"),
         "r401": ("refused", 401, "invalid_api_key", "anonymous"),
-        "r403": ("refused", 403, statuses["r403"][2], "web"),
+        "denied": ("refused", 404, "model_not_found", "web"),
         "r404": ("refused", 404, "model_not_found", "web"),
         "r400": ("refused", 400, statuses["r400"][2], "web"),
         "r413": ("refused", 413, statuses["r413"][2], "web"),
@@ -225,11 +225,23 @@ def test_with_ledger_none_nothing_is_written_and_the_readers_say_so(
     members(fake)
     with gateway(cfg(fake, "none")) as (app, srv):
         assert app.gateway.ledger is None
-        assert chat(srv.url, "p").status_code == 200
+        assert chat(srv.url, "p", rid="kept").status_code == 200
         stats = get(srv.url, "/v1/fusion/stats").json()
-        off = get(srv.url, "/v1/fusion/requests/x")
+        receipt = dec(get(srv.url, "/v1/fusion/requests/kept"))
+        unknown = get(srv.url, "/v1/fusion/requests/x")
+        listed = get(srv.url, "/v1/fusion/requests", key=ADMIN)
+        spend = get(srv.url, "/v1/fusion/spend", key=ADMIN)
     assert stats["pools"][0]["requests"]["ok"] == 1  # the in-memory store answers
-    assert off.status_code == 404 and off.json()["error"]["code"] == "ledger_off"
+    # one request is looked up from this process's receipts: the same fields, no calls
+    assert (receipt["object"], receipt["request_id"], receipt["model"], receipt["status"]) == (
+        "fusion.request", "kept", "p", 200)
+    assert receipt["cost_usd"] == COST_A + COST_B + COST_C + COST_J == receipt["fusion"]["cost_usd"]
+    assert "calls" not in receipt
+    assert unknown.status_code == 404 and unknown.json()["error"] == {
+        "message": "no recent request 'x' of this key on this gateway process (the last 1000 are kept)",
+        "type": "invalid_request_error", "param": "request_id", "code": "request_not_found"}
+    for off in (listed, spend):
+        assert off.status_code == 404 and off.json()["error"]["code"] == "ledger_off"
 
 
 def test_a_full_queue_drops_and_counts_and_never_blocks_a_request(gateway: GatewayRunner, fake: FakeUpstream) -> None:
