@@ -253,14 +253,17 @@ def test_best_of_returns_the_winners_logprobs_fingerprint_tier_and_annotations(
 ALPHA, BETA = "sk-alpha-0123456789abcdef", "sk-beta-0123456789abcdef"
 
 
+@pytest.mark.parametrize("ledger", ["default", "none"])
 def test_a_streamed_answers_cost_is_in_its_usage_and_its_receipt_for_its_own_key_only(
-    gateway: GatewayRunner, fake: FakeUpstream
+    gateway: GatewayRunner, fake: FakeUpstream, ledger: str
 ) -> None:
+    """Looked up in the ledger (the default) or, with ``ledger: none``, in this process's receipts."""
     json_members(fake)
     fake.behaviours["j"] = judge_picking(lambda t: "444" in t)
     keys = (f"auth:\n  keys:\n    - {{name: alpha, key: {ALPHA}, pools: [p]}}\n"
             f"    - {{name: beta, key: {BETA}, pools: [p]}}\n")
-    with gateway(keys + pool_config(fake, MERGE.replace("merge", "best-of"))) as (_, srv):
+    off = "ledger: none\n" if ledger == "none" else ""
+    with gateway(off + keys + pool_config(fake, MERGE.replace("merge", "best-of"))) as (_, srv):
         with httpx.stream("POST", srv.url + "/v1/chat/completions", timeout=20,
                           headers={"authorization": f"Bearer {ALPHA}", "x-request-id": "mine-1"},
                           json={"model": "p", "messages": Q, "stream": True,
@@ -280,8 +283,14 @@ def test_a_streamed_answers_cost_is_in_its_usage_and_its_receipt_for_its_own_key
     got = mine.json()
     assert (got["request_id"], got["model"], got["status"]) == ("mine-1", "p", 200)
     assert got["cost_usd"] == usage["fusion_cost_usd"] and got["fusion"] == events[-1]["fusion"]
-    not_found = {"message": "no recent request 'never-sent' of this key on this gateway process (the last 1000 "
-                 "are kept)", "type": "invalid_request_error", "param": "request_id", "code": "request_not_found"}
+    if ledger == "none":
+        message = "no recent request 'never-sent' of this key on this gateway process (the last 1000 are kept)"
+        assert "calls" not in got
+    else:
+        message = "no request 'never-sent' in the ledger"
+        assert [c["role"] for c in got["calls"]] == ["member"] * 3 + ["judge"] and got["key"] == "alpha"
+    not_found = {"message": message, "type": "invalid_request_error", "param": "request_id",
+                 "code": "request_not_found"}
     assert unknown.status_code == 404 and unknown.json()["error"] == not_found
     assert theirs.status_code == 404 and theirs.json()["error"] == {
         **not_found, "message": not_found["message"].replace("never-sent", "mine-1")}
