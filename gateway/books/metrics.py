@@ -313,8 +313,10 @@ class Metrics:
 
     def declare(self, config: GatewayConfig) -> None:
         """Create at 0 every counter series the config makes possible, so that dashboards and alert
-        ratios read 0 rather than "no data" before the first event (Prometheus' own advice). Called at
-        start and after each reload; series of names a reload removed stay at their last value."""
+        ratios read 0 rather than "no data" before the first event (Prometheus' own advice), and the
+        time-to-first-chunk histograms: a stream is rare enough that a series born at its first
+        observation would show no increase, hence no rate, to the dashboard. Called at start and after
+        each reload; series of names a reload removed stay at their last value."""
         for reason, status in REFUSALS.items():
             self.refused_requests.labels(str(status), reason)
         for key in config.auth.keys:
@@ -326,12 +328,14 @@ class Metrics:
         for name, model in config.models.items():
             for outcome in ("ok", "error"):
                 self.requests.labels(name, "passthrough", outcome)
+            self.first_chunk_seconds.labels(name, "passthrough")
             self.cost.labels(name, "member")
             if model.price is None:
                 self.unpriced_calls.labels(name)
         for name, pool in config.pools.items():
             for outcome in ("ok", "degraded", "error"):
                 self.requests.labels(name, pool.mode, outcome)
+            self.first_chunk_seconds.labels(name, pool.mode)
             if pool.mode == "cascade":
                 self.cascades.labels(name, "accepted", "")  # escalations: by reason, from their first
             self.quorum_misses.labels(name)
