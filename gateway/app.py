@@ -25,6 +25,7 @@ from gateway.routes.responses import RESPONSES
 from gateway.routes.shape import CHAT_INBOUND, Inbound
 from gateway.service.gateway import Gateway
 from gateway.wire.asgi import Receive, Scope, Send, send_error
+from gateway.wire.cors import CORS, CorsPolicy
 from gateway.wire.errors import GatewayError, InvalidRequest, ModelNotFound, envelope
 
 CHAT_PATH = "/v1/chat/completions"
@@ -57,6 +58,18 @@ class GatewayApp:
         await self.api(scope, receive, send)
 
 
+class CorsGatewayApp(GatewayApp):
+    """The same app behind the CORS wrapper (``server.cors``). Built only when CORS is on, so that without
+    it the request path is exactly :class:`GatewayApp`'s."""
+
+    def __init__(self, gateway: Gateway, api: FastAPI, policy: CorsPolicy) -> None:
+        super().__init__(gateway, api)
+        self._cors = CORS(super().__call__, policy)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await self._cors(scope, receive, send)
+
+
 class _MethodNotAllowed(InvalidRequest):
     status = 405
     default_code = "method_not_allowed"
@@ -80,7 +93,12 @@ def create_app(config: GatewayConfig, config_path: str | None = None) -> Gateway
     api.include_router(admin.router)
     api.include_router(ui.router)
     _install_error_handlers(api)
-    return GatewayApp(gateway, api)
+    cors = config.server.cors
+    if not cors.enabled:
+        return GatewayApp(gateway, api)
+    policy = CorsPolicy(cors.allow_origins, cors.allow_headers, cors.expose_headers, cors.max_age_s,
+                        cors.allow_credentials)  # fmt: skip
+    return CorsGatewayApp(gateway, api, policy)
 
 
 def create_app_from_env() -> GatewayApp:
