@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -332,3 +333,13 @@ def test_with_cors_off_a_browser_gets_nothing_it_could_use(gateway: GatewayRunne
         resp = client.options("/v1/chat/completions", headers={"origin": APP, "access-control-request-method": "POST"})
         assert resp.status_code == 405  # as before: the route only answers POST
         assert not [k for k in resp.headers if k.startswith("access-control-")]
+
+
+def test_a_reload_that_changes_cors_says_it_takes_effect_at_the_next_restart(caplog: pytest.LogCaptureFixture) -> None:
+    app = create_app(parse_config(cors_yaml(f"{{allow_origins: [{APP}]}}"), "gateway.yaml"))
+    changed = parse_config(cors_yaml("{allow_origins: ['*']}"), "gateway.yaml")
+    with caplog.at_level(logging.WARNING, logger="fusion_gateway"):
+        app.gateway.install_config(changed, "file changed", "gateway.yaml")
+        app.gateway.install_config(changed, "file changed", "gateway.yaml")  # the same again: nothing to say
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert warnings == ["server.cors changed: it takes effect at the next restart"]
