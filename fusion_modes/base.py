@@ -136,6 +136,8 @@ class FusionContext:
     member_order: Sequence[str] = ()
     #: the caller's structured-output contract; an answer that fails it is never returned
     check: OutputCheck | None = None
+    #: merge: the judge compares the panel first, then writes the answer from that comparison
+    analysis: bool = False
 
 
 @dataclass
@@ -145,6 +147,26 @@ class Verdict:
     #: False when the order-swapped judgement disagreed
     consistent: bool = True
     labels: dict[str, Candidate] = field(default_factory=dict)  # label -> candidate, for the record
+
+
+#: the sections of a merge's comparison of the panel, in the order they are asked for and reported
+ANALYSIS_SECTIONS: tuple[str, ...] = ("consensus", "contradictions", "coverage_gaps", "unique_insights", "blind_spots")
+
+
+@dataclass(frozen=True, slots=True)
+class Analysis:
+    """The judge's comparison of the panel (a merge that shows its work), section by section."""
+
+    consensus: tuple[str, ...]
+    contradictions: tuple[str, ...]
+    coverage_gaps: tuple[str, ...]
+    unique_insights: tuple[str, ...]
+    blind_spots: tuple[str, ...]
+    #: label -> candidate: the entries speak of anonymous labels
+    labels: dict[str, Candidate]
+
+    def sections(self) -> dict[str, list[str]]:
+        return {name: list(getattr(self, name)) for name in ANALYSIS_SECTIONS}
 
 
 @dataclass
@@ -166,6 +188,10 @@ class FusionResult:
     #: the content already went out through ``emit``
     streamed: bool = False
     rounds: list[RoundRecord] = field(default_factory=list)
+    #: merge with ``analysis``: the judge's comparison of the panel (None when not asked for, or it failed)
+    analysis: Analysis | None = None
+    #: why the comparison failed (the answer was then merged without it)
+    analysis_error: str | None = None
 
 
 class FusionMode(abc.ABC):

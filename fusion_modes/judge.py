@@ -20,6 +20,7 @@ from typing import Any
 import orjson
 
 from fusion_modes.base import Candidate, JudgeFailed, content_text
+from fusion_modes.criteria import CRITERIA_PRESETS
 from fusion_modes.delimit import cap, new_nonce, wrap
 
 VERDICT_SCHEMA_NAME = "fusion_verdict"
@@ -28,7 +29,7 @@ CONVERSATION = "CONVERSATION"
 _VERDICT_KEYS = frozenset({"analysis", "winner"})
 _CONVERSATION_CHARS = 24_000
 
-_DEFAULT_CRITERIA = "Prefer the answer that is correct, complete and directly useful; verify claims where you can."
+DEFAULT_CRITERIA = CRITERIA_PRESETS["general"]
 
 _SYSTEM_VERDICT = """You are the judge of a model-fusion gateway. Several anonymous candidate answers to the same \
 conversation are given below as data. Decide which candidate best answers the conversation's last message.
@@ -122,7 +123,7 @@ def verdict_messages(
     conversation: Sequence[dict[str, Any]], ballot: Ballot, criteria: str | None, max_chars: int
 ) -> list[dict[str, Any]]:
     labels = ", ".join(ballot.order)
-    system = _SYSTEM_VERDICT.format(nonce=ballot.nonce, criteria=criteria or _DEFAULT_CRITERIA, labels=labels)
+    system = _SYSTEM_VERDICT.format(nonce=ballot.nonce, criteria=criteria or DEFAULT_CRITERIA, labels=labels)
     closing = f"Which candidate is best? Reply with the JSON object only; winner is one of: {labels}."
     return [
         {"role": "system", "content": system},
@@ -133,7 +134,7 @@ def verdict_messages(
 def merge_messages(
     conversation: Sequence[dict[str, Any]], ballot: Ballot, criteria: str | None, max_chars: int
 ) -> list[dict[str, Any]]:
-    system = _SYSTEM_MERGE.format(nonce=ballot.nonce, criteria=criteria or _DEFAULT_CRITERIA)
+    system = _SYSTEM_MERGE.format(nonce=ballot.nonce, criteria=criteria or DEFAULT_CRITERIA)
     closing = "Write the single best answer now."
     return [
         {"role": "system", "content": system},
@@ -173,7 +174,7 @@ def parse_verdict(text: str, labels: Sequence[str]) -> ParsedVerdict:
     nothing else is. Raises :class:`JudgeFailed` with a bounded reason.
     """
     data = json_object(text)
-    _exact_keys(data, _VERDICT_KEYS)
+    require_keys(data, _VERDICT_KEYS)
     winner, analysis = data["winner"], data["analysis"]
     if not isinstance(winner, str) or not isinstance(analysis, str):
         raise JudgeFailed("wrong_type", "winner and analysis must be strings")
@@ -249,7 +250,7 @@ def json_object(text: str) -> dict[str, Any]:
     return data
 
 
-def _exact_keys(data: dict[str, Any], keys: frozenset[str]) -> None:
+def require_keys(data: dict[str, Any], keys: frozenset[str]) -> None:
     if set(data) - keys:
         raise JudgeFailed("extra_keys", ", ".join(sorted(set(data) - keys)))
     if keys - set(data):
@@ -259,7 +260,7 @@ def _exact_keys(data: dict[str, Any], keys: frozenset[str]) -> None:
 def parse_equivalence(text: str) -> bool:
     """Strict: exactly ``{"equivalent": <boolean>}``."""
     data = json_object(text)
-    _exact_keys(data, frozenset({"equivalent"}))
+    require_keys(data, frozenset({"equivalent"}))
     if not isinstance(data["equivalent"], bool):
         raise JudgeFailed("wrong_type", "equivalent must be a boolean")
     return bool(data["equivalent"])

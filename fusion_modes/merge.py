@@ -1,10 +1,18 @@
-"""merge: the judge writes one answer from all candidates, streamed word by word when the caller streams."""
+"""merge: the judge writes one answer from all candidates, streamed word by word when the caller streams.
+
+With ``analysis`` the judge first writes a structured comparison of the panel (see
+:mod:`fusion_modes.analysis`) and then the answer from it: one more judge call. A comparison that fails
+strict parsing does not fail the request: the answer is merged without it, and the failure is reported.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
+from fusion_modes.analysis import analysis_messages, analysis_response_format, final_messages, parse_analysis
 from fusion_modes.base import (
+    Analysis,
     Candidate,
     FusionContext,
     FusionError,
@@ -14,7 +22,7 @@ from fusion_modes.base import (
     first_success,
     unjudged,
 )
-from fusion_modes.judge import make_ballot, merge_messages
+from fusion_modes.judge import Ballot, make_ballot, merge_messages
 
 
 class Merge(FusionMode):
@@ -33,7 +41,12 @@ async def merge(ctx: FusionContext, candidates: Sequence[Candidate]) -> FusionRe
     ballot = make_ballot(candidates, ctx.rng)
     if not ballot.by_label:
         return first_success(ctx, candidates, "no_candidates")
-    messages = merge_messages(ctx.conversation, ballot, ctx.criteria, ctx.max_candidate_chars)
+    analysis, analysis_error = await _analyse(ctx, ballot) if ctx.analysis else (None, None)
+    messages: list[dict[str, Any]]
+    if analysis is not None:
+        messages = final_messages(ctx.conversation, ballot, analysis, ctx.criteria, ctx.max_candidate_chars)
+    else:
+        messages = merge_messages(ctx.conversation, ballot, ctx.criteria, ctx.max_candidate_chars)
     emitted = False
     # A structured answer is checked whole before any of it goes out: never half a JSON document, then prose.
     live = ctx.emit if ctx.check is None else None
@@ -58,9 +71,23 @@ async def merge(ctx: FusionContext, candidates: Sequence[Candidate]) -> FusionRe
         if emitted:
             # Part of the merged answer already reached the caller: a fallback now would splice two answers.
             raise FusionError(f"pool '{ctx.pool}': the judge failed mid-answer ({exc.reason})", exc.reason) from exc
-        return first_success(ctx, candidates, exc.reason, exc.detail if exc.reason == "invalid_output" else "")
+        fallback = first_success(ctx, candidates, exc.reason, exc.detail if exc.reason == "invalid_output" else "")
+        fallback.analysis, fallback.analysis_error = analysis, analysis_error
+        return fallback
     return FusionResult(
         message={"role": "assistant", "content": written.text, "refusal": None},
         finish_reason=written.finish_reason or "stop",
         streamed=emitted,
+        analysis=analysis,
+        analysis_error=analysis_error,
     )
+
+
+async def _analyse(ctx: FusionContext, ballot: Ballot) -> tuple[Analysis | None, str | None]:
+    """The judge's comparison of the panel, or why there is none."""
+    assert ctx.judge is not None
+    messages = analysis_messages(ctx.conversation, ballot, ctx.criteria, ctx.max_candidate_chars)
+    try:
+        return parse_analysis(await ctx.judge.verdict(messages, analysis_response_format()), ballot), None
+    except JudgeFailed as exc:
+        return None, exc.reason

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
+import time
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -17,21 +19,28 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from gateway.books.logs import LOGGER, log_request
 from gateway.config import GatewayConfig, default_config_path, load_config
 from gateway.routes import admin, embeddings, models, ops, stats, ui
-from gateway.routes.chat import serve
+from gateway.routes.chat import CHAT_PATH, serve
 from gateway.routes.messages import MESSAGES
 from gateway.routes.responses import RESPONSES
 from gateway.routes.shape import CHAT_INBOUND, Inbound
 from gateway.service.gateway import Gateway
-from gateway.wire.asgi import Receive, Scope, Send, send_error
+from gateway.wire.asgi import Message, Receive, Scope, Send, client_host, send_error
 from gateway.wire.cors import CORS, CorsPolicy
 from gateway.wire.errors import GatewayError, InvalidRequest, ModelNotFound, envelope
 
-CHAT_PATH = "/v1/chat/completions"
 #: the routes served as raw ASGI, each an inbound API over the same pipeline (see routes/shape.py)
 INBOUND: dict[str, Inbound] = {CHAT_PATH: CHAT_INBOUND, "/v1/responses": RESPONSES, "/v1/messages": MESSAGES}
-log = logging.getLogger("fusion_gateway")
+
+#: the address ``serve`` binds, handed to worker processes (reloads are held to the rules for it)
+HOST_ENV = "FUSION_GATEWAY_SERVE_HOST"
+log = logging.getLogger(LOGGER)
+#: polled by probes and scrapers every few seconds: their lines are debug, not info
+_QUIET_PATHS = frozenset({"/livez", "/readyz", "/metrics"})
+#: routes that write their own request line, with the key, model, tokens and cost in it
+_SELF_LOGGED = frozenset({"/v1/embeddings"})
 
 
 class GatewayApp:
@@ -55,7 +64,29 @@ class GatewayApp:
             else:
                 await send_error(send, _MethodNotAllowed(f"only POST is allowed on {scope['path']}"))
             return
-        await self.api(scope, receive, send)
+        if scope["type"] != "http" or scope["path"] in _SELF_LOGGED:
+            await self.api(scope, receive, send)
+            return
+        await self._logged(scope, receive, send)
+
+    async def _logged(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Every other route, with its access line (the chat route writes its own, with more in it)."""
+        started = time.monotonic()
+        status = 0
+
+        async def sending(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await self.api(scope, receive, sending)
+        finally:
+            path = scope["path"]
+            fields = {"method": scope["method"], "path": path, "client": client_host(scope), "status": status or 499,
+                      "latency_ms": round((time.monotonic() - started) * 1000, 3)}
+            log_request(log, fields, logging.DEBUG if path in _QUIET_PATHS else logging.INFO)
 
 
 class CorsGatewayApp(GatewayApp):
@@ -75,9 +106,10 @@ class _MethodNotAllowed(InvalidRequest):
     default_code = "method_not_allowed"
 
 
-def create_app(config: GatewayConfig, config_path: str | None = None) -> GatewayApp:
-    """``config_path``: where ``config`` came from, so that it can be reloaded (None: no reloading)."""
-    gateway = Gateway(config, config_path)
+def create_app(config: GatewayConfig, config_path: str | None = None, host: str | None = None) -> GatewayApp:
+    """``config_path``: where ``config`` came from, so that it can be reloaded (None: no reloading);
+    ``host``: the address served on, when the command line overrides ``server.host``."""
+    gateway = Gateway(config, config_path, host)
     api = FastAPI(
         title="fusion-gateway",
         lifespan=gateway.lifespan,
@@ -92,7 +124,7 @@ def create_app(config: GatewayConfig, config_path: str | None = None) -> Gateway
     api.include_router(stats.router)
     api.include_router(admin.router)
     api.include_router(ui.router)
-    _install_error_handlers(api)
+    _install_error_handlers(api, gateway)
     cors = config.server.cors
     if not cors.enabled:
         return GatewayApp(gateway, api)
@@ -108,13 +140,14 @@ def create_app_from_env() -> GatewayApp:
     path = default_config_path()
     config = load_config(path)
     logs.configure(config.logging.level)
-    app = create_app(config, path)
+    app = create_app(config, path, os.environ.get(HOST_ENV))
     tune_gc()
     return app
 
 
-def _install_error_handlers(api: FastAPI) -> None:
+def _install_error_handlers(api: FastAPI, gateway: Gateway) -> None:
     def respond(exc: GatewayError) -> JSONResponse:
+        gateway.metrics.refused(exc.http_status, exc.code)
         return JSONResponse(exc.envelope(), status_code=exc.http_status, headers=exc.headers())
 
     async def gateway_error(_: Request, exc: Exception) -> JSONResponse:
@@ -160,3 +193,25 @@ def tune_gc() -> None:
     gc.collect()
     gc.freeze()
     gc.set_threshold(20_000, 20, 20)
+    _tune_malloc()
+
+
+#: glibc's ``mallopt`` parameter for the size from which allocations get their own memory mapping
+_M_MMAP_THRESHOLD = -3
+
+
+def _tune_malloc() -> None:
+    """Keep glibc's mmap threshold fixed at its default of 128 KiB.
+
+    By default glibc raises the threshold to the size of any mapped block that is freed (up to
+    32 MiB), so after one large upstream answer every later buffer of that size comes from the heap,
+    where freed memory mostly stays with the process. Fixed, each large buffer is its own mapping and
+    goes back to the system when it is dropped: RSS returns to where it was after an oversized answer
+    (measured in tests/test_upstream_limits.py). No effect, and no error, without glibc."""
+    import ctypes
+
+    try:
+        mallopt = ctypes.CDLL(None).mallopt
+    except (OSError, AttributeError):
+        return
+    mallopt(_M_MMAP_THRESHOLD, 128 * 1024)

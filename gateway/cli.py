@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
 import errno
 import glob
 import os
@@ -86,15 +85,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     return 2
 
 
-def _http_protocol() -> type[asyncio.Protocol] | str:
-    """httptools with coalesced writes (see gateway/wire/coalesce.py) where httptools is installed."""
-    if not _has("httptools"):
-        return "h11"
-    from gateway.wire.coalesce import CoalescingHttpToolsProtocol
-
-    return CoalescingHttpToolsProtocol
-
-
 def _load(path: str) -> GatewayConfig | None:
     try:
         return load_config(path)
@@ -158,7 +148,8 @@ def summary(config: GatewayConfig) -> str:
 def _serve(args: argparse.Namespace) -> int:
     import uvicorn
 
-    from gateway.app import create_app, tune_gc
+    from gateway.app import HOST_ENV, create_app, tune_gc
+    from gateway.service.front_door import WORKER_PROTOCOL, protocol_for
 
     path = args.config or default_config_path()
     config = _load(path)
@@ -167,32 +158,38 @@ def _serve(args: argparse.Namespace) -> int:
     host = args.host or config.server.host
     port = args.port if args.port is not None else config.server.port
     log = logs.configure(config.logging.level)
+    # Everything from here on is a JSON log line, like every line the server writes (README, Logs).
     if not config.auth.keys and not is_loopback(host):
-        print(
+        log.error(
             f"refusing to serve on {host}: no client keys are configured (auth.keys), so anyone who can reach "
-            "this address could spend the upstream credits. Add keys, or bind to 127.0.0.1.",
-            file=sys.stderr,
+            "this address could spend the upstream credits. Add keys, or bind to 127.0.0.1."
         )
         return 2
     busy = _port_in_use(host, port)
     if busy is not None:
-        print(busy, file=sys.stderr)
+        log.error(busy)
         return 1
-    print(banner(config, host, port), file=sys.stderr)
+    log.info(f"fusion-gateway {__version__}", extra={"fields": banner(config, host, port)})
     if not config.auth.keys:
         log.warning("no client keys configured: serving without authentication on loopback only",
                     extra={"fields": {"host": host}})
+    _raise_open_file_limit()
     if args.workers > 1:
         # Each worker builds its own app from the environment; metrics go through prometheus_client's
         # multiprocess files so that any worker's /metrics shows the whole process tree.
         os.environ[CONFIG_ENV] = os.path.abspath(path)
+        os.environ[HOST_ENV] = host
         metrics_dir = os.environ.setdefault("PROMETHEUS_MULTIPROC_DIR", tempfile.mkdtemp(prefix="fusion-metrics-"))
         os.makedirs(metrics_dir, exist_ok=True)
         for stale in glob.glob(os.path.join(metrics_dir, "*.db")):
             os.remove(stale)  # values of an earlier run would otherwise be added to this one's
         target: object = "gateway.app:create_app_from_env"
     else:
-        target = create_app(config, path)
+        try:
+            target = create_app(config, path, host)
+        except ImportError as exc:  # an optional extra the config needs (tracing) is not installed
+            log.error(str(exc))
+            return 1
         tune_gc()
     uvicorn.run(
         target,  # type: ignore[arg-type]
@@ -201,11 +198,17 @@ def _serve(args: argparse.Namespace) -> int:
         host=host,
         port=port,
         loop="uvloop" if _has("uvloop") else "asyncio",
-        http=_http_protocol(),
+        # worker processes import the protocol by name and read the limits from the config file
+        http=WORKER_PROTOCOL if args.workers > 1 else protocol_for(config.server.limits),
+        timeout_keep_alive=config.server.limits.idle_timeout_s,
+        # h11 refuses a head past this itself (with a 400); a little above ours, so ours answers 431 first
+        h11_max_incomplete_event_size=config.server.limits.max_header_bytes + 64 * 1024,
+        # The gateway writes one access line per request itself (with tokens, cost, key); uvicorn's own
+        # lines (start-up, errors) are JSON through the same formatter.
         access_log=False,
+        log_config=logs.server_log_config(config.logging.level),
         proxy_headers=False,  # the gateway does not use the client address; skip the per-request rewrite
         server_header=False,  # no "server: uvicorn": nothing to gain from advertising the stack
-        log_level="info",
         # A little longer than our own grace: streams still open when it runs out end with an in-band
         # error first, then the server closes what is left.
         timeout_graceful_shutdown=int(config.server.shutdown_grace_s) + 2,
@@ -214,8 +217,9 @@ def _serve(args: argparse.Namespace) -> int:
     return 0
 
 
-def banner(config: GatewayConfig, host: str, port: int) -> str:
-    """What an operator wants to see once at start-up: which build, which file, where, what, how guarded."""
+def banner(config: GatewayConfig, host: str, port: int) -> dict[str, str]:
+    """What an operator wants to see once at start-up: which build, which file, where, what, how guarded.
+    The fields of the start-up log line (one JSON line, like every other)."""
     base = f"http://{f'[{host}]' if ':' in host else host}:{port}"
     keys = config.auth.keys
     auth = (
@@ -227,16 +231,16 @@ def banner(config: GatewayConfig, host: str, port: int) -> str:
     redis = urlsplit(config.state.redis_url) if config.state.redis_url else None
     # the URL may carry a password: show where, never who
     state = f"redis at {redis.hostname}:{redis.port or 6379}" if redis else "in memory (this process)"
-    return "\n".join([
-        f"fusion-gateway {__version__}",
-        f"  config      {os.path.abspath(config.path)}",
-        f"  listening   {base}/v1",
-        f"  playground  {base}/ui",
-        f"  serving     {_count(config.pools, 'pool')}, {_count(config.models, 'model')}, "
+    return {
+        "version": __version__,
+        "config": os.path.abspath(config.path),
+        "listening": f"{base}/v1",
+        "playground": f"{base}/ui",
+        "serving": f"{_count(config.pools, 'pool')}, {_count(config.models, 'model')}, "
         f"{_count(config.providers, 'provider')}",
-        f"  auth        {auth}",
-        f"  limits      {state}",
-    ])
+        "auth": auth,
+        "limits": state,
+    }
 
 
 def _count(items: Sized, noun: str) -> str:
@@ -263,6 +267,20 @@ def _port_in_use(host: str, port: int) -> str | None:
                         "port with --port or server.port")
             return f"cannot listen on {host}:{port}: {exc.strerror or exc}"
     return None
+
+
+def _raise_open_file_limit() -> None:
+    """Soft open-file limit up to the hard one: client connections and upstream connections both take
+    descriptors, and the default soft limit (often 1,024) would bite before ``server.limits.max_connections``."""
+    try:
+        import resource
+
+        soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+        target = hard if hard != resource.RLIM_INFINITY else 65536
+        if soft != resource.RLIM_INFINITY and soft < target:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+    except (ImportError, ValueError, OSError):
+        return  # not on this platform, or not allowed: the limit stays as it was
 
 
 def _simulate(args: argparse.Namespace) -> int:

@@ -234,7 +234,7 @@ def test_the_response_never_waits_for_the_baseline_and_the_comparison_is_recorde
     assert costs[("sampled", "baseline")] == base_cost
     assert costs[("sampled", "comparison")] == 2 * COST_J
     cmp_ = {s_.labels["result"]: s_.value for s_ in metrics["fusion_baseline_comparisons"].samples}
-    assert cmp_ == {"fusion": 1.0}
+    assert cmp_ == {"fusion": 1.0, "baseline": 0.0, "tie": 0.0, "error": 0.0}  # the others exist at 0
     ratio = [s_ for s_ in metrics["fusion_baseline_cost_ratio"].samples if s_.name.endswith("_count")]
     assert ratio[0].value == 1.0
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import socket
 import subprocess
 import sys
@@ -35,20 +36,23 @@ def test_version_prints_the_installed_version() -> None:
     assert done.stdout == f"fusion-gateway {version('fusion-gateway')}\n"
 
 
-def test_serve_prints_a_banner_on_stderr(tmp_path: Path) -> None:
+def test_serve_starts_with_a_banner_line_on_stderr(tmp_path: Path) -> None:
     keyed = CONFIG + "auth: {admin_key: adm-0123456789, keys: [{name: k, key: sk-0123456789, pools: ['*']}]}\n"
     with gateway_process(keyed, tmp_path) as gw:
         log = gw.log()
-    banner = log[log.index("fusion-gateway ") :].splitlines()[:7]
-    assert banner == [
-        f"fusion-gateway {version('fusion-gateway')}",
-        f"  config      {gw.config_path}",
-        f"  listening   http://127.0.0.1:{gw.port}/v1",
-        f"  playground  http://127.0.0.1:{gw.port}/ui",
-        "  serving     1 pool, 2 models, 1 provider",
-        "  auth        on (1 client key, admin key set)",
-        "  limits      in memory (this process)",
-    ]
+    # one JSON line like every other the process writes, before the server's own
+    lines = [json.loads(x) for x in log.splitlines()]
+    banner = lines[0]
+    assert banner["msg"] == f"fusion-gateway {version('fusion-gateway')}" and banner["level"] == "info"
+    assert {k: v for k, v in banner.items() if k not in ("ts", "level", "logger", "msg")} == {
+        "version": version("fusion-gateway"),
+        "config": str(gw.config_path),
+        "listening": f"http://127.0.0.1:{gw.port}/v1",
+        "playground": f"http://127.0.0.1:{gw.port}/ui",
+        "serving": "1 pool, 2 models, 1 provider",
+        "auth": "on (1 client key, admin key set)",
+        "limits": "in memory (this process)",
+    }
 
 
 def test_the_banner_names_redis_without_its_password(tmp_path: Path) -> None:
@@ -56,10 +60,10 @@ def test_the_banner_names_redis_without_its_password(tmp_path: Path) -> None:
     from gateway.config import parse_config
 
     config = parse_config(CONFIG + "state: {redis_url: 'redis://:s3cret@cache.internal:6380/0'}\n", "c.yaml")
-    text = banner(config, "127.0.0.1", 8000)
-    assert "  limits      redis at cache.internal:6380" in text.splitlines()
-    assert "s3cret" not in text
-    assert "  auth        off (loopback only)" in text.splitlines()
+    fields = banner(config, "127.0.0.1", 8000)
+    assert fields["limits"] == "redis at cache.internal:6380"
+    assert "s3cret" not in json.dumps(fields)
+    assert fields["auth"] == "off (loopback only)"
 
 
 @pytest.mark.parametrize("host", ["127.0.0.1"])
@@ -72,10 +76,11 @@ def test_a_port_in_use_is_one_clear_line_and_exit_code_1(tmp_path: Path, host: s
         port = taken.getsockname()[1]
         done = cli("serve", "--config", str(config), "--host", host, "--port", str(port))
     assert done.returncode == 1
-    assert done.stderr == (
+    (line,) = [json.loads(x) for x in done.stderr.splitlines()]  # one line, and no server start-up lines
+    assert (line["level"], line["msg"]) == ("error", (
         f"port {port} on {host} is already in use (another gateway?): stop it, or pick another port with --port "
-        "or server.port\n"
-    )
+        "or server.port"
+    ))
 
 
 def test_the_root_redirects_to_the_playground(tmp_path: Path) -> None:

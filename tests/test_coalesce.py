@@ -56,6 +56,17 @@ async def test_close_sends_what_was_written_first() -> None:
     assert real.writes == [b"last words"]
 
 
+@pytest.mark.anyio
+async def test_a_half_close_sends_what_was_written_first() -> None:
+    real = _Recorder()
+    eofs: list[int] = []
+    real.write_eof = lambda: eofs.append(len(real.writes))  # type: ignore[attr-defined]
+    t = CoalescingTransport(real, asyncio.get_running_loop())  # type: ignore[arg-type]
+    t.write(b"HTTP/1.1 408 Request Timeout\r\n\r\n")
+    t.write_eof()
+    assert real.writes == [b"HTTP/1.1 408 Request Timeout\r\n\r\n"] and eofs == [1]
+
+
 @pytest.mark.parametrize("body_size", [2, 300_000])
 def test_a_served_response_arrives_whole(body_size: int) -> None:
     """Through the real server: headers and body intact, small and large, keep-alive reused."""

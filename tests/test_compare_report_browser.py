@@ -91,7 +91,9 @@ def test_html_report_renders_its_charts_offline(gateway: GatewayRunner, tmp_path
         page.goto((out / "report.html").as_uri())
         page.wait_for_load_state("load")
         sizes = {}
-        for chart in ("chart-quality-cost", "chart-latency", "chart-pairwise", "chart-break-even"):
+        charts = ("chart-quality-cost", "chart-pareto-cost", "chart-pareto-p50", "chart-latency", "chart-pairwise",
+                  "chart-break-even")
+        for chart in charts:
             box = page.locator(f"svg#{chart}").bounding_box()
             assert box is not None, chart
             sizes[chart] = box
@@ -103,6 +105,19 @@ def test_html_report_renders_its_charts_offline(gateway: GatewayRunner, tmp_path
         for i in range(page.locator("#chart-latency rect").count()):
             rect = page.locator("#chart-latency rect").nth(i).bounding_box()
             assert rect is not None and rect["width"] > 0 and rect["height"] > 0
+        # Both frontiers: every system a point, the ones on the frontier filled, named in the caption and
+        # on the staircase, as summary.json computed them.
+        pareto = json.loads((out / "summary.json").read_text())["pareto"]
+        for chart, key in (("chart-pareto-cost", "accuracy_vs_cost"), ("chart-pareto-p50", "accuracy_vs_p50")):
+            assert page.locator(f"#{chart} circle").count() == 3
+            on = page.eval_on_selector_all(f"#{chart} circle.frontier", "els => els.map(e => e.dataset.system)")
+            assert sorted(on) == sorted(pareto[key]) and on, (chart, on)
+            for i in range(3):
+                dot = page.locator(f"#{chart} circle").nth(i).bounding_box()
+                assert dot is not None and dot["width"] > 0 and dot["height"] > 0
+            assert page.locator(f"#{chart} polyline.frontier").count() == 1
+            caption = page.locator(f'[data-frontier="{chart}"] strong').inner_text()
+            assert sorted(caption.split(", ")) == sorted(pareto[key])
         headline = page.locator(".headline strong").first.inner_text()
         assert headline.startswith("best-of-3 is right ")
         shot = browser.screenshot("compare-report.png")

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import logging
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -18,6 +17,7 @@ from gateway.wire.asgi import Message, Receive, Scope, Send
 from gateway.wire.cors import CORS, CorsPolicy
 from gateway.wire.errors import ConfigError
 from tests.conftest import GatewayRunner, http_client
+from tests.support.logcapture import captured_log
 
 APP = "https://app.example.com"
 EXPOSED = ", ".join(CORS_EXPOSE_HEADERS)
@@ -335,11 +335,13 @@ def test_with_cors_off_a_browser_gets_nothing_it_could_use(gateway: GatewayRunne
         assert not [k for k in resp.headers if k.startswith("access-control-")]
 
 
-def test_a_reload_that_changes_cors_says_it_takes_effect_at_the_next_restart(caplog: pytest.LogCaptureFixture) -> None:
+def test_a_reload_that_changes_cors_says_it_takes_effect_at_the_next_restart() -> None:
     app = create_app(parse_config(cors_yaml(f"{{allow_origins: [{APP}]}}"), "gateway.yaml"))
     changed = parse_config(cors_yaml("{allow_origins: ['*']}"), "gateway.yaml")
-    with caplog.at_level(logging.WARNING, logger="fusion_gateway"):
+    with captured_log() as logged:
         app.gateway.install_config(changed, "file changed", "gateway.yaml")
         app.gateway.install_config(changed, "file changed", "gateway.yaml")  # the same again: nothing to say
-    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
-    assert warnings == ["server.cors changed: it takes effect at the next restart"]
+    lines = [json.loads(x) for x in logged.getvalue().splitlines()]
+    assert [(x["msg"], x["reason"]) for x in lines if x["level"] == "warning"] == [
+        ("server.cors changed: it takes effect at the next restart", "file changed")
+    ]

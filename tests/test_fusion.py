@@ -263,6 +263,8 @@ def test_quorum_and_grace_cancel_a_hung_member_and_close_its_connection(
     assert c["status"] == "cancelled" and c["error_type"] == "cancelled"
     assert 140 <= c["latency_ms"] <= 1000  # waited for the grace period only
     assert body["fusion"]["winner"] == "b"
+    # cancelled by design (quorum met, grace over): the answer is whole, not degraded
+    assert body["fusion"]["degraded"] is False
 
 
 def test_a_member_timeout_is_its_own_wall_clock(gateway: GatewayRunner, fake: FakeUpstream) -> None:

@@ -21,6 +21,7 @@ from gateway.pipeline.estimate import model_cost
 from gateway.wire.protocol import parse_chat_request
 from tests.conftest import GatewayRunner, sdk
 from tests.support.fakes import FakeUpstream, answer, judge_picking
+from tests.support.logcapture import captured_log, request_lines
 from tests.support.servers import serving, wait_until
 
 HI = [{"role": "user", "content": "What is 6 * 7?"}]
@@ -75,14 +76,19 @@ def test_a_key_calls_only_what_it_lists(gateway: GatewayRunner) -> None:
     with gateway(KEYS) as (_, srv):
         other_pool = post(srv.url, "q", CLIENT_KEY)
         other_model = post(srv.url, "m2", CLIENT_KEY)
+        no_such = post(srv.url, "q2", CLIENT_KEY)
         own_model = post(srv.url, "m1", CLIENT_KEY)
         listed = [m.id for m in sdk(srv.url, api_key=CLIENT_KEY).models.list().data]
         listed_all = [m.id for m in sdk(srv.url, api_key=OTHER_KEY).models.list().data]
         stats = httpx.get(srv.url + "/v1/fusion/stats")
         stats_ok = httpx.get(srv.url + "/v1/fusion/stats", headers={"authorization": f"Bearer {CLIENT_KEY}"})
-    assert other_pool.status_code == 403 and other_pool.json()["error"]["type"] == "permission_error"
-    assert other_pool.json()["error"]["message"] == "key 'alpha' may not call pool 'q'"
-    assert other_model.status_code == 403 and own_model.status_code == 200
+    # a name the key may not use is answered exactly like a name that does not exist: nothing to enumerate
+    assert other_pool.status_code == other_model.status_code == no_such.status_code == 404
+    assert other_pool.json()["error"] == {"message": "The model 'q' does not exist or you do not have access to it",
+                                          "type": "invalid_request_error", "param": "model", "code": "model_not_found"}
+    assert no_such.json()["error"] == {**other_pool.json()["error"],
+                                       "message": "The model 'q2' does not exist or you do not have access to it"}
+    assert own_model.status_code == 200
     assert listed == ["m1", "p"] and listed_all == ["m1", "m2", "p", "q"]
     assert stats.status_code == 401
     assert [p["pool"] for p in stats_ok.json()["pools"]] == ["p"]
@@ -250,27 +256,16 @@ def _gauge(text: str, name: str) -> float:
 
 
 def test_one_json_line_per_request_without_content(gateway: GatewayRunner) -> None:
-    logged = io.StringIO()
-    handler = logging.StreamHandler(logged)
-    handler.setFormatter(JsonFormatter())
-    logger = logging.getLogger(LOGGER)
-    logger.addHandler(handler)
-    logger.setLevel(logging.INFO)
-    try:
-        with gateway(KEYS) as (_, srv):
-            r = httpx.post(srv.url + "/v1/chat/completions", json={"model": "p", "messages": HI},
-                           headers={"authorization": f"Bearer {CLIENT_KEY}", "x-request-id": "trace-42"})
-            bad = post(srv.url, "q", CLIENT_KEY)
-    finally:
-        logger.removeHandler(handler)
-    import json
-
-    lines = [json.loads(x) for x in logged.getvalue().splitlines() if '"msg":"request"' in x]
+    with captured_log() as logged, gateway(KEYS) as (_, srv):
+        r = httpx.post(srv.url + "/v1/chat/completions", json={"model": "p", "messages": HI},
+                       headers={"authorization": f"Bearer {CLIENT_KEY}", "x-request-id": "trace-42"})
+        bad = post(srv.url, "q", CLIENT_KEY)
+    lines = request_lines(logged)
     assert r.headers["x-request-id"] == "trace-42" and bad.headers["x-request-id"].startswith("req_")
     ok, refused = lines
     assert ok["request_id"] == "trace-42" and ok["key"] == "alpha" and ok["status"] == 200
     assert ok["pool"] == "p" and ok["mode"] == "best-of" and ok["judge"] == "ok"
     assert [m["status"] for m in ok["members"]] == ["ok", "ok"] and ok["cost_usd"] > 0
-    assert refused["status"] == 403 and refused["error"] == "model_not_allowed"
+    assert refused["status"] == 404 and refused["error"] == "model_not_found"
     text = logged.getvalue()
     assert "6 * 7" not in text and "The answer is" not in text and CLIENT_KEY not in text

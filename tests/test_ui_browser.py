@@ -77,6 +77,11 @@ pools:
     members: [sim-fast, sim-broken, sim-hung, sim-slow]
     judge: {model: sim-judge}
     timeout_s: 0.5
+  merge-3-analysis:
+    mode: merge
+    members: [sim-fast, sim-balanced, sim-slow]
+    judge: {model: sim-judge}
+    merge: {analysis: true}
 """
 
 KEY = "sk-playground-0123456789"
@@ -300,6 +305,139 @@ def test_debate_rounds_show_in_every_column(gateway: GatewayRunner) -> None:
     assert log and log[0].startswith("Round 1 ")
     winner = [c for c in cols if c["winner"]]
     assert len(winner) == 1 and winner[0]["text"][-1] == shown  # the answer is the winner's last round
+
+
+def test_a_merge_that_shows_its_work_draws_the_judges_comparison(gateway: GatewayRunner) -> None:
+    prompt = "What is 12 * 17?"  # two members give 204, one 201: a contradiction to settle
+    with gateway(FAST) as (_, srv):
+        body = {"model": "merge-3-analysis", "messages": [{"role": "user", "content": prompt}]}
+        api = httpx.post(srv.url + "/v1/chat/completions", json=body, timeout=30).json()
+        expected = api["fusion"]["analysis"]
+        assert expected["contradictions"], "the simulator changed: pick a prompt the members disagree on"
+        with ui(srv.url) as browser:
+            page = browser.page
+            models_loaded(page)
+            ask(page, "merge-3-analysis", prompt)
+            panel = page.locator(".verdict .analysis-panel")
+            headings = panel.locator("h5").all_inner_texts()
+            shown = {key: panel.locator(f'[data-section="{key}"] li').all_inner_texts() for key in expected
+                     if key in ("consensus", "contradictions", "coverage_gaps", "unique_insights", "blind_spots")}
+            key = panel.locator(".label-key").inner_text()
+            cols = columns(page)
+            verdict = page.locator(".verdict").inner_text()
+            judge_bars = page.locator(".metrics svg").first.locator("rect.bar").count()
+            status = panel.get_attribute("data-analysis")
+            final = answer_shown(page)
+            browser.screenshot("ui-merge-analysis-laptop.png")
+    assert status == "ok" and final == api["choices"][0]["message"]["content"] == "The answer is 204."
+    assert headings == ["Consensus", "Contradictions", "Coverage gaps", "Unique insights", "Blind spots"]
+    # Labels are drawn anew per request: compare what does not depend on them.
+    assert {k: len(v) for k, v in shown.items()} == {k: len(expected[k]) for k in shown}
+    assert shown["contradictions"][0].endswith("Worked out: 12 * 17 = 204.")
+    assert expected["contradictions"][0].endswith("Worked out: 12 * 17 = 204.")
+    # Every label is resolved to its column and model, as the columns show them.
+    pairs = re.findall(r"([A-Z]) = column (\d) \(([\w-]+)\)", key)
+    assert sorted((int(col), model) for _, col, model in pairs) == [(i + 1, c["model"]) for i, c in enumerate(cols)]
+    assert "The judge merged the members' answers" in verdict and "2 calls" in verdict
+    assert "1 judge call · " in verdict[verdict.index("The judge's comparison"):]
+    assert judge_bars == 4  # three members and the judge (both its calls, as one bar)
+
+
+def test_the_judges_reasons_say_which_model_each_anonymous_label_was(gateway: GatewayRunner) -> None:
+    with gateway(FAST) as (_, srv), ui(srv.url) as browser:
+        page = browser.page
+        models_loaded(page)
+        ask(page, "best-of-3", PROMPT)
+        picked = page.locator(".verdict-winner").text_content()
+        legend = page.eval_on_selector_all(
+            ".verdict .label-key", "els => els.map(e => [e.dataset.label, e.dataset.model, e.textContent])"
+        )
+        cited = page.eval_on_selector_all(
+            ".verdict .analysis .label-ref", "els => els.map(e => [e.dataset.label, e.dataset.model])"
+        )
+        analysis = page.locator(".verdict .analysis").inner_text()
+        browser.screenshot("ui-verdict-labels-laptop.png")
+    # every answer the judge saw, in column order, with the label it went by
+    assert [(model, text) for _, model, text in legend] == [
+        ("sim-fast", f"{legend[0][0]} = sim-fast (column 1)"),
+        ("sim-balanced", f"{legend[1][0]} = sim-balanced (column 2)"),
+        ("sim-slow", f"{legend[2][0]} = sim-slow (column 3)"),
+    ]
+    assert len({label for label, _, _ in legend}) == 3
+    # the simulated judge names its pick: "Candidate K gives the best-supported answer ..."
+    ((label, model),) = cited
+    assert model == picked and (label, model) in [(a, b) for a, b, _ in legend]
+    assert analysis.startswith(f"Why: Candidate {label} ({model}) gives the best-supported answer")
+
+
+def test_a_member_cut_after_quorum_and_grace_is_drawn_as_by_design_not_as_a_failure(gateway: GatewayRunner) -> None:
+    config = FAST + """  quick:
+    mode: best-of
+    members: [sim-fast, sim-balanced, sim-hung]
+    judge: {model: sim-judge}
+    quorum: 2
+    grace_ms: 50
+"""
+    with gateway(config) as (_, srv):
+        api = httpx.post(srv.url + "/v1/chat/completions", timeout=30,
+                         json={"model": "quick", "messages": [{"role": "user", "content": PROMPT}]}).json()
+        with ui(srv.url) as browser:
+            page = browser.page
+            models_loaded(page)
+            ask(page, "quick", PROMPT)
+            cols = {c["model"]: c for c in columns(page)}
+            final = page.locator(".final [data-state]").inner_text()
+            colours = page.eval_on_selector_all(
+                ".member .state", "els => els.map(e => getComputedStyle(e).backgroundColor)"
+            )
+            browser.screenshot("ui-grace-laptop.png")
+    assert api["fusion"]["members"][2]["status"] == "cancelled" and api["fusion"]["degraded"] is False
+    hung = cols["sim-hung"]
+    assert (hung["state"], hung["badge"]) == ("cancelled", "not needed")
+    assert hung["text"] == ["Cut once the quorum had answered and the grace period was over: by design, not a failure."]
+    assert final == "Complete."  # not "Complete, degraded"
+    # drawn unlike a failure: no red badge
+    assert colours[2] == "rgba(0, 0, 0, 0)" and colours[0] == colours[2]
+
+
+def test_a_system_prompt_a_conversation_and_parameters_go_in_the_request(gateway: GatewayRunner) -> None:
+    system = "Answer in one line."
+    follow_up = "And what is 38 * 12?"
+    with gateway(FAST) as (_, srv), ui(srv.url) as browser:
+        page = browser.page
+        models_loaded(page)
+        assert page.locator("#reply").is_hidden() and page.locator("#thread").is_hidden()
+        page.click("#options summary")
+        page.fill("#system", system)
+        page.fill("#temperature", "0.3")
+        page.fill("#max-tokens", "200")
+        ask(page, "sim-fast", PROMPT)
+        first = answer_shown(page)
+        page.click("#reply")
+        assert page.input_value("#prompt") == "" and page.locator("#prompt-label").inner_text() == "Your reply"
+        turns = page.eval_on_selector_all("#turns li", "els => els.map(e => [e.dataset.role, e.lastChild.data])")
+        assert turns == [["user", PROMPT], ["assistant", first]]
+        ask(page, "sim-fast", follow_up)
+        second = answer_shown(page)
+        page.click("#new-thread")
+        assert page.locator("#thread").is_hidden()
+        page.fill("#temperature", "")  # cleared: not sent
+        ask(page, "best-of-3", PROMPT)
+        sent = [r.post_data_json for r in browser.requests if r.url.endswith("/v1/chat/completions")]
+    params = {"temperature": 0.3, "max_tokens": 200}
+    conversation = [{"role": "system", "content": system}, {"role": "user", "content": PROMPT},
+                    {"role": "assistant", "content": first}, {"role": "user", "content": follow_up}]
+    assert sent[0] == {"model": "sim-fast", "messages": conversation[:2], "stream": True,
+                       "stream_options": {"include_usage": True}, **params}
+    assert sent[1] == {"model": "sim-fast", "messages": conversation, "stream": True,
+                       "stream_options": {"include_usage": True}, **params}
+    assert sent[2] == {"model": "best-of-3", "messages": conversation[:2], "stream": True,
+                       "stream_options": {"include_usage": True}, "max_tokens": 200, "fusion": {"events": True}}
+    # what the page showed is what the API answers to the same conversation
+    with gateway(FAST) as (_, srv):
+        r = httpx.post(srv.url + "/v1/chat/completions", json={"model": "sim-fast", "messages": conversation,
+                                                              **params}, timeout=30)
+    assert r.json()["choices"][0]["message"]["content"] == second
 
 
 def test_a_model_streams_as_a_plain_completion_and_a_run_can_be_stopped(gateway: GatewayRunner) -> None:

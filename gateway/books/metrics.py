@@ -12,6 +12,7 @@ and a scrape of any worker shows them all.
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -26,6 +27,7 @@ from gateway.books.usage import Usage
 
 if TYPE_CHECKING:
     from gateway.books.record import FusionMetadata
+    from gateway.config.loader import GatewayConfig
 
 CONTENT_TYPE = prometheus_client.CONTENT_TYPE_LATEST
 
@@ -35,6 +37,26 @@ TOKEN_BUCKETS = tuple(float(4**i) for i in range(14))  # 1, 4, 16 ... 67,108,864
 REQUEST_BUCKETS = (0.05, 0.1, 0.2, 0.3, 0.5, 0.75, 1, 1.5, 2, 3, 5, 8, 13, 21, 34, 55, 89)
 STAGE_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.2, 0.3, 0.5, 1, 2, 5, 10, 30, 60)
 RATIO_BUCKETS = (0.1, 0.25, 0.5, 0.75, 1, 1.25, 1.5, 2, 2.5, 3, 4, 5, 7.5, 10, 20)
+# OpenTelemetry GenAI's advice for time to first chunk (seconds)
+FIRST_CHUNK_BUCKETS = (0.001, 0.005, 0.01, 0.02, 0.04, 0.06, 0.08, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0)
+
+#: the reasons a request is refused before any work, with their status: these series exist from start
+#: (any other ``code`` of a refusal still counts, from its first occurrence)
+REFUSALS = {
+    "invalid_request": 400,
+    "invalid_json": 400,
+    "too_many_messages": 400,
+    "max_tokens_exceeded": 400,
+    "cost_limit_exceeded": 400,
+    "invalid_api_key": 401,
+    "model_not_allowed": 403,
+    "model_not_found": 404,
+    "request_too_large": 413,
+    "rate_limit_exceeded": 429,
+    "insufficient_quota": 429,
+}
+REFUSED_STATUSES = frozenset(REFUSALS.values())
+MEMBER_OUTCOMES = ("ok", "error", "timeout", "cancelled")
 
 
 def multiprocess_dir() -> str | None:
@@ -158,6 +180,39 @@ class Metrics:
             ["model"],
             registry=reg,
         )
+        self.refused_requests = Counter(
+            "fusion_refused_requests",
+            "Requests refused before any upstream call, by status and reason (the error code).",
+            ["status", "reason"],
+            registry=reg,
+        )
+        self.key_cost = Counter(
+            "fusion_key_cost_usd",
+            "Spend in USD by client key name (what each key's budget is charged).",
+            ["key"],
+            registry=reg,
+        )
+        self.key_budget = Gauge(
+            "fusion_key_budget_usd_per_day",
+            "Each client key's daily budget from the config (+Inf: none), for spend-rate alerts.",
+            ["key"],
+            registry=reg,
+            multiprocess_mode="max",
+        )
+        self.call_first_chunk_seconds = Histogram(
+            "gen_ai_client_operation_time_to_first_chunk_seconds",
+            "Time from the start of a streamed upstream call (its last attempt) to its first chunk with content.",
+            ["gen_ai_operation_name", "gen_ai_provider_name", "gen_ai_request_model"],
+            buckets=FIRST_CHUNK_BUCKETS,
+            registry=reg,
+        )
+        self.first_chunk_seconds = Histogram(
+            "fusion_time_to_first_chunk_seconds",
+            "Time from a streamed request's arrival to the first chunk of answer sent to the caller.",
+            ["pool", "mode"],
+            buckets=FIRST_CHUNK_BUCKETS,
+            registry=reg,
+        )
         self.inflight = Gauge(
             "fusion_inflight_requests",
             "Requests being served.",
@@ -227,6 +282,51 @@ class Metrics:
             multiprocess_mode="livemax",
         )
 
+    # ------------------------------------------------------------------ series known from the config
+
+    def declare(self, config: GatewayConfig) -> None:
+        """Create at 0 every counter series the config makes possible, so that dashboards and alert
+        ratios read 0 rather than "no data" before the first event (Prometheus' own advice). Called at
+        start and after each reload; series of names a reload removed stay at their last value."""
+        for reason, status in REFUSALS.items():
+            self.refused_requests.labels(str(status), reason)
+        for key in config.auth.keys:
+            self.key_cost.labels(key.name)
+            budget = key.budget_usd_per_day
+            self.key_budget.labels(key.name).set(float(budget) if budget is not None else math.inf)
+        if not config.auth.keys:
+            self.key_cost.labels("anonymous")
+        for name, model in config.models.items():
+            for outcome in ("ok", "error"):
+                self.requests.labels(name, "passthrough", outcome)
+            self.cost.labels(name, "member")
+            if model.price is None:
+                self.unpriced_calls.labels(name)
+        for name, pool in config.pools.items():
+            for outcome in ("ok", "degraded", "error"):
+                self.requests.labels(name, pool.mode, outcome)
+            if pool.mode == "cascade":
+                self.cascades.labels(name, "accepted", "")  # escalations: by reason, from their first
+            self.quorum_misses.labels(name)
+            self.cost.labels(name, "member")
+            for member in dict.fromkeys(pool.members):
+                for outcome in MEMBER_OUTCOMES:
+                    self.member_calls.labels(name, member, outcome)
+                if pool.mode != "merge":
+                    self.winners.labels(name, member)
+            if pool.judge is not None:
+                self.cost.labels(name, "judge")
+                for outcome in ("picked", "fallback", "error"):
+                    self.judge_verdicts.labels(name, outcome)
+            if pool.baseline is not None:
+                for role in ("baseline", "comparison"):
+                    self.cost.labels(name, role)
+                for outcome in ("ok", "error"):
+                    self.baseline_calls.labels(name, outcome)
+                for result in ("fusion", "baseline", "tie", "error"):
+                    self.baseline_comparisons.labels(name, result)
+                self.baseline_skips.labels(name)
+
     # ------------------------------------------------------------------ upstream calls
 
     def _upstream(self, provider: str, model: str) -> UpstreamSeries:
@@ -240,6 +340,10 @@ class Metrics:
     def call_attempted(self, provider: str, model: str, error_type: str, seconds: float) -> None:
         """One attempt of an upstream call ended (``error_type`` empty when it succeeded)."""
         self._upstream(provider, model).duration(error_type).observe(seconds)
+
+    def call_first_chunk(self, provider: str, model: str, seconds: float) -> None:
+        """A streamed upstream call sent its first chunk with content ``seconds`` after its attempt began."""
+        self._upstream(provider, model).first_chunk.observe(seconds)
 
     def call_settled(
         self, provider: str, model: str, pool: str, role: str, usage: Usage, cost: Decimal | None, priced: bool
@@ -289,6 +393,20 @@ class Metrics:
             yield
         finally:
             self.inflight.dec()
+
+    def refused(self, status: int, reason: str | None) -> None:
+        """A request was turned away before any work: bad input, key, permission, name, size, rate, budget."""
+        if status in REFUSED_STATUSES:
+            self.refused_requests.labels(str(status), reason or "invalid_request").inc()
+
+    def key_spent(self, key: str, cost: Decimal | None) -> None:
+        """What a request cost the key that made it (the amount its budget is settled with)."""
+        if cost is not None and cost > 0:
+            self.key_cost.labels(key).inc(float(cost))
+
+    def first_chunk_sent(self, pool: str, mode: str, seconds: float) -> None:
+        """A streamed answer's first chunk reached the caller ``seconds`` after the request arrived."""
+        self.first_chunk_seconds.labels(pool, mode).observe(seconds)
 
     def passthrough_answered(self, model: str, ok: bool, seconds: float) -> None:
         self.requests.labels(model, "passthrough", "ok" if ok else "error").inc()
@@ -375,7 +493,7 @@ class Metrics:
 class UpstreamSeries:
     """The labelled children of the per-call metrics for one upstream model."""
 
-    __slots__ = ("_duration", "_metrics", "_model", "_provider", "tokens_in", "tokens_out")
+    __slots__ = ("_duration", "_metrics", "_model", "_provider", "first_chunk", "tokens_in", "tokens_out")
 
     def __init__(self, metrics: Metrics, provider: str, model: str) -> None:
         self._metrics = metrics
@@ -383,6 +501,7 @@ class UpstreamSeries:
         self._model = model
         self.tokens_in = metrics.token_usage.labels("chat", provider, model, "input")
         self.tokens_out = metrics.token_usage.labels("chat", provider, model, "output")
+        self.first_chunk = metrics.call_first_chunk_seconds.labels("chat", provider, model)
         self._duration = {"": metrics.call_duration.labels("chat", provider, model, "")}
 
     def duration(self, error_type: str) -> Any:

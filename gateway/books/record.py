@@ -117,6 +117,36 @@ class ConsensusEntry:
 
 
 @dataclass(frozen=True, slots=True)
+class AnalysisEntry:
+    """A merge that showed its work: the judge's comparison of the panel, and what that call took.
+
+    ``status`` is ``ok``, or ``error`` when the comparison failed (``error`` says why: ``not_json``,
+    ``extra_keys``, ``timeout`` ...) and the answer was merged without it. The call is also one of
+    ``judge.calls``, in ``cost_by_role.judge`` and in ``latency_ms.judge``."""
+
+    status: str
+    error: str | None
+    #: section name -> entries, in the order of :data:`fusion_modes.analysis.SECTIONS`
+    sections: Mapping[str, Sequence[str]]
+    #: the entries speak of anonymous labels: this says who they were
+    labels: Mapping[str, MemberRef]
+    latency_ms: float
+    usage: Usage | None
+    cost_usd: Decimal | None
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "status": self.status,
+            "error": self.error,
+            **{name: list(entries) for name, entries in self.sections.items()},
+            "labels": {label: {"member": m.member, "model": m.model} for label, m in self.labels.items()},
+            "latency_ms": self.latency_ms,
+            "usage": _usage_json(self.usage),
+            "cost_usd": self.cost_usd,
+        }
+
+
+@dataclass(frozen=True, slots=True)
 class JudgeEntry:
     model: str
     status: JudgeStatus
@@ -236,6 +266,8 @@ class FusionMetadata:
     baseline_sampled: bool = False
     consensus: ConsensusEntry | None = None
     cascade: CascadeEntry | None = None
+    #: merge with ``analysis: true``: the judge's comparison of the panel
+    analysis: AnalysisEntry | None = None
 
     def to_json(self) -> dict[str, Any]:
         out: dict[str, Any] = {
@@ -253,6 +285,7 @@ class FusionMetadata:
             "latency_ms": self.latency.to_json(),
             "consensus": self.consensus.to_json() if self.consensus is not None else None,
             "cascade": self.cascade.to_json() if self.cascade is not None else None,
+            "analysis": self.analysis.to_json() if self.analysis is not None else None,
         }
         if self.baseline_sampled:
             out["baseline_sampled"] = True

@@ -177,6 +177,82 @@ def chart_quality_cost(s: dict[str, Any], col: dict[str, str]) -> tuple[str, lis
     return svg.render(), missing
 
 
+# --------------------------------------------------------------------------- Pareto frontiers
+
+#: the two trade-offs drawn: (summary key, chart id, x axis, what "better on x" means)
+FRONTIERS = (
+    ("accuracy_vs_cost", "chart-pareto-cost", "mean cost per request (USD", "cheaper"),
+    ("accuracy_vs_p50", "chart-pareto-p50", "p50 latency (ms", "faster"),
+)
+
+
+def chart_pareto(s: dict[str, Any], col: dict[str, str], key: str) -> tuple[str, list[str]] | None:
+    """Every system as a point (accuracy against cost or p50); the frontier's points filled and joined by
+    the staircase of the best accuracy reachable at each cost (or latency), the others hollow. Returns the
+    SVG and the frontier's names in the order they are drawn (cheapest or fastest first)."""
+    _, chart_id, xlabel, _ = next(f for f in FRONTIERS if f[0] == key)
+    pts: list[tuple[str, float, float]] = []
+    for name, f in s["systems"].items():
+        raw = f["cost"]["mean_usd"] if key == "accuracy_vs_cost" else f["latency_ms"].get("p50")
+        if f["accuracy"] is not None and raw is not None:
+            pts.append((name, float(Decimal(str(raw))), f["accuracy"]))
+    front_names = set(s.get("pareto", {}).get(key, []))
+    if not pts or not front_names:
+        return None
+    W, H, L, R, T, B = 760, 360, 70, 150, 20, 50
+    what = "cost per request" if key == "accuracy_vs_cost" else "p50 latency"
+    svg = Svg(chart_id, W, H, f"Pareto frontier: right answers against {what}")
+    xs = [p[1] for p in pts]
+    use_log = key == "accuracy_vs_cost" and min(xs) > 0 and max(xs) / min(xs) >= 10
+    if use_log:
+        lo, hi = math.floor(math.log10(min(xs) * 0.8)), math.ceil(math.log10(max(xs) * 1.25))
+        x = Scale(lo, max(hi, lo + 1), L, W - R, log=True)
+        xticks = [10.0**k for k in range(lo, max(hi, lo + 1) + 1)]
+    else:
+        xticks = linear_ticks(0, max(xs) * 1.1 or 1.0)
+        x = Scale(0, xticks[-1], L, W - R)
+    ylo = max(0.0, math.floor((min(p[2] for p in pts) - 0.05) * 10) / 10)
+    y = Scale(ylo, 1.0, H - B, T)
+    for t in linear_ticks(ylo, 1.0, 6):
+        svg.line(L, y(t), W - R, y(t), cls="grid")
+        svg.text(L - 8, y(t) + 4, f"{100 * t:.0f}%", anchor="end")
+    for t in xticks:
+        svg.line(x(t), T, x(t), H - B, cls="grid")
+        svg.text(x(t), H - B + 18, usd_label(t) if key == "accuracy_vs_cost" else f"{t:,.0f}", anchor="middle")
+    svg.line(L, H - B, W - R, H - B, cls="axis")
+    svg.line(L, T, L, H - B, cls="axis")
+    svg.text((L + W - R) / 2, H - 10, xlabel + (", log scale)" if use_log else ")"), anchor="middle", cls="muted")
+    front = sorted((p for p in pts if p[0] in front_names), key=lambda p: (p[1], p[2]))
+    # The staircase: from each frontier point, right at its accuracy until the next one, then up to it.
+    steps: list[tuple[float, float]] = []
+    for i, (_, px, acc) in enumerate(front):
+        steps.append((x(px), y(acc)))
+        nxt = front[i + 1][1] if i + 1 < len(front) else None
+        steps.append((x(nxt) if nxt is not None else W - R, y(acc)))
+    svg.polyline(steps, cls="frontier", stroke="#212529", stroke_width=1.5, stroke_dasharray="5 3")
+    # Labels just above their point (the staircase runs level with it), moved apart where points are close.
+    label_y = [0.0] * len(pts)
+    for cluster in clusters([x(p[1]) for p in pts], 130):
+        for i, ly in zip(cluster, spread([y(pts[i][2]) - 9 for i in cluster], 15, T + 4, H - B - 8), strict=True):
+            label_y[i] = ly
+    for (name, px, acc), ly in zip(pts, label_y, strict=True):
+        c = col.get(name, BASELINE_COLOUR)
+        on = name in front_names
+        if abs(ly - (y(acc) - 9)) > 2:
+            svg.line(x(px) + 5, y(acc) - 4, x(px) + 10, ly, stroke=c, stroke_width=1)
+        shown = usd_label(px) if key == "accuracy_vs_cost" else f"{px:,.0f} ms"
+        tip = f"{name}: {100 * acc:.1f}% right, {shown}" + (" (on the frontier)" if on else " (dominated)")
+        svg.circle(
+            x(px), y(acc), 6, cls="frontier" if on else "dominated", title=tip,
+            fill=c if on else "#fff", stroke=c, stroke_width=2, data_system=name,
+        )
+        if on:
+            svg.text(x(px) + 10, ly, name, cls="label halo", fill=c)
+        else:
+            svg.text(x(px) + 10, ly, name, cls="muted halo")
+    return svg.render(), [p[0] for p in front]
+
+
 # --------------------------------------------------------------------------- latency
 
 
@@ -426,6 +502,18 @@ def render_html(s: dict[str, Any]) -> str:
         f"cost per request (horizontal bars: 95% interval of the mean). Up and to the left is better.{note}"
         "</figcaption></figure>"
     )
+    drawn = [(spec, chart_pareto(s, col, spec[0])) for spec in FRONTIERS]
+    if any(chart is not None for _, chart in drawn):
+        parts.append("<h2>Trade-offs: the Pareto frontier</h2>")
+    for (_, chart_id, _, better), chart in drawn:
+        if chart is None:
+            continue
+        svg_text, names = chart
+        parts.append(
+            f'<figure>{svg_text}<figcaption data-frontier="{chart_id}">On the frontier (filled; no other system is '
+            f"at least as accurate and {better}): <strong>{escape(', '.join(names))}</strong>. Hollow points are "
+            f"beaten on both counts by a system on it.</figcaption></figure>"
+        )
     parts.append("<h2>Latency</h2>")
     stages = stage_lines(s)
     where = (

@@ -160,9 +160,9 @@ def build_config(source: Source) -> GatewayConfig:
     for key in data:
         if key not in RawConfig.model_fields:
             issues.append(ConfigIssue((key,), _unknown_key(key, RawConfig.model_fields)))
-    for key in ("server", "auth", "state", "logging"):
+    for key in ("server", "auth", "state", "logging", "tracing"):
         if key in data:
-            _validate(RawConfig.model_fields[key].annotation, data[key], (key,), issues)  # type: ignore[arg-type]
+            _validate(_unwrap(RawConfig.model_fields[key].annotation), data[key], (key,), issues)
     sections = {key: _entries(data, key, issues) for key in ("providers", "models", "pools")}
     providers = _providers(sections["providers"], issues)
     models: dict[str, ModelConfig] = {}
@@ -489,6 +489,6 @@ def _check_cascade(loc: Loc, pool: PoolConfig, issues: list[ConfigIssue]) -> Non
     for key in ("first", "check", "escalate"):
         if getattr(pool, key) is None:
             issues.append(ConfigIssue((*loc, key), "required key is missing (mode: cascade)"))
-    for key in ("members", "judge", "agreement", "debate", "quorum", "grace_ms"):
+    for key in ("members", "judge", "agreement", "debate", "merge", "quorum", "grace_ms"):
         if getattr(pool, key) not in (None, []):
             issues.append(ConfigIssue((*loc, key), "not used by mode: cascade (the escalation pool has its own)"))

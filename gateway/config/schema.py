@@ -16,11 +16,19 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, m
 
 from fusion_modes.agreement import ComparisonName
 from fusion_modes.base import FinalMode, ModeName
+from fusion_modes.criteria import CRITERIA_PRESETS, is_preset_name
 from gateway.config.presets import PRESETS
 from gateway.config.suggest import unknown
 
 PositiveSeconds = Annotated[float, Field(gt=0)]
 Usd = Annotated[Decimal, Field(ge=0)]
+
+
+def http_url(v: str) -> str:
+    parts = urlsplit(v)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError(f"must be an http(s) URL, got '{v}'")
+    return v
 
 
 class Strict(BaseModel):
@@ -108,6 +116,21 @@ def _origin(text: str) -> str:
     return f"{parts.scheme}://{host}" + (f":{port}" if port is not None and port != default else "")
 
 
+class ServerLimits(Strict):
+    """The front door (see :mod:`gateway.service.front_door`)."""
+
+    #: open client connections at most; at the limit the quietest idle one makes room for a new one
+    max_connections: int = Field(1000, ge=1)
+    #: request line and headers must arrive within this long: 408 otherwise
+    header_read_timeout_s: PositiveSeconds = 10.0
+    #: the body must arrive within this long of the headers: 408 otherwise
+    body_read_timeout_s: PositiveSeconds = 60.0
+    #: a kept-alive connection waiting for its next request is closed after this long (whole seconds)
+    idle_timeout_s: int = Field(5, ge=1)
+    #: request line plus headers at most: 431 otherwise
+    max_header_bytes: int = Field(32 * 1024, ge=1024)
+
+
 class ServerConfig(Strict):
     host: str = "127.0.0.1"
     port: int = Field(8000, ge=0, le=65535)
@@ -120,9 +143,12 @@ class ServerConfig(Strict):
     #: watch the config file and reload it when it changes (SIGHUP and POST /admin/reload always work)
     watch_config: bool = True
     watch_interval_s: PositiveSeconds = 1.0
+    #: a changed file is read only once its size, mtime and inode have held this long (no half-written file)
+    watch_settle_s: PositiveSeconds = 1.0
     #: background work (baseline samples and their comparisons) running at once; beyond it, samples are skipped
     background_max_inflight: int = Field(64, ge=0)
     retry_budget: RetryBudget = RetryBudget()
+    limits: ServerLimits = ServerLimits()
     cors: CorsConfig = CorsConfig()
 
 
@@ -180,14 +206,15 @@ class HTTPProviderConfig(ProviderBase):
     #: 0 means no limit: the gateway lives at high in-flight concurrency
     max_connections: int = Field(0, ge=0)
     allow_link_local: bool = False
+    #: the largest answer accepted, counted after decompression (a gzip bomb stops here, not in memory)
+    max_response_bytes: int = Field(32 * 1024 * 1024, ge=1024)
+    #: the largest single event (or line) of a streamed answer
+    max_event_bytes: int = Field(4 * 1024 * 1024, ge=1024)
 
     @field_validator("base_url")
     @classmethod
     def _url(cls, v: str) -> str:
-        parts = urlsplit(v)
-        if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise ValueError(f"must be an http(s) URL, got '{v}'")
-        return v.rstrip("/")
+        return http_url(v).rstrip("/")
 
     @model_validator(mode="after")
     def _no_link_local(self) -> HTTPProviderConfig:
@@ -422,8 +449,13 @@ class ModelConfig(Strict):
 # --------------------------------------------------------------------------- pools
 
 
+def unknown_criteria_preset(name: str) -> str:
+    return unknown("criteria preset", name, CRITERIA_PRESETS) + "; criteria of your own are a sentence"
+
+
 class JudgeConfig(Strict):
     model: str
+    #: a preset's name (see :mod:`fusion_modes.criteria`) or a sentence of the operator's own
     criteria: str | None = None
     #: best-of: also judge with the candidates in reversed order
     swap: bool = False
@@ -435,10 +467,24 @@ class JudgeConfig(Strict):
     #: extra request fields for judge calls, e.g. {temperature: 0}
     params: dict[str, Any] = {}
 
+    @field_validator("criteria")
+    @classmethod
+    def _known_preset(cls, v: str | None) -> str | None:
+        if v is not None and is_preset_name(v) and v not in CRITERIA_PRESETS:
+            raise ValueError(unknown_criteria_preset(v))
+        return v
+
 
 class DebateConfig(Strict):
     rounds: int = Field(2, ge=0, le=6)
     final: FinalMode = "best-of"
+
+
+class MergeConfig(Strict):
+    """How a pool merges (mode: merge, debate's ``final: merge``, or ``fusion.mode: merge`` per request)."""
+
+    #: the judge first writes a structured comparison of the panel, then the answer from it (one more call)
+    analysis: bool = False
 
 
 class BaselineConfig(Strict):
@@ -511,6 +557,7 @@ class PoolConfig(Strict):
     #: once quorum is met, wait this long for the rest, then cancel them; default: until timeout_s
     grace_ms: float | None = Field(None, ge=0)
     debate: DebateConfig | None = None
+    merge: MergeConfig | None = None
     agreement: AgreementConfig | None = None
     #: cascade: this model answers first; ``check`` decides whether its answer stands or ``escalate`` (a pool) runs
     first: str | None = None
@@ -585,6 +632,22 @@ class LoggingConfig(Strict):
     content: bool = False
 
 
+class TracingConfig(Strict):
+    """OpenTelemetry traces, exported over OTLP/HTTP (protobuf). Absent: no tracing, no cost."""
+
+    #: the collector's OTLP/HTTP address; ``/v1/traces`` is added when the URL has no path
+    otlp_endpoint: str
+    #: share of new traces kept (a caller's ``traceparent`` decides for its own traces)
+    sample_ratio: float = Field(1.0, ge=0, le=1)
+    #: the ``service.name`` resource attribute
+    service_name: str = Field("fusion-gateway", min_length=1)
+
+    @field_validator("otlp_endpoint")
+    @classmethod
+    def _endpoint(cls, v: str) -> str:
+        return v.rstrip("/") + "/v1/traces" if urlsplit(http_url(v)).path in ("", "/") else v
+
+
 # --------------------------------------------------------------------------- root
 
 
@@ -599,3 +662,4 @@ class RawConfig(Strict):
     state: StateConfig = StateConfig()
     cache: CacheConfig = CacheConfig()
     logging: LoggingConfig = LoggingConfig()
+    tracing: TracingConfig | None = None

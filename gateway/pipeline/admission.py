@@ -1,8 +1,8 @@
 """Admission: everything checked before any upstream call, cheapest first.
 
-Who is calling (401), may they call this name (403), is the worst-case cost within the pool's limit
-(400), is the key within its rate (429 + Retry-After) and its daily budget (429 insufficient_quota).
-Budget is reserved here and settled with the real cost when the request ends.
+Who is calling (401), may they call this name (404, as for a name that does not exist), is the
+worst-case cost within the pool's limit (400), is the key within its rate (429 + Retry-After) and its
+daily budget (429 insufficient_quota). Budget is reserved here and settled with the real cost when the request ends.
 """
 
 from __future__ import annotations

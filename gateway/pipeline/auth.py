@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 
 from gateway.config.schema import AuthConfig, KeyConfig
-from gateway.wire.errors import AuthenticationFailed, PermissionDenied
+from gateway.wire.errors import AuthenticationFailed, ModelNotFound
 
 UNAUTHORIZED = "Invalid or missing API key. Send 'Authorization: Bearer <key>'."
 
@@ -75,15 +75,21 @@ class KeyRing:
         return found
 
     def authorize(self, principal: Principal, name: str, *, is_pool: bool) -> None:
+        # The same answer as for a name that does not exist: a limited key cannot tell the two apart,
+        # so it cannot list what else the gateway serves.
         if not principal.may_call(name, is_pool=is_pool):
-            kind = "pool" if is_pool else "model"
-            raise PermissionDenied(f"key '{principal.name}' may not call {kind} '{name}'", param="model")
+            raise no_such_model(name)
 
     def is_admin(self, authorization: str | None) -> bool:
         presented = bearer(authorization)
         if self._admin is None or presented is None:
             return False
         return hmac.compare_digest(digest(presented), self._admin)
+
+
+def no_such_model(name: str) -> ModelNotFound:
+    """404 ``model_not_found``: for a name that does not exist, and for one the caller may not use."""
+    return ModelNotFound(f"The model '{name}' does not exist or you do not have access to it", param="model")
 
 
 def bearer(authorization: str | None) -> str | None:

@@ -67,5 +67,9 @@ def pool_cost(plan: PoolPlan) -> Decimal:
     if n > 1 and plan.judge is not None:
         judge_prompt = prompt + n * out + JUDGE_OVERHEAD_TOKENS
         verdicts = 2 if (plan.pool.judge and plan.pool.judge.swap and plan.mode != "merge") else 1
+        merges = plan.mode == "merge" or (plan.mode == "debate" and plan.final == "merge")
+        if merges and plan.pool.merge is not None and plan.pool.merge.analysis:
+            total += _call(plan.judge, judge_prompt, out)  # the comparison of the panel...
+            judge_prompt += out  # ...which the answer's prompt then carries
         total += verdicts * _call(plan.judge, judge_prompt, out)
     return total

@@ -10,11 +10,13 @@ from __future__ import annotations
 import time
 from decimal import Decimal
 
+from fusion_modes.analysis import SECTIONS
 from fusion_modes.base import FusionError
 from gateway.books.calls import CallRecord, Ledger
 from gateway.books.cost import sum_costs
 from gateway.books.receipts import Receipt
 from gateway.books.record import (
+    AnalysisEntry,
     CallEntry,
     CascadeEntry,
     ConsensusEntry,
@@ -27,6 +29,7 @@ from gateway.books.record import (
     ms,
     span_ms,
 )
+from gateway.books.usage import Usage
 from gateway.books.usage import total as usage_total
 from gateway.config.loader import ModelSpec
 from gateway.pipeline.baseline import FusedAnswer, Sample
@@ -133,6 +136,28 @@ def fusion_metadata(outcome: PoolOutcome, latency: LatencyBreakdown, *, baseline
         baseline_sampled=baseline_sampled,
         consensus=_consensus_entry(outcome),
         cascade=_cascade_entry(outcome),
+        analysis=_analysis_entry(outcome),
+    )
+
+
+def _analysis_entry(outcome: PoolOutcome) -> AnalysisEntry | None:
+    result = outcome.result
+    if result.analysis is None and result.analysis_error is None:
+        return None
+    # The comparison is the mode's first judge call once the fan-out (and any debate round) is over.
+    after = sorted(
+        (r for r in _own_judge_calls(outcome) if r.started >= outcome.timeline.fanout_end), key=lambda r: r.started
+    )
+    call = after[0] if after else None
+    a = result.analysis
+    return AnalysisEntry(
+        status="ok" if a is not None else "error",
+        error=result.analysis_error,
+        sections=a.sections() if a is not None else {name: [] for name in SECTIONS},
+        labels={label: MemberRef(c.member, c.model) for label, c in a.labels.items()} if a is not None else {},
+        latency_ms=ms(call.latency_ms) if call is not None else 0.0,
+        usage=call.usage if call is not None else None,
+        cost_usd=call.cost if call is not None and call.usage is not None else None,
     )
 
 
@@ -193,6 +218,7 @@ def pool_answered(ctx: RequestContext, outcome: PoolOutcome, sample: Sample | No
         sample.deliver(FusedAnswer(outcome.result.message, latency.total, meta.cost_usd))
     ctx.status = 200
     ctx.cost = meta.cost_usd
+    _tokens(ctx, ledger.usage("member", "judge"))
     _receipt(ctx, plan.name, meta)
     ctx.fields.update(
         {
@@ -220,6 +246,7 @@ def pool_failed(ctx: RequestContext, plan: PoolPlan, ledger: Ledger, exc: Gatewa
     error = JudgeUnavailable(str(exc)) if isinstance(exc, FusionError) else exc
     ctx.status = error.http_status
     ctx.cost = fused_cost(ledger)  # what was spent before the failure is still spent
+    _tokens(ctx, ledger.usage("member", "judge"))
     ctx.fields["error"] = error.code
     _receipt(ctx, plan.name, None)
     return error
@@ -229,6 +256,7 @@ def passthrough_answered(ctx: RequestContext, spec: ModelSpec, record: CallRecor
     ctx.services.metrics.passthrough_answered(spec.name, error is None, time.monotonic() - ctx.started)
     ctx.status = 200 if error is None else error.http_status
     ctx.cost = record.cost
+    _tokens(ctx, record.usage or Usage())
     ctx.fields["upstream"] = {"status": record.status, "attempts": record.attempts, "error_type": record.error_type,
                               "latency_ms": ms(record.latency_ms)}
     if record.deployment is not None:
@@ -246,3 +274,9 @@ def _receipt(ctx: RequestContext, model: str, meta: FusionMetadata | None) -> No
     ctx.services.receipts.add(
         Receipt(ctx.request_id, ctx.principal.name, model, ctx.status, ctx.cost, meta)
     )
+
+
+def _tokens(ctx: RequestContext, usage: Usage) -> None:
+    """Tokens in and out of every upstream call the request made, for its log line."""
+    ctx.fields["tokens_in"] = usage.prompt_tokens
+    ctx.fields["tokens_out"] = usage.completion_tokens

@@ -13,8 +13,9 @@ from typing import Any, cast
 
 from fusion_modes import MODES
 from fusion_modes.base import FinalMode
+from fusion_modes.criteria import CRITERIA_PRESETS, criteria_text, is_preset_name
 from gateway.config.loader import GatewayConfig, ModelSpec
-from gateway.config.schema import Mode, PoolConfig
+from gateway.config.schema import Mode, PoolConfig, unknown_criteria_preset
 from gateway.pipeline.contract import WriterContract, writer_contract
 from gateway.wire.errors import InvalidRequest
 from gateway.wire.protocol import ChatRequest
@@ -65,6 +66,10 @@ def plan_pool(config: GatewayConfig, name: str, pool: PoolConfig, req: ChatReque
             param="fusion.criteria",
             code="invalid_value",
         )
+    if criteria is not None and is_preset_name(criteria) and criteria not in CRITERIA_PRESETS:
+        raise InvalidRequest(
+            f"'fusion.criteria': {unknown_criteria_preset(criteria)}", param="fusion.criteria", code="invalid_value"
+        )
     debate = pool.debate
     rounds = opts.get("rounds", debate.rounds if debate else 2)
     if not isinstance(rounds, int) or isinstance(rounds, bool) or not 0 <= rounds <= 6:
@@ -90,7 +95,7 @@ def plan_pool(config: GatewayConfig, name: str, pool: PoolConfig, req: ChatReque
         mode=cast(Mode, mode),
         members=members,
         judge=judge,
-        criteria=criteria,
+        criteria=criteria_text(criteria),
         rounds=rounds,
         final=final,
         events=events,

@@ -65,11 +65,14 @@ class PoolOutcome:
 
     @property
     def degraded(self) -> bool:
-        """A member failed in some round, or the judge did and the fallback answered."""
+        """A member failed or timed out in some round, or the judge failed and the fallback answered.
+
+        A member cancelled once quorum and grace were met is not a failure: the pool was told to move on
+        without it (a cancelled call in an answered request can only be that: a caller who leaves gets
+        no answer to call degraded)."""
         members = self.ledger.by_role("member")
-        early = set(self.stopped_early)
-        failed = any(r.status != "ok" and not (r.round == 0 and r.member in early) for r in members)
-        return failed or self.result.judge_status == "fallback"
+        # cancelled: cut after quorum and grace, or once the others agreed (consensus): by design either way
+        return any(r.status in ("error", "timeout") for r in members) or self.result.judge_status == "fallback"
 
 
 def candidate(result: MemberResult) -> Candidate:
@@ -145,6 +148,7 @@ async def run_pool(
         emit=emit,
         member_order=pool.members,
         check=plan.writer.check,
+        analysis=bool(pool.merge and pool.merge.analysis),
     )
     result = await MODES[plan.mode].run(ctx, [candidate(r) for r in ok])
     timeline.rounds_ms = [r.latency_ms for r in result.rounds]
@@ -196,12 +200,21 @@ class _Reviser:
             quorum=len(calls), grace_s=None, timeout_s=self._policy.timeout_s, deadline=self._policy.deadline
         )
         started = time.monotonic()
-        results = await fan_out(
-            self._caller, calls, policy, self._ledger, self._plan.name, round=round, observer=self._events
-        )
+        tracing = self._caller.tracing
+        if tracing is not None:
+            with tracing.span(f"debate round {round}", {"fusion.pool": self._plan.name, "fusion.round": round,
+                                                        "fusion.members": len(calls)}):
+                results = await self._fan_out(round, calls, policy)
+        else:
+            results = await self._fan_out(round, calls, policy)
         revised = [candidate(r) for r in results if r.ok]
         if self._events is not None:
             await self._events.round_done(
                 round, len(revised), bool(revised) and agree(revised), (time.monotonic() - started) * 1000
             )
         return revised
+
+    async def _fan_out(self, round: int, calls: list[MemberCall], policy: FanoutPolicy) -> list[MemberResult]:
+        return await fan_out(
+            self._caller, calls, policy, self._ledger, self._plan.name, round=round, observer=self._events
+        )

@@ -11,13 +11,13 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from gateway.books.metrics import Metrics
+from gateway.books.traces import Tracing
 from gateway.config.loader import GatewayConfig, ModelSpec
 from gateway.config.schema import PoolConfig
-from gateway.pipeline.auth import KeyRing
+from gateway.pipeline.auth import KeyRing, no_such_model
 from gateway.pipeline.balancer import Balancer, RetryBudget
 from gateway.pipeline.upstream import UpstreamCaller
 from gateway.providers import Provider, create_provider
-from gateway.wire.errors import ModelNotFound
 
 
 @dataclass(frozen=True)
@@ -40,10 +40,12 @@ class Runtime:
         pool = self.config.pools.get(name)
         if pool is not None:
             return PoolTarget(name, pool)
-        raise ModelNotFound(f"The model '{name}' does not exist", param="model")
+        raise no_such_model(name)
 
 
-def build_runtime(config: GatewayConfig, metrics: Metrics, previous: Runtime | None = None) -> Runtime:
+def build_runtime(
+    config: GatewayConfig, metrics: Metrics, previous: Runtime | None = None, tracing: Tracing | None = None
+) -> Runtime:
     """A runtime for ``config``, reusing ``previous``'s providers whose config is unchanged."""
     providers: dict[str, Provider] = {}
     for name, pcfg in config.providers.items():
@@ -54,7 +56,9 @@ def build_runtime(config: GatewayConfig, metrics: Metrics, previous: Runtime | N
     budget_config = config.server.retry_budget
     old_budget = previous.caller.budget if previous is not None else None
     budget = old_budget if old_budget is not None and old_budget.config == budget_config else RetryBudget(budget_config)
-    caller = UpstreamCaller(providers, metrics, models=config.models, balancer=balancer, budget=budget)
+    caller = UpstreamCaller(
+        providers, metrics, models=config.models, balancer=balancer, budget=budget, tracing=tracing
+    )
     return Runtime(config=config, providers=providers, caller=caller, keys=KeyRing(config.auth))
 
 

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import random
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Iterator, Mapping
+from contextlib import contextmanager
 from decimal import Decimal
 from typing import Any
 
@@ -19,12 +20,14 @@ from gateway.books.calls import CallRecord
 from gateway.books.cost import call_cost
 from gateway.books.metrics import Metrics
 from gateway.books.tokens import count_messages, count_text
+from gateway.books.traces import Tracing
 from gateway.books.usage import Usage
 from gateway.config.loader import ModelSpec
 from gateway.config.schema import RetryBudget as RetryBudgetConfig
 from gateway.config.schema import RetryPolicy
 from gateway.pipeline.balancer import Balancer, RetryBudget
 from gateway.providers.base import Provider
+from gateway.providers.transport import call_headers
 from gateway.wire.assemble import Accumulator
 from gateway.wire.deadline import within
 from gateway.wire.errors import UpstreamError, UpstreamTimeout
@@ -60,6 +63,7 @@ class UpstreamCaller:
         models: Mapping[str, ModelSpec] | None = None,
         balancer: Balancer | None = None,
         budget: RetryBudget | None = None,
+        tracing: Tracing | None = None,
     ) -> None:
         self.providers = providers
         self.metrics = metrics
@@ -67,6 +71,8 @@ class UpstreamCaller:
         self.models: Mapping[str, ModelSpec] = models or {}
         self.balancer = balancer or Balancer(metrics, self._rng)
         self.budget = budget or RetryBudget(RetryBudgetConfig())
+        #: None when tracing is off: each call then checks one ``if`` and nothing more
+        self.tracing = tracing
 
     def provider(self, spec: ModelSpec) -> Provider:
         return self.providers[spec.provider]
@@ -77,6 +83,14 @@ class UpstreamCaller:
         self, spec: ModelSpec, body: dict[str, Any], record: CallRecord, deadline: float
     ) -> dict[str, Any]:
         """A non-streamed call (passthrough of a non-streamed request)."""
+        if self.tracing is not None:
+            with self._traced(spec, body, record):
+                return await self._complete(spec, body, record, deadline)
+        return await self._complete(spec, body, record, deadline)
+
+    async def _complete(
+        self, spec: ModelSpec, body: dict[str, Any], record: CallRecord, deadline: float
+    ) -> dict[str, Any]:
         result: dict[str, Any] = {}
         target = spec
 
@@ -141,20 +155,34 @@ class UpstreamCaller:
     async def _stream(
         self, spec: ModelSpec, body: dict[str, Any], record: CallRecord, deadline: float, on_chunk: OnChunk | None
     ) -> Accumulator:
+        if self.tracing is not None:
+            with self._traced(spec, body, record):
+                return await self._stream_call(spec, body, record, deadline, on_chunk)
+        return await self._stream_call(spec, body, record, deadline, on_chunk)
+
+    async def _stream_call(
+        self, spec: ModelSpec, body: dict[str, Any], record: CallRecord, deadline: float, on_chunk: OnChunk | None
+    ) -> Accumulator:
         acc = Accumulator()
         upstream_usage: Usage | None = None
         passed_on = False
         target = spec
+        #: seconds from the start of the last attempt to its first chunk with content (0: none yet)
+        first_chunk = 0.0
 
         async def attempt(to: ModelSpec) -> None:
-            nonlocal upstream_usage, passed_on, target
+            nonlocal upstream_usage, passed_on, target, first_chunk
             target = to
             # Chunks that say nothing yet (the role, empty content) are held back, so that an upstream
             # failing right after them can still be retried: nothing has reached the caller.
             held: list[tuple[dict[str, Any], str]] = []
+            started = time.monotonic()
+            first_chunk = 0.0
             async with self.providers[to.provider].stream(to, _for(to, body)) as chunks:
                 async for chunk in chunks:
                     added = acc.add(chunk)
+                    if not first_chunk and (added or not _says_nothing(chunk)):
+                        first_chunk = time.monotonic() - started
                     if on_chunk is None:
                         continue
                     if not passed_on and _says_nothing(chunk):
@@ -176,7 +204,20 @@ class UpstreamCaller:
         finally:
             record.usage = upstream_usage
             self._settle(target, body, record, acc.produced_text())
+            if first_chunk:
+                self.metrics.call_first_chunk(self.provider(target).kind, target.name, first_chunk)
         return acc
+
+    @contextmanager
+    def _traced(self, spec: ModelSpec, body: dict[str, Any], record: CallRecord) -> Iterator[None]:
+        """The call's span, current while it runs, and its ``traceparent`` sent upstream."""
+        assert self.tracing is not None
+        with self.tracing.call(record, self.provider(spec).kind, spec.upstream, body) as headers:
+            token = call_headers.set(headers)
+            try:
+                yield
+            finally:
+                call_headers.reset(token)
 
     # ------------------------------------------------------------------ machinery
 

@@ -15,6 +15,7 @@ from typing import Any
 from gateway.books.usage import Usage
 from gateway.config.loader import ModelSpec
 from gateway.config.schema import ProviderBase
+from gateway.wire.sse import DEFAULT_MAX_EVENT_BYTES
 
 
 class ChunkStream(abc.ABC):
@@ -23,6 +24,8 @@ class ChunkStream(abc.ABC):
 
     usage: Usage | None = None
     finished: bool = False
+    #: the largest event its decoder accepts; the provider sets its configured cap when it opens the stream
+    max_event_bytes: int = DEFAULT_MAX_EVENT_BYTES
 
     @abc.abstractmethod
     def __aiter__(self) -> AsyncIterator[dict[str, Any]]: ...

@@ -16,10 +16,10 @@ from gateway.config.loader import ModelSpec
 from gateway.config.schema import HTTPProviderConfig
 from gateway.providers.base import ChunkStream, Provider
 from gateway.providers.stream import completion_as_stream
-from gateway.providers.transport import iter_body, new_session, status_error, upstream_errors
+from gateway.providers.transport import call_headers, iter_body, new_session, read_body, status_error, upstream_errors
 from gateway.wire import jsonutil
 from gateway.wire.deadline import within
-from gateway.wire.errors import UpstreamProtocolError, UpstreamStatusError, UpstreamTimeout
+from gateway.wire.errors import UpstreamConnectError, UpstreamProtocolError, UpstreamStatusError, UpstreamTimeout
 
 _MAX_ERROR_BODY = 64 * 1024
 
@@ -60,14 +60,19 @@ class NativeHTTPProvider(Provider):
     ) -> aiohttp.ClientResponse:
         """Send the request and wait for headers; error statuses become errors here."""
         data = jsonutil.dumps(payload)
-        if first_byte_s is None:
-            resp = await self._client().post(url, data=data, allow_redirects=False)
-        else:
-            try:
+        headers = call_headers.get()
+        try:
+            if first_byte_s is None:
+                resp = await self._client().post(url, data=data, headers=headers, allow_redirects=False)
+            else:
                 async with within(first_byte_s):
-                    resp = await self._client().post(url, data=data, allow_redirects=False)
-            except TimeoutError as exc:
-                raise UpstreamTimeout(f"upstream '{spec.name}' sent no response headers in time") from exc
+                    resp = await self._client().post(url, data=data, headers=headers, allow_redirects=False)
+        except TimeoutError as exc:
+            raise UpstreamTimeout(f"upstream '{spec.name}' sent no response headers in time") from exc
+        except (aiohttp.ServerDisconnectedError, aiohttp.ClientOSError) as exc:
+            # Closed before a single byte of the answer (often a kept-alive connection the upstream had
+            # just dropped): nothing was answered, so it is safe to try again, like a refused connection.
+            raise UpstreamConnectError(f"upstream '{spec.name}' closed the connection before answering") from exc
         if resp.status < 300:
             return resp
         try:
@@ -83,7 +88,7 @@ class NativeHTTPProvider(Provider):
         with upstream_errors(spec.name):
             resp = await self._post(spec, url, payload, None)
             try:
-                raw = await resp.read()
+                raw = await read_body(resp, spec.name, self.config.max_response_bytes)
             except BaseException:
                 resp.close()
                 raise
@@ -109,14 +114,15 @@ class NativeHTTPProvider(Provider):
         try:
             if resp.headers.get("content-type", "").startswith("application/json"):
                 with upstream_errors(spec.name):
-                    raw = await resp.read()
+                    raw = await read_body(resp, spec.name, self.config.max_response_bytes)
                 try:
                     data = jsonutil.loads(raw)
                 except jsonutil.JSONDecodeError as exc:
                     raise UpstreamProtocolError(f"upstream '{spec.name}' answered with invalid JSON") from exc
                 yield completion_as_stream(make_completion(data))
             else:
-                chunks = make_stream(iter_body(resp))
+                chunks = make_stream(iter_body(resp, spec.name, self.config.max_response_bytes))
+                chunks.max_event_bytes = self.config.max_event_bytes
                 yield chunks
                 if chunks.finished:
                     resp.release()

@@ -33,7 +33,7 @@ class EventStream(ChunkStream):
         self.usage: Usage | None = None
 
     async def __aiter__(self) -> AsyncIterator[dict[str, Any]]:
-        decoder = SSEDecoder()
+        decoder = SSEDecoder(self.max_event_bytes)
         with upstream_errors(self._model):
             async for raw in self._body:
                 for ev in decoder.feed(raw):

@@ -7,10 +7,14 @@ upstream client sets the gateway's ceiling.
 
 from __future__ import annotations
 
+import base64
+import binascii
 import email.utils
 import re
 import time
-from collections.abc import AsyncIterator
+import urllib.parse
+from collections.abc import AsyncIterator, Mapping
+from contextvars import ContextVar
 from typing import Any
 
 import aiohttp
@@ -23,10 +27,20 @@ from gateway.wire.errors import (
     UpstreamProtocolError,
     UpstreamStatusError,
     UpstreamTimeout,
+    UpstreamTooLarge,
 )
+from gateway.wire.sse import EventTooLarge
 
 _KEYLIKE = re.compile(r"(sk|pk|rk|key|AIza)[-_A-Za-z0-9]{12,}")
 _MAX_MESSAGE = 300
+_NOT_ALNUM = re.compile(r"[^0-9a-z]")
+_BASE64ISH = re.compile(r"[A-Za-z0-9+/_-]{12,}={0,2}")
+_WITHHELD = "(the upstream's message was withheld: it quoted a credential)"
+
+
+#: Headers for the upstream call running in this task, beside the provider's own: the W3C trace context
+#: when tracing is on (set by the caller around one call; None, the default, costs nothing).
+call_headers: ContextVar[Mapping[str, str] | None] = ContextVar("fusion_call_headers", default=None)
 
 
 def new_session(max_connections: int, timeouts: Timeouts, headers: dict[str, str]) -> aiohttp.ClientSession:
@@ -67,6 +81,8 @@ class upstream_errors:  # lower case: used like a function, ``with upstream_erro
         if exc is None or isinstance(exc, UpstreamError) or not isinstance(exc, Exception):
             return
         model = self.model
+        if isinstance(exc, EventTooLarge):
+            raise UpstreamTooLarge(f"upstream '{model}' sent an event too large to accept: {exc}") from None
         if isinstance(exc, TimeoutError):
             raise UpstreamTimeout(f"upstream '{model}' timed out") from exc
         if isinstance(exc, aiohttp.ClientConnectorError):
@@ -124,16 +140,83 @@ def _upstream_message(body: bytes, secrets: tuple[str, ...]) -> str:
         return ""
     for s in secrets:
         if s:
-            msg = msg.replace(s, "***")
+            msg = re.sub(re.escape(s), "***", msg, flags=re.IGNORECASE)
+    if any(carries_secret(msg, s) for s in secrets if s):
+        return _WITHHELD  # an encoded copy is left: patching it could miss another
     msg = _KEYLIKE.sub("***", msg)
     return msg if len(msg) <= _MAX_MESSAGE else msg[: _MAX_MESSAGE - 1] + "…"
 
 
-async def iter_body(resp: aiohttp.ClientResponse) -> AsyncIterator[bytes]:
-    """The response body as it arrives. The caller bounds it with its wall clock."""
+def carries_secret(text: str, secret: str) -> bool:
+    """Does ``text`` hold ``secret`` in any form an upstream might echo it: as is, percent-encoded (once
+    or more), in another case, spaced out or split by punctuation, or inside base64 (standard or URL
+    alphabet, as in a Basic header)? Such a message is withheld whole rather than patched, since a
+    patched one can still leak what the patch missed (plain copies are starred out before this is asked).
+
+    Every view of ``text`` is compared with letters and digits only, lower-cased: separators and case
+    cannot hide the key."""
+    needle = _NOT_ALNUM.sub("", secret.lower())
+    if len(needle) < 8:
+        return False  # too short to tell from ordinary text; config refuses such keys elsewhere anyway
+    views = [text]
+    for _ in range(4):  # percent-encoded, and encoded again, as nested URLs do
+        decoded = urllib.parse.unquote(views[-1])
+        if decoded == views[-1]:
+            break
+        views.append(decoded)
+    for token in _BASE64ISH.findall(views[-1]):
+        views.extend(_base64_views(token))
+    return any(needle in _NOT_ALNUM.sub("", view.lower()) for view in views)
+
+
+def _base64_views(token: str) -> list[str]:
+    out = []
+    for candidate in (token, token[1:], token[2:], token[3:]):  # a key quoted mid-token starts off alignment
+        body = candidate.rstrip("=")
+        padded = body + "=" * (-len(body) % 4)
+        for alt in (b"+/", b"-_"):
+            try:
+                out.append(base64.b64decode(padded, altchars=alt, validate=False).decode("latin-1"))
+            except (binascii.Error, ValueError):
+                continue
+    return out
+
+
+def _too_large(model: str, limit: int) -> UpstreamTooLarge:
+    return UpstreamTooLarge(f"upstream '{model}' sent an answer larger than its limit of {limit} bytes")
+
+
+async def iter_body(resp: aiohttp.ClientResponse, model: str, limit: int) -> AsyncIterator[bytes]:
+    """The response body as it arrives (decompressed), at most ``limit`` bytes in all. The caller bounds
+    it in time with its wall clock."""
     content = resp.content
+    size = 0
     while True:
         data = await content.readany()
         if not data:
             return
+        size += len(data)
+        if size > limit:
+            raise _too_large(model, limit)
         yield data
+
+
+async def read_body(resp: aiohttp.ClientResponse, model: str, limit: int) -> bytes:
+    """The whole response body (decompressed), refused past ``limit`` bytes before it is all in memory.
+
+    The pieces go into one ``bytearray``: past a few hundred kilobytes it lives in its own memory
+    mapping, which goes back to the system as soon as it is dropped, where a list of small pieces
+    would leave the heap fragmented."""
+    declared = resp.content_length
+    if declared is not None and not resp.headers.get("content-encoding") and declared > limit:
+        raise _too_large(model, limit)
+    buf = bytearray()
+    content = resp.content
+    while True:
+        data = await content.readany()
+        if not data:
+            return bytes(buf)
+        if len(buf) + len(data) > limit:
+            del buf[:]
+            raise _too_large(model, limit)
+        buf += data

@@ -24,10 +24,21 @@ from gateway.pipeline.runtime import PoolTarget
 from gateway.routes import cached, direct, fused
 from gateway.routes.shape import CHAT, Inbound
 from gateway.service.gateway import Gateway
-from gateway.wire.asgi import ClientGone, Receive, Scope, Send, header, read_body, until_disconnect
+from gateway.wire.asgi import (
+    ClientGone,
+    Exchange,
+    Receive,
+    Scope,
+    Send,
+    client_host,
+    header,
+    read_body,
+    until_disconnect,
+)
 from gateway.wire.errors import GatewayError, InvalidRequest
 from gateway.wire.protocol import ChatRequest
 
+CHAT_PATH = "/v1/chat/completions"
 _REQUEST_ID = re.compile(r"[A-Za-z0-9._:\-]{1,128}")
 
 
@@ -42,9 +53,28 @@ async def serve(gw: Gateway, scope: Scope, receive: Receive, send: Send, inbound
     """One request of any inbound API: ``inbound`` reads its body into a chat request, and the
     :class:`~gateway.routes.shape.Shaper` it returns writes the answer back in that API's shape."""
     started = time.monotonic()
+    exchange = Exchange(send)
+    send = exchange.send
     rid = request_id(scope)
-    runtime = gw.runtime
-    ctx = RequestContext(gw, runtime, rid, started, [(b"x-request-id", rid.encode())])
+    ctx = RequestContext(gw, gw.runtime, rid, started, [(b"x-request-id", rid.encode())])
+    if gw.tracing is None:
+        await _serve_inbound(gw, ctx, scope, receive, exchange, inbound)
+        return
+    tracing = gw.tracing
+    carrier = {k: v for k in ("traceparent", "tracestate") if (v := header(scope, k.encode())) is not None}
+    with tracing.request(carrier, "POST", scope["path"]) as span:
+        ctx.fields["trace_id"] = tracing.trace_id(span)
+        try:
+            await _serve_inbound(gw, ctx, scope, receive, exchange, inbound)
+        finally:
+            tracing.request_done(span, ctx.fields.get("model"), ctx.status or 499, ctx.cost, ctx.fields)
+
+
+async def _serve_inbound(
+    gw: Gateway, ctx: RequestContext, scope: Scope, receive: Receive, exchange: Exchange, inbound: Inbound
+) -> None:
+    send = exchange.send
+    runtime = ctx.runtime
     server = runtime.config.server
     shaper = inbound.shaper
     try:
@@ -94,10 +124,11 @@ async def serve(gw: Gateway, scope: Scope, receive: Receive, send: Send, inbound
     except GatewayError as exc:
         ctx.status = exc.http_status
         ctx.fields["error"] = exc.code
+        gw.metrics.refused(exc.http_status, exc.code)
         await shaper.error(send, exc, ctx.headers)
-        log_line(ctx, stream=False)
+        log_line(ctx, scope, stream=False)
         return
-    await _serve(gw, ctx, receive, work, admission, req.stream)
+    await _serve(gw, ctx, scope, receive, work, exchange, admission, req.stream)
 
 
 def _cache_key(gw: Gateway, scope: Scope, ctx: RequestContext, req: ChatRequest) -> str | None:
@@ -114,26 +145,32 @@ def _cache_key(gw: Gateway, scope: Scope, ctx: RequestContext, req: ChatRequest)
 async def _serve(
     gw: Gateway,
     ctx: RequestContext,
+    scope: Scope,
     receive: Receive,
     work: Coroutine[Any, Any, None],
+    exchange: Exchange,
     admission: Admission,
     stream: bool,
 ) -> None:
     finished = False
     try:
         with gw.metrics.in_flight():
-            finished = await until_disconnect(receive, work)
+            finished = await until_disconnect(receive, work, exchange)
     finally:
         if not finished:
             ctx.fields["client_disconnected"] = True
         if admission.reservation is not None:
             await settle(gw.limits, admission, ctx.cost)
-        log_line(ctx, stream)
+        gw.metrics.key_spent(ctx.principal.name, ctx.cost)
+        log_line(ctx, scope, stream)
 
 
-def log_line(ctx: RequestContext, stream: bool) -> None:
+def log_line(ctx: RequestContext, scope: Scope, stream: bool) -> None:
     """The one log line of a finished request."""
     fields = {
+        "method": "POST",
+        "path": scope["path"],
+        "client": client_host(scope),
         "request_id": ctx.request_id,
         "key": ctx.principal.name,
         "status": ctx.status or 499,  # 499: the client went away before an answer

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 from gateway.books.calls import CallRecord
@@ -13,6 +14,7 @@ from gateway.pipeline.outcome import passthrough_answered
 from gateway.routes import cached
 from gateway.routes.shape import CHAT, Shaper
 from gateway.wire.asgi import Headers, Send, cost_header, send_json, usage_with_cost
+from gateway.wire.concurrency import beside
 from gateway.wire.errors import GatewayError, UpstreamError
 from gateway.wire.protocol import ChatRequest
 
@@ -61,10 +63,13 @@ async def stream(
     record = CallRecord(model=spec.name, role="passthrough", pool=spec.name)
     out = shape.stream(send, ctx.headers, ctx.runtime.config.server.keepalive_s)
     last: dict[str, Any] = {}
-    usage_sent = answered = False
+    usage_sent = answered = first_sent = False
 
     async def forward(chunk: dict[str, Any], _added: str) -> None:
-        nonlocal last, usage_sent
+        nonlocal last, usage_sent, first_sent
+        if not first_sent:
+            first_sent = True
+            ctx.services.metrics.first_chunk_sent(spec.name, "passthrough", time.monotonic() - ctx.started)
         chunk["model"] = req.model
         if not last:  # the first chunk: the headers go out with it
             ctx.headers.extend(fallback_headers(record))
@@ -100,7 +105,9 @@ async def stream(
             await cached.store(ctx, ctx.cache_key, answer, record.cost)
 
     try:
-        await out.until_shutdown(work(), ctx.services.draining)
+        # Comment lines while the upstream is silent, so that proxies and clients with read timeouts
+        # between the caller and the gateway keep the stream open.
+        await out.until_shutdown(beside(work(), out.keepalive), ctx.services.draining)
     except GatewayError as exc:
         if not answered:
             passthrough_answered(ctx, spec, record, exc)

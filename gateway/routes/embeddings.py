@@ -74,7 +74,7 @@ async def embeddings(request: Request) -> JSONResponse:
     finally:
         if admission is not None and admission.reservation is not None:
             await settle(gw.limits, admission, ctx.cost)
-        log_line(ctx, stream=False)
+        log_line(ctx, request.scope, stream=False)
 
 
 def _parse(raw: bytes) -> dict[str, Any]:

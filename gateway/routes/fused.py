@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 from fusion_modes.base import Candidate, FusionError, FusionResult
@@ -53,6 +54,10 @@ async def stream(
     role_sent = False
     beside_answer: dict[str, str] = {}  # the winner's completion-level fields, once it is known
 
+    def first_chunk() -> None:
+        """The answer's first chunk is going out (fusion events and keep-alives are not the answer)."""
+        ctx.services.metrics.first_chunk_sent(plan.name, plan.mode, time.monotonic() - ctx.started)
+
     def make(delta: dict[str, Any] | None, finish: str | None = None) -> dict[str, Any]:
         c = chunk(id=cid, created=created, model=plan.name, delta=delta, finish_reason=finish, with_usage=with_usage)
         c.update(beside_answer)
@@ -62,6 +67,7 @@ async def stream(
         nonlocal role_sent
         if not role_sent:
             role_sent = True
+            first_chunk()
             await out.event(make({"role": "assistant", "content": ""}))
         await out.event(make({"content": text}))
 
@@ -85,6 +91,8 @@ async def stream(
         winner = result.winner
         beside_answer.update(_sent_beside(winner))
         if not result.streamed:
+            if not role_sent:
+                first_chunk()
             logprobs = winner.logprobs if winner is not None else None
             for delta in _message_deltas(result, include_role=not role_sent):
                 c = make(delta)

@@ -42,6 +42,8 @@ def _entries(gw: Gateway, caller: Principal, only: str | None = None) -> Iterato
             "members": list(pool.members),
             "judge": pool.judge.model if pool.judge else None,
         }
+        if pool.merge is not None and pool.merge.analysis:
+            fusion["analysis"] = True  # its merges make one more judge call: the comparison of the panel
         if pool.mode == "cascade" and pool.check is not None:
             # a cascade's own calls: the first model, then the check's second model and judge
             fusion["members"] = [m for m in (pool.first, pool.check.agree_with) if m is not None]

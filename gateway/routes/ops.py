@@ -7,6 +7,7 @@ from fastapi.responses import JSONResponse
 
 from gateway.books.metrics import CONTENT_TYPE
 from gateway.service.gateway import Gateway
+from gateway.wire.errors import RETRY_AFTER_503
 
 router = APIRouter()
 
@@ -20,7 +21,7 @@ async def livez() -> dict[str, str]:
 async def readyz(request: Request) -> Response:
     gw: Gateway = request.app.state.gateway
     if not gw.ready:
-        return JSONResponse({"status": "not ready"}, status_code=503)
+        return JSONResponse({"status": "not ready"}, status_code=503, headers={"retry-after": RETRY_AFTER_503})
     return JSONResponse({"status": "ready"})
 
 

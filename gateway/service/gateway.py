@@ -11,6 +11,7 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 import anyio
+import anyio.to_thread
 from anyio.abc import TaskGroup
 
 from gateway.books import tokens
@@ -19,6 +20,7 @@ from gateway.books.logs import LOGGER
 from gateway.books.metrics import Metrics
 from gateway.books.receipts import Receipts
 from gateway.books.stats import StatsStore
+from gateway.books.traces import Tracing
 from gateway.config.loader import GatewayConfig
 from gateway.config.schema import StateConfig
 from gateway.pipeline.baseline import BaselineSampler
@@ -37,10 +39,16 @@ def make_limits(state: StateConfig) -> Limits:
 
 
 class Gateway:
-    def __init__(self, config: GatewayConfig, config_path: str | None = None) -> None:
+    def __init__(self, config: GatewayConfig, config_path: str | None = None, host: str | None = None) -> None:
+        """``host``: the address served on, when it is not ``server.host`` (the command line's ``--host``);
+        a reload is held to the start-up rules for that address."""
+        self.host = host or config.server.host
         self.log = logging.getLogger(LOGGER)
         self.metrics = Metrics()
-        self.runtime: Runtime = build_runtime(config, self.metrics)
+        self.metrics.declare(config)
+        #: None when tracing is off (read once at start: a reload does not switch it)
+        self.tracing = Tracing(config.raw.tracing, package_version()) if config.raw.tracing is not None else None
+        self.runtime: Runtime = build_runtime(config, self.metrics, tracing=self.tracing)
         self.limits = make_limits(config.state)
         self.cache: ResponseCache | None = make_cache(config.raw.cache)
         self.stats = StatsStore()
@@ -74,8 +82,9 @@ class Gateway:
     def install_config(self, config: GatewayConfig, reason: str, path: str) -> None:
         """A reloaded config: swap it in; close the providers it no longer uses once no request can."""
         old = self.runtime
-        new = build_runtime(config, self.metrics, previous=old)
+        new = build_runtime(config, self.metrics, previous=old, tracing=self.tracing)
         self.install(new)
+        self.metrics.declare(config)
         self.metrics.config_loaded(time.time())
         retired = retired_providers(old, new)
         if retired:
@@ -124,7 +133,7 @@ class Gateway:
             self.baseline.task_group = tg
             server = self.config.server
             if server.watch_config and self.reloader.path:
-                tg.start_soon(self.reloader.watch, server.watch_interval_s)
+                tg.start_soon(self.reloader.watch, server.watch_interval_s, server.watch_settle_s)
             tg.start_soon(self._signals)
             self.ready = True
             try:
@@ -185,6 +194,17 @@ class Gateway:
         await self.limits.aclose()
         if self.cache is not None:
             await self.cache.aclose()
+        if self.tracing is not None:
+            await anyio.to_thread.run_sync(self.tracing.shutdown)  # flushes the last spans over HTTP
+
+
+def package_version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("fusion-gateway")
+    except PackageNotFoundError:  # running from a source tree that was never installed
+        return ""
 
 
 def _longest_request_s(config: GatewayConfig) -> float:

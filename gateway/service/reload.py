@@ -17,15 +17,36 @@ from typing import Protocol
 import anyio
 
 from gateway.config import GatewayConfig, load_config
+from gateway.pipeline.auth import is_loopback
 from gateway.wire.errors import ConfigError
 
 
 class ConfigTarget(Protocol):
     """What a reload acts on (the running gateway): install a config that loaded, or note a refusal."""
 
+    @property
+    def config(self) -> GatewayConfig: ...
+
+    @property
+    def host(self) -> str: ...
+
     def install_config(self, config: GatewayConfig, reason: str, path: str) -> None: ...
 
     def refuse_config(self, message: str, reason: str) -> None: ...
+
+
+def reload_refusal(old: GatewayConfig, new: GatewayConfig, host: str) -> str | None:
+    """Why ``new`` may not replace ``old`` on a gateway serving on ``host``, or None if it may."""
+    if old.auth.keys and not new.auth.keys:
+        return "refused: the new config has no client keys (auth.keys) and would serve without authentication"
+    if old.auth.admin_key is not None and new.auth.admin_key is None:
+        return "refused: the new config has no admin key (auth.admin_key); no later reload could be asked for"
+    if not new.models and not new.pools:
+        return "refused: the new config has no models and no pools; it would serve nothing"
+    if not new.auth.keys and not is_loopback(host):
+        return (f"refused: the new config has no client keys (auth.keys) and the gateway serves on {host}, "
+                "beyond loopback")
+    return None
 
 
 @dataclass(frozen=True)
@@ -75,11 +96,17 @@ class Reloader:
         except ConfigError as exc:
             self._target.refuse_config(exc.message, reason)
             return ReloadResult(False, False, exc.message)
+        refusal = reload_refusal(self._target.config, config, self._target.host)
+        if refusal is not None:
+            message = f"{self.path}: {refusal}"
+            self._target.refuse_config(message, reason)
+            return ReloadResult(False, False, message)
         self._target.install_config(config, reason, self.path)
         return ReloadResult(True, True, "reloaded")
 
-    async def watch(self, interval_s: float) -> None:
-        """Poll the file; reload when its contents change (a touch alone does not reload)."""
+    async def watch(self, interval_s: float, settle_s: float) -> None:
+        """Poll the file; reload when its contents change (a touch alone does not reload), once the file
+        has stopped changing for ``settle_s``: a writer still at work is waited for, never read midway."""
         if self.path is None:
             return
         seen = _signature(self.path)
@@ -88,6 +115,12 @@ class Reloader:
             sig = _signature(self.path)
             if sig == seen:
                 continue
+            while True:
+                await anyio.sleep(settle_s)
+                again = _signature(self.path)
+                if again == sig:
+                    break
+                sig = again
             seen = sig
             if sig is not None and self._read_digest() != self._digest:
                 await self.reload("file changed")

@@ -31,6 +31,12 @@ def header(scope: Scope, name: bytes) -> str | None:
     return None
 
 
+def client_host(scope: Scope) -> str | None:
+    """The peer's address as the server saw it (no proxy headers are trusted)."""
+    client = scope.get("client")
+    return str(client[0]) if client else None
+
+
 async def read_body(scope: Scope, receive: Receive, limit: int) -> bytes:
     """The whole body, refusing more than ``limit`` bytes (by Content-Length first, then as it streams)."""
     declared = header(scope, b"content-length")
@@ -99,9 +105,26 @@ async def send_error(send: Send, exc: GatewayError, headers: Sequence[tuple[byte
     await send_json(send, exc.http_status, exc.envelope(), [*headers, *extra])
 
 
-async def until_disconnect(receive: Receive, work: Awaitable[None]) -> bool:
-    """Run ``work``; if the client disconnects first, cancel it, which closes every upstream call made
-    for it. True if ``work`` ran to the end.
+class Exchange:
+    """``send`` that notes when the response is complete. After that the server's ``http.disconnect``
+    only says the exchange is over (uvicorn sends it for every finished response), not that the caller
+    hung up, and the bookkeeping that follows the last byte must still run."""
+
+    __slots__ = ("_send", "complete")
+
+    def __init__(self, send: Send) -> None:
+        self._send = send
+        self.complete = False
+
+    async def send(self, message: Message) -> None:
+        if message["type"] == "http.response.body" and not message.get("more_body", False):
+            self.complete = True
+        await self._send(message)
+
+
+async def until_disconnect(receive: Receive, work: Awaitable[None], exchange: Exchange) -> bool:
+    """Run ``work``; if the client disconnects before the response is complete, cancel it, which closes
+    every upstream call made for it. True if ``work`` ran to the end.
 
     This runs once per request on the hot path, so it avoids a task group and a watcher coroutine:
     one ``receive()`` future does the watching. uvicorn resolves it when the client disconnects, and
@@ -115,7 +138,7 @@ async def until_disconnect(receive: Receive, work: Awaitable[None]) -> bool:
 
     def on_message(fut: asyncio.Future[Message]) -> None:
         nonlocal gone
-        if finished or fut.cancelled() or fut.exception() is not None:
+        if finished or exchange.complete or fut.cancelled() or fut.exception() is not None:
             return
         if fut.result()["type"] == "http.disconnect":
             gone = True

@@ -52,6 +52,10 @@ class CoalescingTransport:
         self.flush()
         self._transport.close()
 
+    def write_eof(self) -> None:
+        self.flush()  # the answer goes out before the half-close, not never
+        self._transport.write_eof()
+
     def abort(self) -> None:
         self._buffer.clear()
         self._transport.abort()

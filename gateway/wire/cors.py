@@ -23,7 +23,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 
 from gateway.wire.asgi import Headers, Message, Receive, Scope, Send, send_error
-from gateway.wire.errors import PermissionDenied
+from gateway.wire.errors import GatewayError
 
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
@@ -44,7 +44,11 @@ class CorsPolicy:
     allow_credentials: bool = False
 
 
-class CorsRefused(PermissionDenied):
+class CorsRefused(GatewayError):
+    """A preflight the policy does not allow: the browser will not send the request it asked about."""
+
+    status = 403
+    error_type = "permission_error"
     default_code = "cors_not_allowed"
 
 

@@ -10,17 +10,18 @@ with ``raise ... from exc``, so nothing else in the code base needs to know abou
     ├── InvalidRequest                   400 invalid_request_error
     │   └── PayloadTooLarge              413
     ├── AuthenticationFailed             401 authentication_error
-    ├── PermissionDenied                 403 permission_error
-    ├── ModelNotFound                    404 invalid_request_error / model_not_found
+    ├── ModelNotFound                    404 invalid_request_error / model_not_found (also: a name the key
+    │                                        may not use, so that a key cannot tell which names exist)
     ├── RequestNotFound                  404 invalid_request_error / request_not_found
     ├── RateLimited                      429 rate_limit_error (+ Retry-After)
     │   └── QuotaExceeded                429 insufficient_quota
-    ├── ServiceUnavailable               503 (shutting down, not ready)
+    ├── ServiceUnavailable               503 (shutting down, not ready; + Retry-After)
     └── UpstreamError                    502 upstream call failed
         ├── UpstreamStatusError          mapped from the upstream's status
         ├── UpstreamTimeout              504
         ├── UpstreamConnectError         502
         ├── UpstreamProtocolError        502 (bad JSON, truncated stream)
+        │   └── UpstreamTooLarge         502 (answer or event over the provider's caps)
         ├── PoolFailed                   502/503/400: no member of a pool answered
         └── JudgeUnavailable             502: the judge failed and the pool's fallback is 'error'
 """
@@ -29,6 +30,9 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar
+
+#: seconds a 503 asks the caller to wait when nothing better is known (an overload is usually short)
+RETRY_AFTER_503 = "1"
 
 
 class GatewayError(Exception):
@@ -82,12 +86,6 @@ class AuthenticationFailed(GatewayError):
     default_code = "invalid_api_key"
 
 
-class PermissionDenied(GatewayError):
-    status = 403
-    error_type = "permission_error"
-    default_code = "model_not_allowed"
-
-
 class ModelNotFound(GatewayError):
     status = 404
     error_type = "invalid_request_error"
@@ -126,6 +124,9 @@ class ServiceUnavailable(GatewayError):
     error_type = "api_error"
     default_code = "service_unavailable"
 
+    def headers(self) -> dict[str, str]:
+        return {"retry-after": RETRY_AFTER_503}
+
 
 class UpstreamError(GatewayError):
     """An upstream call failed. Messages never carry upstream bodies or credentials."""
@@ -155,8 +156,11 @@ class UpstreamError(GatewayError):
         return self._status if self._status is not None else self.status
 
     def headers(self) -> dict[str, str]:
-        if self.http_status == 429 and self.retry_after_s is not None:
+        status = self.http_status
+        if status in (429, 503) and self.retry_after_s is not None:
             return {"retry-after": str(max(1, int(-(-self.retry_after_s // 1))))}
+        if status == 503:
+            return {"retry-after": RETRY_AFTER_503}
         return {}
 
 
@@ -202,6 +206,13 @@ class UpstreamConnectError(UpstreamError):
 class UpstreamProtocolError(UpstreamError):
     default_code = "upstream_protocol_error"
     kind = "protocol_error"
+
+
+class UpstreamTooLarge(UpstreamProtocolError):
+    """The upstream's answer (decompressed), or one of its events, is larger than the provider's cap."""
+
+    default_code = "upstream_response_too_large"
+    kind = "response_too_large"
 
 
 class PoolFailed(UpstreamError):

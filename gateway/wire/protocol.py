@@ -14,13 +14,24 @@ from typing import Any
 
 from gateway.wire import jsonutil
 from gateway.wire.errors import InvalidRequest
+from gateway.wire.fields import FIELDS, MESSAGE_FIELDS
 
 ROLES = frozenset({"system", "developer", "user", "assistant", "tool", "function"})
 
 #: Fields that would let a caller redirect upstream traffic or credentials. Refused at any depth,
 #: except inside JSON schemas the caller wrote (a tool may well have a parameter called api_key).
-FORBIDDEN_KEYS = frozenset({"api_base", "base_url", "api_key", "extra_headers"})
+#: Matched after :func:`normalise_key`, so ``API_KEY``, ``apiKey``, ``api-key`` and ``ApiKey`` are one name.
+FORBIDDEN_KEYS = frozenset(
+    {"apibase", "baseurl", "apikey", "extraheaders", "headers", "defaultheaders", "extraquery", "defaultquery"}
+)
 _SCHEMA_KEYS = frozenset({"parameters", "schema", "json_schema"})
+#: Keys seen in nearly every request, known not to be forbidden: the walk skips normalising them.
+_PLAIN_KEYS = frozenset({"role", "content", "type", "text", "name", "id", "arguments", "image_url", "url", "detail",
+                         "description", "tool_call_id", *FIELDS, *MESSAGE_FIELDS})
+
+#: Deepest nesting accepted. orjson writes at most 254 levels, and a pool or a translating provider
+#: wraps the caller's values a few levels deeper still; real requests stay far below this.
+MAX_DEPTH = 128
 
 
 @dataclass(slots=True)
@@ -74,14 +85,16 @@ def check_chat_request(body: dict[str, Any], *, max_messages: int) -> ChatReques
         if not isinstance(iu, bool):
             raise _type("stream_options.include_usage", "a boolean")
         include_usage = iu and stream
+    for key, value in body.items():
+        shape = FIELDS.get(key)
+        if shape is not None and value is not None and not shape.fits(value):
+            shape.check(value, key)
     for key in ("n", "max_tokens", "max_completion_tokens"):
         v = body.get(key)
         if v is not None and (not isinstance(v, int) or isinstance(v, bool) or v < 1):
             raise InvalidRequest(f"'{key}' must be an integer >= 1", param=key, code="invalid_value")
-    tools = body.get("tools")
-    if tools is not None and not isinstance(tools, list):
-        raise _type("tools", "an array")
-    _check_forbidden(body, "")
+    if _needs_refusal(body, 1):
+        _check_forbidden(body, "", 1)  # the same walk again, this time saying where
     fusion = body.pop("fusion", None)
     if fusion is not None and not isinstance(fusion, dict):
         raise _type("fusion", "an object")
@@ -110,32 +123,88 @@ def _check_messages(messages: Any, max_messages: int) -> None:
                 param=f"{where}.role",
                 code="invalid_value",
             )
+        for key, value in msg.items():
+            shape = MESSAGE_FIELDS.get(key)
+            if shape is not None and value is not None and not shape.fits(value):
+                shape.check(value, f"{where}.{key}")
         content = msg.get("content")
-        if content is not None and not isinstance(content, str | list):
-            raise _type(f"{where}.content", "a string or an array of content parts")
         if content is None and role in ("user", "system", "developer"):
             raise InvalidRequest(
                 f"'{where}.content' is required for role '{role}'", param=f"{where}.content", code="missing_required"
             )
 
 
-def _check_forbidden(node: Any, path: str) -> None:
+def normalise_key(key: str) -> str:
+    """``API_KEY``, ``apiKey``, ``api-key``, ``Api_Key`` -> ``apikey``: how forbidden names are compared."""
+    return key.lower().replace("_", "").replace("-", "")
+
+
+def _needs_refusal(node: Any, depth: int) -> bool:
+    """The fast walk over every request: is there a redirect field or too deep a value anywhere?
+    It builds no paths; :func:`_check_forbidden` walks again to name the place when there is."""
+    if depth > MAX_DEPTH:
+        return True
+    if type(node) is dict:
+        for key, value in node.items():
+            if key not in _PLAIN_KEYS and normalise_key(key) in FORBIDDEN_KEYS:
+                return True
+            t = type(value)
+            if t is dict or t is list:
+                if key in _SCHEMA_KEYS:
+                    if _deeper_than(value, MAX_DEPTH - depth):
+                        return True
+                elif _needs_refusal(value, depth + 1):
+                    return True
+        return False
+    for item in node:
+        t = type(item)
+        if (t is dict or t is list) and _needs_refusal(item, depth + 1):
+            return True
+    return False
+
+
+def _check_forbidden(node: Any, path: str, depth: int) -> None:
+    """Refuse redirect fields at any depth, and nesting deeper than the gateway can forward."""
+    if depth > MAX_DEPTH:
+        raise _too_deep(path)
     if isinstance(node, dict):
         for key, value in node.items():
-            if key in FORBIDDEN_KEYS:
+            if key not in _PLAIN_KEYS and normalise_key(key) in FORBIDDEN_KEYS:
                 p = f"{path}.{key}" if path else key
                 raise InvalidRequest(
                     f"'{p}' is not accepted: upstream endpoints and credentials are set by the gateway's config",
                     param=p,
                     code="forbidden_parameter",
                 )
-            if key in _SCHEMA_KEYS or isinstance(value, str):
+            if isinstance(value, str):
                 continue
-            _check_forbidden(value, f"{path}.{key}" if path else key)
+            if key in _SCHEMA_KEYS:
+                if _deeper_than(value, MAX_DEPTH - depth):
+                    raise _too_deep(f"{path}.{key}" if path else key)
+                continue
+            _check_forbidden(value, f"{path}.{key}" if path else key, depth + 1)
     elif isinstance(node, list):
         for i, item in enumerate(node):
             if isinstance(item, dict | list):
-                _check_forbidden(item, f"{path}[{i}]")
+                _check_forbidden(item, f"{path}[{i}]", depth + 1)
+
+
+def _deeper_than(node: Any, levels: int) -> bool:
+    if not isinstance(node, dict | list):
+        return False
+    if levels <= 0:
+        return True
+    children = node.values() if isinstance(node, dict) else node
+    return any(_deeper_than(child, levels - 1) for child in children)
+
+
+def _too_deep(path: str) -> InvalidRequest:
+    field = path.split(".", 1)[0].split("[", 1)[0]  # the top-level field: the full path is as deep as the value
+    return InvalidRequest(
+        f"'{field}' is nested too deeply: at most {MAX_DEPTH} levels of arrays and objects are accepted",
+        param=field or None,
+        code="nesting_too_deep",
+    )
 
 
 def _type(param: str, what: str) -> InvalidRequest:

@@ -170,9 +170,11 @@ def rss_mb(pid: int) -> float:
     raise RuntimeError("no VmRSS")
 
 
-def gateway_config(mock: int, cache: bool = False) -> str:
+def gateway_config(mock: int, cache: bool = False, *, tracing: bool = False) -> str:
     base = f"http://127.0.0.1:{mock}"
-    return f"""
+    # every request traced and every span exported (to the mock's OTLP sink): the most tracing can cost
+    traced = f"tracing: {{otlp_endpoint: '{base}', sample_ratio: 1.0}}\n" if tracing else ""
+    return traced + f"""
 cache: {{enabled: {str(cache).lower()}}}
 server: {{host: 127.0.0.1, keepalive_s: 2.5}}
 providers:
@@ -272,6 +274,17 @@ def main() -> int:
             }
             results["merge_pool_c64"] = vars(wrk(gw_chat, "merge", 64, args.duration, load_cpu))
             results["straggler_pool_c64"] = vars(wrk(gw_chat, "straggler", 64, args.duration, load_cpu))
+            traced_cfg = Path(tmp) / "bench-traced.yaml"
+            traced_cfg.write_text(gateway_config(mock, tracing=True))
+            traced_port = free_port()
+            traced_cmd = [*gw_cmd[: gw_cmd.index("--config")], "--config", str(traced_cfg), "--port", str(traced_port)]
+            traced_chat = f"http://127.0.0.1:{traced_port}/v1/chat/completions"
+            # the untraced gateway stays up but idle: it takes no CPU from the traced one
+            with process(traced_cmd, f"http://127.0.0.1:{traced_port}/readyz"):
+                results["tracing_passthrough_instant_c64"] = alternate(
+                    ref_chat, traced_chat, "instant", 64, args, load_cpu
+                )
+                results["tracing_merge_pool_c64"] = vars(wrk(traced_chat, "merge", 64, args.duration, load_cpu))
         results["cache_hit_c64"] = cache_hits(Path(tmp), mock, gw_cmd, gw_port, args, load_cpu)
         ref_cmd[ref_cmd.index(str(ref_port))] = str(ref_port2 := free_port())
         with process(ref_cmd, None, ref_env200):
@@ -412,6 +425,14 @@ def report(r: dict[str, object]) -> None:
         f"  {c['median_rps']:,.0f} rps, {c['median_rps'] / passthrough:.2f}x passthrough"
         f" ({passthrough:,.0f} rps)   (target >= 2.00x)"
     )
+    t = r["tracing_passthrough_instant_c64"]
+    tm = r["tracing_merge_pool_c64"]
+    assert isinstance(t, dict) and isinstance(tm, dict)
+    print("tracing on, every request sampled and exported over OTLP/HTTP (off: the figures above)")
+    print(f"  passthrough, instant upstream, 64 connections: median ratio {t['median_ratio']:.2f}"
+          f" (off: {p['median_ratio']:.2f})")
+    print(f"  merge pool, 64 connections: {tm['rps']:,.0f} rps, p50 {tm['p50_ms']:.1f} ms"
+          f" (off: {m['rps']:,.0f} rps, p50 {m['p50_ms']:.1f} ms)")
     mem = r["memory"]
     assert isinstance(mem, dict)
     print(

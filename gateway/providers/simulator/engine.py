@@ -8,6 +8,10 @@ random stream, so a retry of a failed call can succeed, as it would upstream.
 - A judge prompt (read by :mod:`.prompts`): the simulated judge votes. It picks the answer most
   candidates agree on (ties broken by a hash of the text, so neither label nor position matters), and
   its merge writes that answer. This keeps the offline demo honest: fusion really beats one member.
+- An analysis prompt (a merge that shows its work): the judge groups the candidates by their number,
+  and wherever they contradict each other, not only when no majority exists, it checks the arithmetic
+  (with its ``accuracy``, the same draw as a plain merge's check) and notes which side holds. The merge
+  written from that analysis follows the side it found; otherwise it merges as without one.
 - A debate revision prompt: the member adopts the majority answer of the round, if there is one.
 - A request with ``tools``: a call of the tool ``tool_choice`` forces, else of the first tool, with
   arguments generated from its parameters' schema (see :mod:`.shapes`).
@@ -37,12 +41,15 @@ import orjson
 from gateway.books.tokens import approximate, count_messages
 from gateway.books.usage import Usage
 from gateway.config.schema import SimulatorProfile
-from gateway.providers.simulator.prompts import JudgeTask, read_debate_task, read_judge_task
+from gateway.providers.simulator.prompts import Block, JudgeTask, read_debate_task, read_judge_task
 from gateway.providers.simulator.shapes import json_object_for, value_for
 from gateway.wire.protocol import content_text
 
 _ARITH = re.compile(r"(-?\d+(?:\.\d+)?)\s*([-+*/×x])\s*(-?\d+(?:\.\d+)?)")
 _NUMBER = re.compile(r"-?\d+(?:\.\d+)?")
+#: what an analysis says when the judge settled a contradiction (see ``_analysis``)
+_SETTLED = re.compile(r"Worked out: [^=\"]*= (-?\d+(?:\.\d+)?)\.")
+_SECTIONS = ("consensus", "contradictions", "coverage_gaps", "unique_insights", "blind_spots")
 # One piece per approximate token (see gateway.books.tokens), leading whitespace attached: joined, they give
 # back the text, and their count is the completion's token count.
 _PIECE = re.compile(r"\s*(?:[^\W\d_]{1,4}|\d{1,3}|[^\w\s]|_)")
@@ -248,6 +255,8 @@ class SimulatedModel:
         if judge is not None and judge.asks == "confidence":
             confidence = self._confidence(judge.conversation, judge.candidates[-1].body)
             return _text(orjson.dumps({"confidence": confidence}).decode()), "stop"
+        if judge is not None and judge.asks == "analysis":
+            return _text(orjson.dumps(self._analysis(judge.conversation, judge.candidates)).decode()), "stop"
         if judge is not None and judge.wants_verdict:
             label = judge.candidates[self._judge_pick(judge)].label
             verdict = {
@@ -273,6 +282,9 @@ class SimulatedModel:
     def _text(self, judge: JudgeTask | None, messages: list[dict[str, Any]], variant: int) -> str:
         """What the model says, before the caller's format shapes it."""
         if judge is not None:  # a merge: the judge writes the answer it would have picked
+            settled = _SETTLED.search(judge.notes) if judge.notes is not None else None
+            if settled is not None:  # written from its own comparison: the side the comparison found
+                return f"The answer is {settled.group(1)}."
             texts = [b.body for b in judge.candidates]
             number = _majority_number(texts)
             return f"The answer is {number}." if number is not None else texts[self._judge_pick(judge)]
@@ -299,16 +311,55 @@ class SimulatedModel:
         """No majority to follow (two candidates, or all different): with the judge's own ``accuracy``,
         it works the arithmetic out and picks an answer that gets it right; otherwise it keeps
         ``fallback``, a choice that depends on neither label nor position."""
+        right = self._worked_out(conversation, texts)
+        return fallback if right is None else right
+
+    def _worked_out(self, conversation: str, texts: Sequence[str]) -> int | None:
+        """With the judge's ``accuracy``, the candidate whose arithmetic is right (None: it could not tell,
+        or none is). One draw per question and panel, whichever prompt asks."""
         m = _ARITH.search(conversation)
         value = _evaluate(m.group(1), m.group(2), m.group(3)) if m else None
         if value is None:
-            return fallback
+            return None
         if stable_rng(self.seed, self.name, "check", conversation, *sorted(texts)).random() >= self.profile.accuracy:
-            return fallback
+            return None
         right = [i for i, t in enumerate(texts) if final_number(t) == _fmt(value)]
         if not right:
-            return fallback
+            return None
         return min(right, key=lambda i: hashlib.sha256(texts[i].encode()).digest())
+
+    def _analysis(self, conversation: str, candidates: Sequence[Block]) -> dict[str, list[str]]:
+        """The panel compared: who agrees on which number, and, where they contradict each other, which
+        side the judge's own working supports."""
+        texts = [b.body for b in candidates]
+        out: dict[str, list[str]] = {name: [] for name in _SECTIONS}
+        if all(final_number(t) is None for t in texts):
+            # Not arithmetic: the simulated judge can only tell whether the candidates say the same thing.
+            if _equivalent(texts):
+                out["consensus"].append(f"{', '.join(b.label for b in candidates)} give the same answer.")
+            else:
+                out["unique_insights"] += [f"{b.label} words its answer its own way." for b in candidates]
+                out["blind_spots"].append("No candidate gives a checkable result.")
+            return out
+        by_number: dict[str, list[str]] = {}
+        for b in candidates:
+            by_number.setdefault(final_number(b.body) or "no number", []).append(b.label)
+        groups = sorted(by_number.items(), key=lambda kv: (-len(kv[1]), kv[0]))
+        if len(groups) == 1 and len(texts) > 1:
+            out["consensus"].append(f"{', '.join(groups[0][1])} all give {groups[0][0]}.")
+        elif groups and len(groups[0][1]) > 1:
+            out["consensus"].append(f"{', '.join(groups[0][1])} give {groups[0][0]}.")
+        if len(groups) > 1:
+            sides = "; ".join(f"{', '.join(ls)} {'give' if len(ls) > 1 else 'gives'} {n}" for n, ls in groups)
+            right = self._worked_out(conversation, texts)
+            m = _ARITH.search(conversation)
+            if right is not None and m is not None:
+                n = final_number(texts[right])
+                expr = f"{m.group(1)} {m.group(2)} {m.group(3)}"
+                out["contradictions"].append(f"The candidates disagree: {sides}. Worked out: {expr} = {n}.")
+            else:
+                out["contradictions"].append(f"The candidates disagree: {sides}. Could not settle it.")
+        return out
 
     def _confidence(self, conversation: str, text: str) -> float:
         """How sure the judge is that ``text`` answers the arithmetic in ``conversation`` right: with its

@@ -19,10 +19,12 @@ _BLOCK = re.compile(
     re.DOTALL,
 )
 #: the names of the JSON schemas a judge is asked to answer with: a verdict, a yes/no equivalence
-#: question (consensus), a confidence score (a cascade's check)
+#: question (consensus), a confidence score (a cascade's check), a comparison of the panel (a merge
+#: that shows its work)
 VERDICT_SCHEMA_NAME = "fusion_verdict"
 EQUIVALENCE_SCHEMA_NAME = "fusion_equivalence"
 CONFIDENCE_SCHEMA_NAME = "fusion_confidence"
+ANALYSIS_SCHEMA_NAME = "fusion_analysis"
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,8 +50,10 @@ class JudgeTask:
     candidates: list[Block]
     conversation: str
     wants_verdict: bool
-    #: what kind of answer the prompt asks for: verdict, equivalence, confidence, or free text
+    #: what kind of answer the prompt asks for: verdict, equivalence, confidence, analysis, or free text
     asks: str = "text"
+    #: a merge written from an analysis: the analysis block's body (the JSON the judge wrote before)
+    notes: str | None = None
 
 
 def _schema_name(response_format: Any) -> str | None:
@@ -68,6 +72,8 @@ def _asks(response_format: Any, system: str) -> str:
         return "equivalence"
     if name == CONFIDENCE_SCHEMA_NAME or (name is None and '"confidence"' in system):
         return "confidence"
+    if name == ANALYSIS_SCHEMA_NAME or (name is None and '"contradictions"' in system):
+        return "analysis"
     return "text"
 
 
@@ -83,12 +89,14 @@ def read_judge_task(messages: Sequence[dict[str, Any]], response_format: Any) ->
     nonce = conv[0].nonce
     system = messages[0].get("content") if messages[0].get("role") == "system" else ""
     asks = _asks(response_format, system if isinstance(system, str) else "")
+    notes = [b.body for b in blocks(text, "ANALYSIS") if b.nonce == nonce]
     return JudgeTask(
         nonce=nonce,
         candidates=[b for b in found if b.nonce == nonce],
         conversation=conv[0].body,
         wants_verdict=asks == "verdict",
         asks=asks,
+        notes=notes[0] if notes else None,
     )
 
 

@@ -20,7 +20,17 @@ from gateway.providers.simulator.provider import (
     stream_chunks,
 )
 from gateway.wire import jsonutil, sse
-from gateway.wire.asgi import ClientGone, Receive, Scope, Send, read_body, send_json, serve_lifespan, until_disconnect
+from gateway.wire.asgi import (
+    ClientGone,
+    Exchange,
+    Receive,
+    Scope,
+    Send,
+    read_body,
+    send_json,
+    serve_lifespan,
+    until_disconnect,
+)
 
 _MAX_BODY = 64 * 1024 * 1024
 
@@ -50,7 +60,8 @@ class SimulatorApp:
             except ClientGone:
                 return
             # The client hanging up cancels whatever this request is doing (sleeping, streaming).
-            await until_disconnect(receive, self._chat(body, send))
+            exchange = Exchange(send)
+            await until_disconnect(receive, self._chat(body, exchange.send), exchange)
         else:
             await send_json(send, 404, _error("no such route", "invalid_request_error"))
 

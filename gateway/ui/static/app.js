@@ -15,6 +15,14 @@ const ui = {
   model: $("model"),
   modelInfo: $("model-info"),
   prompt: $("prompt"),
+  promptLabel: $("prompt-label"),
+  system: $("system"),
+  temperature: $("temperature"),
+  maxTokens: $("max-tokens"),
+  thread: $("thread"),
+  turns: $("turns"),
+  newThread: $("new-thread"),
+  reply: $("reply"),
   send: $("send"),
   stop: $("stop"),
   status: $("status"),
@@ -30,6 +38,8 @@ const views = {
 const stats = new StatsView({ pools: $("stats-pools"), status: $("stats-status"), error: $("stats-error") });
 let targets = new Map();  // name -> {id, fusion}
 let running = null;  // the AbortController of the request in flight
+let conversation = [];  // earlier turns the next prompt continues: [{role, content}]
+let lastTurn = null;  // the prompt and answer of the last complete run, until replied to or replaced
 
 function showError(message) {
   ui.error.textContent = message;
@@ -105,6 +115,43 @@ ui.keyForm.addEventListener("submit", (event) => {
   if (!views.stats.section.hidden) stats.poll();
 });
 
+// ------------------------------------------------------------------ conversation
+
+function drawThread() {
+  clear(ui.turns).append(...conversation.map((turn) => h("li", { "data-role": turn.role },
+    h("span", { class: "role" }, turn.role === "user" ? "You" : "Answer"), turn.content)));
+  ui.thread.hidden = conversation.length === 0;
+  ui.promptLabel.textContent = conversation.length ? "Your reply" : "Prompt";
+}
+
+ui.reply.addEventListener("click", () => {
+  if (!lastTurn || running) return;
+  conversation.push({ role: "user", content: lastTurn.prompt }, { role: "assistant", content: lastTurn.answer });
+  lastTurn = null;
+  ui.reply.hidden = true;
+  ui.prompt.value = "";
+  drawThread();
+  ui.prompt.focus();
+});
+
+ui.newThread.addEventListener("click", () => {
+  conversation = [];
+  drawThread();
+  ui.prompt.focus();
+});
+
+/** What the form asks for: system prompt, the conversation, the prompt; parameters only when set. */
+function request(target, prompt) {
+  const messages = [];
+  if (ui.system.value.trim()) messages.push({ role: "system", content: ui.system.value });
+  messages.push(...conversation, { role: "user", content: prompt });
+  const body = { model: target.id, messages, stream: true, stream_options: { include_usage: true } };
+  if (ui.temperature.value !== "") body.temperature = Number(ui.temperature.value);
+  if (ui.maxTokens.value !== "") body.max_tokens = Number(ui.maxTokens.value);
+  if (target.fusion) body.fusion = { events: true };
+  return body;
+}
+
 // ------------------------------------------------------------------ sending
 
 async function send() {
@@ -112,13 +159,9 @@ async function send() {
   const prompt = ui.prompt.value;
   if (!target || !prompt.trim() || running) return;
   showError("");
-  const body = {
-    model: target.id,
-    messages: [{ role: "user", content: prompt }],
-    stream: true,
-    stream_options: { include_usage: true },
-  };
-  if (target.fusion) body.fusion = { events: true };
+  const body = request(target, prompt);
+  lastTurn = null;
+  ui.reply.hidden = true;
   const run = new Run(ui.run, target);
   running = new AbortController();
   ui.send.disabled = true;
@@ -129,6 +172,10 @@ async function send() {
     for await (const chunk of streamChat(body, running.signal)) run.chunk(chunk);
     run.done();
     ui.status.textContent = "Answer complete.";
+    if (run.answer) {
+      lastTurn = { prompt, answer: run.answer };
+      ui.reply.hidden = false;
+    }
   } catch (err) {
     const message = err.name === "AbortError" ? "Stopped." : err.message;
     run.fail(message);

@@ -6,7 +6,31 @@ import { h, clear } from "./dom.js";
 import { barChart, stackedBar } from "./charts.js";
 import { ms, usd, count } from "./format.js";
 
-const STATE_TEXT = { ok: "done", error: "failed", timeout: "timed out", cancelled: "cancelled" };
+// "cancelled" in a running pool means cut once the quorum had answered and the grace period was over:
+// the pool was told to go on without it, so it is drawn as by design, not as a failure.
+const STATE_TEXT = { ok: "done", error: "failed", timeout: "timed out", cancelled: "not needed" };
+const BY_DESIGN = "Cut once the quorum had answered and the grace period was over: by design, not a failure.";
+// How a judge's reasons name the anonymous answers: "Candidate K", "answer K".
+const LABEL_REF = /\b([Cc]andidate|[Aa]nswer) ([A-Z])\b/g;
+
+/**
+ * The judge's text with each anonymous label it cites followed by the model it was, as text nodes.
+ * labels: {label: {member, model}}.
+ */
+function withModels(text, labels) {
+  const out = [];
+  let last = 0;
+  for (const match of text.matchAll(LABEL_REF)) {
+    const who = labels[match[2]];
+    if (!who) continue;
+    out.push(text.slice(last, match.index));
+    out.push(h("span", { class: "label-ref", "data-label": match[2], "data-model": who.model },
+      match[0], h("span", { class: "label-model" }, ` (${who.model})`)));
+    last = match.index + match[0].length;
+  }
+  out.push(text.slice(last));
+  return out;
+}
 
 export class Run {
   /**
@@ -99,8 +123,7 @@ export class Run {
           ` ${e.answers} answers, ${e.agreed ? "agreed" : "still disagree"} · ${ms(e.latency_ms)}`));
         break;
       case "judge.started":
-        this.judgeState(e.call > 1 ? `Reading the answers again, in another order (call ${e.call})…`
-          : "Reading the answers…");
+        this.judgeState(this.judgeActivity(e.call));
         break;
       case "judge.done":
         this.judgeDone(e);
@@ -146,6 +169,9 @@ export class Run {
     const words = STATE_TEXT[e.status] || e.status;
     if (e.status === "ok") {
       this.setState(m, "ok", words);
+    } else if (e.status === "cancelled") {
+      this.setState(m, "cancelled", words);
+      r.box.append(h("span", { class: "by-design" }, BY_DESIGN));
     } else {
       const type = e.error_type && e.error_type !== e.status ? ` · ${e.error_type}` : "";  // not "cancelled · cancelled"
       this.setState(m, e.status, words + type);
@@ -162,6 +188,15 @@ export class Run {
     m.el.dataset.state = status;
   }
 
+  /** What the judge's n-th call is doing, in words. */
+  judgeActivity(call) {
+    if (this.pool.analysis && this.pool.mode === "merge") {
+      return call > 1 ? "Writing the answer from its comparison…"
+        : "Comparing the answers: consensus, contradictions, gaps…";
+    }
+    return call > 1 ? `Reading the answers again, in another order (call ${call})…` : "Reading the answers…";
+  }
+
   judgeState(text) {
     clear(this.verdict).append(h("p", { class: "judge-state" }, text));
   }
@@ -173,7 +208,17 @@ export class Run {
     if (e.status === "ok" && e.verdict) {
       parts.push(h("p", { class: "judge-state" }, "Verdict: ",
         h("b", { class: "verdict-winner" }, e.verdict.winner), ` (column ${e.verdict.winner_index + 1}) gave the best answer.`));
-      if (e.verdict.analysis) parts.push(h("p", { class: "analysis" }, h("b", {}, "Why: "), e.verdict.analysis));
+      const labels = e.verdict.labels || {};
+      if (e.verdict.analysis) {
+        parts.push(h("p", { class: "analysis" }, h("b", {}, "Why: "), ...withModels(e.verdict.analysis, labels)));
+      }
+      const legend = Object.entries(labels).sort((a, b) => a[1].member - b[1].member);
+      if (legend.length) {
+        parts.push(h("p", { class: "labels note" }, "The judge saw the answers anonymously: ",
+          ...legend.flatMap(([label, who], i) => [i ? ", " : "",
+            h("span", { class: "label-key", "data-label": label, "data-model": who.model },
+              `${label} = ${who.model} (column ${who.member + 1})`)]), "."));
+      }
       if (e.calls > 1) {
         parts.push(h("p", { class: "note" }, e.verdict.consistent
           ? `Asked ${e.calls} times with the answers in different orders: the same pick each time.`
@@ -217,6 +262,7 @@ export class Run {
 
   finishPool(meta) {
     this.meta = meta;
+    if (this.pool && meta.analysis) this.verdict.append(analysisPanel(meta.analysis, this.members));
     if (this.pool && meta.winner_index !== null && meta.winner_index !== undefined && this.pool.mode !== "merge") {
       this.markWinner(meta.winner_index, Boolean(meta.judge && meta.judge.verdict));
     }
@@ -243,7 +289,7 @@ export class Run {
     this.finalState.className = "error";
     for (const m of this.members) {
       for (const r of m.rounds.values()) r.box.setAttribute("aria-busy", "false");
-      if (m.status === "waiting" || m.status === "running") this.setState(m, "cancelled", "stopped");
+      if (m.status === "waiting" || m.status === "running") this.setState(m, "stopped", "stopped");
     }
   }
 
@@ -256,7 +302,7 @@ export class Run {
           ? ` (${STATE_TEXT[m.status]})` : ""),
         m,
       }));
-      const done = rows.filter((r) => ["ok", "error", "timeout", "cancelled"].includes(r.m.status));
+      const done = rows.filter((r) => ["ok", "error", "timeout", "cancelled", "stopped"].includes(r.m.status));
       const latency = done.map((r) => ({ label: r.label, value: r.m.latency, text: ms(r.m.latency), kind: "member" }));
       const cost = done.map((r) => ({
         label: r.label, value: r.m.costKnown ? r.m.cost : null, text: r.m.costKnown ? usd(r.m.cost) : "unknown",
@@ -296,4 +342,39 @@ export class Run {
     return h("div", { class: "total-box" }, dl,
       stackedBar(`Where the ${ms(lat.total)} went (slowest member: ${ms(lat.slowest_member)})`, breakdown));
   }
+}
+
+const SECTION_TITLES = [
+  ["consensus", "Consensus"],
+  ["contradictions", "Contradictions"],
+  ["coverage_gaps", "Coverage gaps"],
+  ["unique_insights", "Unique insights"],
+  ["blind_spots", "Blind spots"],
+];
+
+/** A merge that showed its work: the judge's comparison, section by section, with its labels resolved to
+ * the columns they stand for. */
+function analysisPanel(a, members) {
+  const box = h("section", { class: "analysis-panel", "data-analysis": a.status, "aria-labelledby": "analysis-title" },
+    h("h4", { id: "analysis-title" }, "The judge's comparison"));
+  if (a.status !== "ok") {
+    box.append(h("p", { class: "judge-state failed" },
+      `The comparison failed (${a.error || "no reason given"}): the answer was merged without it.`));
+  } else {
+    const labels = Object.entries(a.labels || {}).sort(([x], [y]) => x.localeCompare(y));
+    if (labels.length) {
+      box.append(h("p", { class: "note label-key" }, "Labels: ", ...labels.flatMap(([label, m], i) => [
+        i ? ", " : "", h("b", {}, label), ` = column ${m.member + 1} (${(members[m.member] || m).model})`,
+      ])));
+    }
+    for (const [key, title] of SECTION_TITLES) {
+      const entries = a[key] || [];
+      box.append(h("h5", {}, title), entries.length
+        ? h("ul", { "data-section": key }, ...entries.map((t) => h("li", {}, t)))
+        : h("p", { class: "note", "data-section": key }, "None."));
+    }
+  }
+  box.append(h("p", { class: "note" }, `1 judge call · ${ms(a.latency_ms)} · `
+    + (a.cost_usd === null || a.cost_usd === undefined ? "cost unknown" : usd(a.cost_usd))));
+  return box;
 }
