@@ -83,10 +83,14 @@ class GatewayApp:
         try:
             await self.api(scope, receive, sending)
         finally:
-            path = scope["path"]
-            fields = {"method": scope["method"], "path": path, "client": client_host(scope), "status": status or 499,
-                      "latency_ms": round((time.monotonic() - started) * 1000, 3)}
-            log_request(log, fields, logging.DEBUG if path in _QUIET_PATHS else logging.INFO)
+            _access_line(scope, status or 499, started)
+
+
+def _access_line(scope: Scope, status: int, started: float) -> None:
+    path = scope["path"]
+    fields = {"method": scope["method"], "path": path, "client": client_host(scope), "status": status,
+              "latency_ms": round((time.monotonic() - started) * 1000, 3)}
+    log_request(log, fields, logging.DEBUG if path in _QUIET_PATHS else logging.INFO)
 
 
 class CorsGatewayApp(GatewayApp):
@@ -95,7 +99,8 @@ class CorsGatewayApp(GatewayApp):
 
     def __init__(self, gateway: Gateway, api: FastAPI, policy: CorsPolicy) -> None:
         super().__init__(gateway, api)
-        self._cors = CORS(super().__call__, policy)
+        # preflights are answered by the wrapper itself: they get their access line from it
+        self._cors = CORS(super().__call__, policy, answered=_access_line)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         await self._cors(scope, receive, send)

@@ -17,7 +17,7 @@ from gateway.wire.asgi import Message, Receive, Scope, Send
 from gateway.wire.cors import CORS, CorsPolicy
 from gateway.wire.errors import ConfigError
 from tests.conftest import GatewayRunner, http_client
-from tests.support.logcapture import captured_log
+from tests.support.logcapture import captured_log, request_lines
 
 APP = "https://app.example.com"
 EXPOSED = ", ".join(CORS_EXPOSE_HEADERS)
@@ -304,7 +304,11 @@ def test_every_answer_to_an_allowed_origin_carries_cors_headers(gateway: Gateway
 
 
 def test_preflights_are_answered_before_any_route(gateway: GatewayRunner) -> None:
-    with gateway(cors_yaml(f"{{allow_origins: [{APP}], max_age_s: 7200}}")) as (_, srv), http_client(srv.url) as c:
+    with (
+        captured_log() as logged,
+        gateway(cors_yaml(f"{{allow_origins: [{APP}], max_age_s: 7200}}")) as (_, srv),
+        http_client(srv.url) as c,
+    ):
         for path, asked in [
             ("/v1/chat/completions", "authorization,content-type,x-stainless-lang,x-stainless-retry-count"),
             ("/v1/messages", "anthropic-dangerous-direct-browser-access,anthropic-version,content-type,x-api-key"),
@@ -323,6 +327,10 @@ def test_preflights_are_answered_before_any_route(gateway: GatewayRunner) -> Non
             "CORS preflight refused: origin 'https://evil.example' is not allowed (server.cors.allow_origins)"
         )
         assert not [k for k in resp.headers if k.startswith("access-control-")]
+    # each preflight has its access line, like any request the gateway answered
+    lines = [(x["method"], x["path"], x["status"]) for x in request_lines(logged)]
+    assert lines == [("OPTIONS", "/v1/chat/completions", 204), ("OPTIONS", "/v1/messages", 204),
+                     ("OPTIONS", "/v1/models", 204), ("OPTIONS", "/v1/chat/completions", 403)]  # fmt: skip
 
 
 def test_with_cors_off_a_browser_gets_nothing_it_could_use(gateway: GatewayRunner) -> None:

@@ -19,6 +19,7 @@ or HTTP authentication added by a proxy in front), and then the origins must be 
 
 from __future__ import annotations
 
+import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 
@@ -56,10 +57,15 @@ class CORS:
     """The ASGI wrapper. Per request it reads the three headers it needs in one pass over the scope's
     headers; everything it sends back is built once, here."""
 
-    def __init__(self, app: ASGIApp, policy: CorsPolicy) -> None:
+    def __init__(
+        self, app: ASGIApp, policy: CorsPolicy, answered: Callable[[Scope, int, float], None] | None = None
+    ) -> None:
+        """``answered(scope, status, started)``: told of each preflight answered here (for the access log;
+        ``started`` is its ``time.monotonic()`` on arrival)."""
         if "*" in policy.origins and policy.allow_credentials:
             raise ValueError("CORS credentials need the origins listed: browsers refuse them for '*'")
         self.app = app
+        self._answered = answered
         self._any = "*" in policy.origins
         self._origins = frozenset(o.encode("latin-1") for o in policy.origins if o != "*")
         self._names = frozenset(h for h in policy.allow_headers if not h.endswith("*"))
@@ -89,7 +95,10 @@ class CORS:
             elif k == b"access-control-request-headers":
                 requested = v
         if origin is not None and method is not None and scope["method"] == "OPTIONS":
-            await self._answer_preflight(send, origin, method, requested)
+            started = time.monotonic()
+            status = await self._answer_preflight(send, origin, method, requested)
+            if self._answered is not None:
+                self._answered(scope, status, started)
             return
         extra = self._allow(origin) + self._exposed if origin is not None and self._allowed(origin) else []
         await self.app(scope, receive, _adding(send, extra))
@@ -103,7 +112,7 @@ class CORS:
     def _header_allowed(self, name: str) -> bool:
         return name in self._names or name.startswith(self._prefixes)
 
-    async def _answer_preflight(self, send: Send, origin: bytes, method: bytes, requested: bytes | None) -> None:
+    async def _answer_preflight(self, send: Send, origin: bytes, method: bytes, requested: bytes | None) -> int:
         names = [n.strip().lower() for n in (requested or b"").decode("latin-1").split(",") if n.strip()]
         refusal = None
         if not self._allowed(origin):
@@ -115,13 +124,15 @@ class CORS:
             if refused:
                 refusal = f"request header '{refused[0]}' is not allowed (server.cors.allow_headers)"
         if refusal is not None:
-            await send_error(send, CorsRefused(f"CORS preflight refused: {refusal}"), [_VARY])
-            return
+            exc = CorsRefused(f"CORS preflight refused: {refusal}")
+            await send_error(send, exc, [_VARY])
+            return exc.http_status
         headers = [*self._allow(origin), *self._preflight, _VARY]
         if names:
             headers.append((b"access-control-allow-headers", ", ".join(names).encode()))
         await send({"type": "http.response.start", "status": 204, "headers": headers})
         await send({"type": "http.response.body", "body": b""})
+        return 204
 
 
 _VARY = (b"vary", b"origin")
