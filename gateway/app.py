@@ -28,6 +28,7 @@ from gateway.routes.responses import RESPONSES
 from gateway.routes.shape import CHAT_INBOUND, Inbound
 from gateway.service.gateway import Gateway
 from gateway.wire.asgi import Message, Receive, Scope, Send, client_host, send_error
+from gateway.wire.cors import CORS, CorsPolicy
 from gateway.wire.errors import GatewayError, InvalidRequest, ModelNotFound, envelope
 
 #: the routes served as raw ASGI, each an inbound API over the same pipeline (see routes/shape.py)
@@ -82,10 +83,27 @@ class GatewayApp:
         try:
             await self.api(scope, receive, sending)
         finally:
-            path = scope["path"]
-            fields = {"method": scope["method"], "path": path, "client": client_host(scope), "status": status or 499,
-                      "latency_ms": round((time.monotonic() - started) * 1000, 3)}
-            log_request(log, fields, logging.DEBUG if path in _QUIET_PATHS else logging.INFO)
+            _access_line(scope, status or 499, started)
+
+
+def _access_line(scope: Scope, status: int, started: float) -> None:
+    path = scope["path"]
+    fields = {"method": scope["method"], "path": path, "client": client_host(scope), "status": status,
+              "latency_ms": round((time.monotonic() - started) * 1000, 3)}
+    log_request(log, fields, logging.DEBUG if path in _QUIET_PATHS else logging.INFO)
+
+
+class CorsGatewayApp(GatewayApp):
+    """The same app behind the CORS wrapper (``server.cors``). Built only when CORS is on, so that without
+    it the request path is exactly :class:`GatewayApp`'s."""
+
+    def __init__(self, gateway: Gateway, api: FastAPI, policy: CorsPolicy) -> None:
+        super().__init__(gateway, api)
+        # preflights are answered by the wrapper itself: they get their access line from it
+        self._cors = CORS(super().__call__, policy, answered=_access_line)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await self._cors(scope, receive, send)
 
 
 class _MethodNotAllowed(InvalidRequest):
@@ -113,7 +131,12 @@ def create_app(config: GatewayConfig, config_path: str | None = None, host: str 
     api.include_router(admin.router)
     api.include_router(ui.router)
     _install_error_handlers(api, gateway)
-    return GatewayApp(gateway, api)
+    cors = config.server.cors
+    if not cors.enabled:
+        return GatewayApp(gateway, api)
+    policy = CorsPolicy(cors.allow_origins, cors.allow_headers, cors.expose_headers, cors.max_age_s,
+                        cors.allow_credentials)  # fmt: skip
+    return CorsGatewayApp(gateway, api, policy)
 
 
 def create_app_from_env() -> GatewayApp:

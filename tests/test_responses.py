@@ -17,6 +17,7 @@ from pydantic import BaseModel
 from tests.conftest import GatewayRunner, fake_provider_yaml, http_client, sdk
 from tests.openapi_schemas import validate, validate_event
 from tests.support.fakes import FakeUpstream, chunk, completion, json_reply, sse_reply
+from tests.support.native_fakes import anthropic_message, gemini_response, native_fake, reply
 
 SIM = """
 providers:
@@ -218,6 +219,43 @@ def test_input_items_are_translated_for_the_upstream(gateway: GatewayRunner, fak
         "reasoning_effort": "low",
         "user": "u1",
     }  # fmt: skip
+
+
+NATIVE = """
+providers:
+  an: {{type: anthropic, base_url: '{url}/v1', api_key: k}}
+  ge: {{type: gemini, base_url: '{url}/v1beta', api_key: k}}
+models:
+  claude: {{provider: an, model: claude-x}}
+  gem: {{provider: ge, model: gemini-x}}
+"""
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_reasoning_effort_is_refused_by_native_anthropic_and_gemini_before_any_call(
+    gateway: GatewayRunner, stream: bool
+) -> None:
+    """``reasoning.effort`` becomes ``reasoning_effort``, which the native translations have no equivalent
+    for: a 400 naming it, not an answer that silently ignored it."""
+    with native_fake() as native:
+        native.behaviours["claude-x"] = reply(anthropic_message([{"type": "text", "text": "Hello."}]))
+        native.behaviours["gemini-x"] = reply(gemini_response([{"text": "Hello."}]))
+        with gateway(NATIVE.format(url=native.url)) as (_, srv):
+            for model, kind in [("claude", "anthropic"), ("gem", "gemini")]:
+                resp = post(srv.url, {"model": model, "input": "hi", "reasoning": {"effort": "low"}, "stream": stream})
+                assert resp.status_code == 400
+                assert resp.json() == {"error": {
+                    "message": f"model '{model}' ({kind}): 'reasoning_effort' is not supported: this provider has "
+                               "no equivalent, and ignoring it could change the answer",
+                    "type": "invalid_request_error", "param": "reasoning_effort", "code": "unsupported_parameter",
+                }}  # fmt: skip
+            assert native.seen == []
+            # a reasoning object that asks for no effort asks nothing of them
+            for model in ("claude", "gem"):
+                resp = post(srv.url, {"model": model, "input": "hi", "reasoning": {"effort": None, "summary": None}})
+                assert resp.status_code == 200, resp.text
+                assert resp.json()["output"][0]["content"][0]["text"] == "Hello."
+            assert [s.model for s in native.seen] == ["claude-x", "gemini-x"]
 
 
 def test_stream_cut_after_it_started_ends_with_response_failed(gateway: GatewayRunner, fake: FakeUpstream) -> None:

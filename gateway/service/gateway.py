@@ -109,6 +109,10 @@ class Gateway:
             self.close_later(retired, _longest_request_s(old.config))
         self.log.info("config reloaded", extra={"fields": {"reason": reason, "path": path,
                                                            "providers_replaced": [p.name for p in retired]}})
+        if config.server.cors != old.config.server.cors:
+            # The CORS wrapper is built with the app (so that without CORS it costs nothing at all).
+            self.log.warning("server.cors changed: it takes effect at the next restart",
+                             extra={"fields": {"reason": reason, "path": path}})
 
     def refuse_config(self, message: str, reason: str) -> None:
         self.metrics.config_refused()
