@@ -126,6 +126,21 @@ def test_every_bind_mount_exists_and_is_read_only() -> None:
                 assert spec.endswith(":ro"), f"{name}: {spec} should be read-only"
 
 
+def test_the_gateways_ledger_is_kept_in_a_named_volume() -> None:
+    """The image's FUSION_GATEWAY_DATA (where the default SQLite ledger goes) is a named volume, so the
+    ledger survives a restart and a rebuild (`down -v` removes it with the rest)."""
+    data = IMAGE_ENV["FUSION_GATEWAY_DATA"]
+    named = {}
+    for spec in SERVICES["gateway"].get("volumes", []):
+        source, target = spec.split(":")[:2]
+        if not source.startswith((".", "/")):
+            named[target] = (source, spec.split(":")[2:])
+    assert data in named, f"nothing is mounted at {data}"
+    source, options = named[data]
+    assert source in COMPOSE["volumes"] and "ro" not in options
+    assert "FUSION_GATEWAY_DATA" not in SERVICES["gateway"].get("environment", {})  # the image's path
+
+
 def test_the_files_each_service_is_told_to_read_are_there() -> None:
     assert GATEWAY_CONFIG == DEPLOY / "config" / "gateway.yaml"
     assert SIMULATOR_CONFIG.is_file()

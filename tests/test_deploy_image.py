@@ -114,6 +114,20 @@ def test_config_is_read_from_the_documented_mount_path() -> None:
     assert "mkdir -p /etc/fusion-gateway" in " ".join(i.args for i in final("RUN"))
 
 
+def test_the_default_ledger_is_written_to_a_volume_the_images_user_owns() -> None:
+    """The root filesystem may be read-only (``docker run --read-only``, Kubernetes' readOnlyRootFilesystem):
+    the default SQLite ledger goes to FUSION_GATEWAY_DATA, a declared volume the user can write."""
+    data = ENV.get("FUSION_GATEWAY_DATA")
+    assert data is not None and data.startswith("/") and not data.startswith("/tmp")
+    volumes = [p.strip('"') for i in final("VOLUME") for p in i.args.strip("[]").split(",")]
+    assert data in volumes, f"{data} is not a VOLUME: unwritable under a read-only root filesystem"
+    uid, gid = final("USER")[-1].args.split(":")
+    run = " ".join(i.args for i in final("RUN"))
+    assert f"mkdir -p {data}" in run and f"chown {uid}:{gid} {data}" in run, "the user must own the directory"
+    # a VOLUME declared before the directory is made and owned would be created root-owned
+    assert max(i.line for i in final("RUN")) < min(i.line for i in final("VOLUME"))
+
+
 def test_exposed_port_is_the_port_of_the_deploy_configs_and_of_the_health_check() -> None:
     expose = only("EXPOSE").args.split()
     assert expose == ["8000"]

@@ -210,6 +210,23 @@ def test_writable_paths_are_emptydirs_including_prometheus_multiprocess_files() 
             assert v["emptyDir"].get("sizeLimit"), f"{m['mountPath']}: unbounded emptyDir"
 
 
+def test_the_default_ledger_is_written_to_its_own_emptydir_as_in_the_image() -> None:
+    """The root filesystem is read-only: the default SQLite ledger goes to FUSION_GATEWAY_DATA, the
+    image's path, mounted on an on-disk emptyDir of its own (the pod's: a fleet points ``ledger:`` at
+    PostgreSQL, as docs/production.md says)."""
+    dockerfile = parse_dockerfile((DEPLOY / "Dockerfile").read_text())
+    image_env = dockerfile_env(dockerfile, max(i.stage for i in dockerfile))
+    data = container_env()["FUSION_GATEWAY_DATA"]
+    assert data == image_env["FUSION_GATEWAY_DATA"]
+    m = mount(data)
+    assert not m.get("readOnly")
+    empty = volume(m["name"])["emptyDir"]
+    assert empty.get("medium") != "Memory", "the ledger's file would count against the pod's memory limit"
+    assert sum(1 for x in CONTAINER["volumeMounts"] if x["name"] == m["name"]) == 1
+    production = (ROOT / "docs" / "production.md").read_text()
+    assert "emptyDir" in production and "ledger: postgresql://" in production
+
+
 def test_resources_request_cpu_for_the_autoscaler_and_bound_memory() -> None:
     resources = CONTAINER["resources"]
     assert resources["requests"]["cpu"] and resources["requests"]["memory"]

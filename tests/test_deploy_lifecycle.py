@@ -82,9 +82,15 @@ def pod(tmp_path: Path, redis_url: str) -> tuple[list[str], dict[str, str], Path
     args = CONTAINER["args"]
     assert args[0] == "fusion-gateway"
     env = subprocess_env(
-        {**container_env(), "FUSION_GATEWAY_CONFIG": str(config_dir / CONFIG_PATH.name), "REDIS_URL": redis_url}
+        {**container_env(), "FUSION_GATEWAY_CONFIG": str(config_dir / CONFIG_PATH.name), "REDIS_URL": redis_url,
+         "FUSION_GATEWAY_DATA": str(data_dir(tmp_path))}
     )
     return [*cli_command(*args[1:]), "--port", str(port)], env, config_dir, port
+
+
+def data_dir(tmp_path: Path) -> Path:
+    """What stands for the pod's ledger emptyDir (FUSION_GATEWAY_DATA) on this machine."""
+    return tmp_path / container_env()["FUSION_GATEWAY_DATA"].strip("/").replace("/", "-")
 
 
 def chat(url: str, model: str) -> httpx.Response:
@@ -120,6 +126,10 @@ def test_probes_traffic_and_graceful_shutdown(tmp_path: Path, redis_url: str) ->
         prefix = yaml.safe_load(CONFIG_TEXT)["state"].get("key_prefix", "fusion:")
         assert shared.keys(f"{prefix}*"), "nothing was counted in Redis"
         shared.close()
+        # the pod's ledger is on its emptyDir, and a request is looked up in it
+        looked_up = httpx.get(f"{url}/v1/fusion/requests/{resp.headers['x-request-id']}", headers=KEY)
+        assert looked_up.status_code == 200 and looked_up.json()["calls"], looked_up.text
+        assert (data_dir(tmp_path) / "ledger.db").is_file()
 
         # A rollout: a request is in flight when the kubelet, after the preStop sleep, sends SIGTERM.
         result: dict[str, Any] = {}
