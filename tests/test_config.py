@@ -59,6 +59,9 @@ def test_unknown_keys_are_errors_at_their_line() -> None:
     assert error_of(text) == "config/gateway.yaml:5: providers.sim.sed: unknown key (did you mean 'seed'?)"
     text = BASE.replace("  sim:    {type: simulator}", "  sim:    {type: simulator, xyz: 3}")
     assert error_of(text) == "config/gateway.yaml:5: providers.sim.xyz: unknown key"
+    # every top-level section, the response cache's included, is checked the same way
+    assert error_of(BASE + "cache: {enabeld: true}\n") == (
+        "config/gateway.yaml:11: cache.enabeld: unknown key (did you mean 'enabled'?)")
 
 
 def test_missing_environment_variable_is_named() -> None:

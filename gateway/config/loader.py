@@ -165,7 +165,7 @@ def build_config(source: Source) -> GatewayConfig:
     for key in data:
         if key not in RawConfig.model_fields:
             issues.append(ConfigIssue((key,), _unknown_key(key, RawConfig.model_fields)))
-    for key in ("server", "auth", "state", "logging", "tracing", "ledger"):
+    for key in ("server", "auth", "state", "cache", "logging", "tracing", "ledger"):
         if key in data:
             _validate(_unwrap(RawConfig.model_fields[key].annotation), data[key], (key,), issues)
     sections = {key: _entries(data, key, issues) for key in ("providers", "models", "pools")}
