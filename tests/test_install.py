@@ -108,6 +108,10 @@ def test_serve_answers_a_fused_request(installed: Installed, tmp_path: Path) -> 
         body = resp.json()
         assert body["model"] == "best-of-3" and body["fusion"]["mode"] == "best-of"
         assert len(body["fusion"]["members"]) == 3
+        # remembered in the default ledger: its schema's migrations are in the wheel
+        looked_up = httpx.get(f"http://127.0.0.1:{port}/v1/fusion/requests/{resp.headers['x-request-id']}")
+        assert looked_up.status_code == 200, looked_up.text
+        assert [c["role"] for c in looked_up.json()["calls"]][:3] == ["member"] * 3
     finally:
         proc.send_signal(signal.SIGTERM)
         proc.wait(timeout=30)
