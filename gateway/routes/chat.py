@@ -3,7 +3,8 @@
 Admission first (key, permission, cost limit, rate, budget), then the work: a model is a passthrough
 (:mod:`gateway.routes.direct`), a pool is fused (:mod:`gateway.routes.fused`). Whatever happens the
 caller gets the OpenAI error envelope, a client that hangs up cancels every upstream call made for
-it, the key's budget is settled with the real cost, and one log line records the request.
+it, the key's budget is settled with the real cost, and one log line and one ledger record
+(:func:`gateway.pipeline.outcome.finished`) record the request.
 """
 
 from __future__ import annotations
