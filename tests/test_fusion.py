@@ -520,3 +520,20 @@ def test_unknown_json_reply_from_a_member_is_a_member_error(gateway: GatewayRunn
             "fusion"
         ]
     assert fusion["members"][0]["status"] == "error" and fusion["members"][0]["error_type"] == "protocol_error"
+
+
+def test_the_member_expected_to_answer_last_is_started_first(gateway: GatewayRunner, fake: FakeUpstream) -> None:
+    """Its request leaves first, so the fan-out's wait for the slowest member is not lengthened by the time
+    the gateway takes to start the others. Answers keep their place in the pool's members."""
+    three_answers(fake, delays=(0.0, 0.05, 0.3))
+    fake.behaviours["j"] = judge_picking(lambda t: "quicksort" in t)
+    with gateway(pool_config(fake, BEST_OF)) as (_, srv):
+        body = {"model": "p", "messages": HI}
+        first = httpx.post(srv.url + "/v1/chat/completions", json=body, timeout=20).json()
+        fake.seen.clear()
+        second = httpx.post(srv.url + "/v1/chat/completions", json=body, timeout=20).json()
+    members = sorted((s for s in fake.seen if s.model in ("a", "b", "c")), key=lambda s: s.started)
+    assert [s.model for s in members] == ["c", "b", "a"]  # slowest first, once their latencies are known
+    for answer_ in (first, second):
+        assert [m["model"] for m in answer_["fusion"]["members"]] == ["a", "b", "c"]
+        assert answer_["choices"][0]["message"]["content"].startswith("Use quicksort")

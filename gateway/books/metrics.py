@@ -70,6 +70,9 @@ class Metrics:
         # In multiprocess mode the values live in files; collectors must not also sit in a registry
         # that is exposed, or every series would be reported twice.
         self.registry = CollectorRegistry(auto_describe=True)
+        #: (family, label values) -> its child: prometheus_client's labels() validates and locks on every
+        #: call, and every request touches several series whose label values come from the config
+        self._children: dict[tuple[Any, ...], Any] = {}
         reg = None if self.multiprocess else self.registry
 
         self.call_duration = Histogram(
@@ -318,45 +321,52 @@ class Metrics:
         observation would show no increase, hence no rate, to the dashboard. Called at start and after
         each reload; series of names a reload removed stay at their last value."""
         for reason, status in REFUSALS.items():
-            self.refused_requests.labels(str(status), reason)
+            self._child(self.refused_requests, str(status), reason)
         for key in config.auth.keys:
-            self.key_cost.labels(key.name)
+            self._child(self.key_cost, key.name)
             budget = key.budget_usd_per_day
-            self.key_budget.labels(key.name).set(float(budget) if budget is not None else math.inf)
+            self._child(self.key_budget, key.name).set(float(budget) if budget is not None else math.inf)
         if not config.auth.keys:
-            self.key_cost.labels("anonymous")
+            self._child(self.key_cost, "anonymous")
         for name, model in config.models.items():
             for outcome in ("ok", "error"):
-                self.requests.labels(name, "passthrough", outcome)
-            self.first_chunk_seconds.labels(name, "passthrough")
-            self.cost.labels(name, "member")
+                self._child(self.requests, name, "passthrough", outcome)
+            self._child(self.first_chunk_seconds, name, "passthrough")
+            self._child(self.cost, name, "member")
             if model.price is None:
-                self.unpriced_calls.labels(name)
+                self._child(self.unpriced_calls, name)
         for name, pool in config.pools.items():
             for outcome in ("ok", "degraded", "error"):
-                self.requests.labels(name, pool.mode, outcome)
-            self.first_chunk_seconds.labels(name, pool.mode)
+                self._child(self.requests, name, pool.mode, outcome)
+            self._child(self.first_chunk_seconds, name, pool.mode)
             if pool.mode == "cascade":
-                self.cascades.labels(name, "accepted", "")  # escalations: by reason, from their first
-            self.quorum_misses.labels(name)
-            self.cost.labels(name, "member")
+                self._child(self.cascades, name, "accepted", "")  # escalations: by reason, from their first
+            self._child(self.quorum_misses, name)
+            self._child(self.cost, name, "member")
             for member in dict.fromkeys(pool.members):
                 for outcome in MEMBER_OUTCOMES:
-                    self.member_calls.labels(name, member, outcome)
+                    self._child(self.member_calls, name, member, outcome)
                 if pool.mode != "merge":
-                    self.winners.labels(name, member)
+                    self._child(self.winners, name, member)
             if pool.judge is not None:
-                self.cost.labels(name, "judge")
+                self._child(self.cost, name, "judge")
                 for outcome in ("picked", "fallback", "error"):
-                    self.judge_verdicts.labels(name, outcome)
+                    self._child(self.judge_verdicts, name, outcome)
             if pool.baseline is not None:
                 for role in ("baseline", "comparison"):
-                    self.cost.labels(name, role)
+                    self._child(self.cost, name, role)
                 for outcome in ("ok", "error"):
-                    self.baseline_calls.labels(name, outcome)
+                    self._child(self.baseline_calls, name, outcome)
                 for result in ("fusion", "baseline", "tie", "error"):
-                    self.baseline_comparisons.labels(name, result)
-                self.baseline_skips.labels(name)
+                    self._child(self.baseline_comparisons, name, result)
+                self._child(self.baseline_skips, name)
+
+    def _child(self, family: Any, *values: str) -> Any:
+        key = (family, *values)
+        child = self._children.get(key)
+        if child is None:
+            child = self._children[key] = family.labels(*values)
+        return child
 
     # ------------------------------------------------------------------ upstream calls
 
@@ -381,9 +391,9 @@ class Metrics:
     ) -> None:
         """An upstream call that used tokens: its tokens and its cost."""
         if not priced:
-            self.unpriced_calls.labels(model).inc()
+            self._child(self.unpriced_calls, model).inc()
         if cost is not None and cost > 0:
-            self.cost.labels(pool, role).inc(float(cost))
+            self._child(self.cost, pool, role).inc(float(cost))
         series = self._upstream(provider, model)
         series.tokens_in.observe(usage.prompt_tokens)
         series.tokens_out.observe(usage.completion_tokens)
@@ -391,26 +401,26 @@ class Metrics:
     # ------------------------------------------------------------------ deployments
 
     def deployment_called(self, model: str, deployment: str, outcome: str) -> None:
-        self.deployment_calls.labels(model, deployment, outcome).inc()
+        self._child(self.deployment_calls, model, deployment, outcome).inc()
 
     def deployment_ejected(self, model: str, deployment: str) -> None:
-        self.deployment_ejections.labels(model, deployment).inc()
-        self.ejected_now.labels(model, deployment).set(1)
+        self._child(self.deployment_ejections, model, deployment).inc()
+        self._child(self.ejected_now, model, deployment).set(1)
 
     def deployment_returned(self, model: str, deployment: str) -> None:
-        self.ejected_now.labels(model, deployment).set(0)
+        self._child(self.ejected_now, model, deployment).set(0)
 
     def fallback_taken(self, model: str, fallback: str, reason: str) -> None:
         """``reason``: failure, rate_limited or unavailable (every deployment out of rotation)."""
-        self.fallbacks.labels(model, fallback, reason).inc()
+        self._child(self.fallbacks, model, fallback, reason).inc()
 
     def cache_hit(self, pool: str, saved: Decimal | None) -> None:
-        self.cache_hits.labels(pool).inc()
+        self._child(self.cache_hits, pool).inc()
         if saved:
-            self.cache_saved.labels(pool).inc(float(saved))
+            self._child(self.cache_saved, pool).inc(float(saved))
 
     def cache_missed(self, pool: str) -> None:
-        self.cache_misses.labels(pool).inc()
+        self._child(self.cache_misses, pool).inc()
 
     def retry_denied(self) -> None:
         self.retries_denied.inc()
@@ -428,74 +438,74 @@ class Metrics:
     def refused(self, status: int, reason: str | None) -> None:
         """A request was turned away before any work: bad input, key, permission, name, size, rate, budget."""
         if status in REFUSED_STATUSES:
-            self.refused_requests.labels(str(status), reason or "invalid_request").inc()
+            self._child(self.refused_requests, str(status), reason or "invalid_request").inc()
 
     def key_spent(self, key: str, cost: Decimal | None) -> None:
         """What a request cost the key that made it (the amount its budget is settled with)."""
         if cost is not None and cost > 0:
-            self.key_cost.labels(key).inc(float(cost))
+            self._child(self.key_cost, key).inc(float(cost))
 
     def first_chunk_sent(self, pool: str, mode: str, seconds: float) -> None:
         """A streamed answer's first chunk reached the caller ``seconds`` after the request arrived."""
-        self.first_chunk_seconds.labels(pool, mode).observe(seconds)
+        self._child(self.first_chunk_seconds, pool, mode).observe(seconds)
 
     def passthrough_answered(self, model: str, ok: bool, seconds: float) -> None:
-        self.requests.labels(model, "passthrough", "ok" if ok else "error").inc()
+        self._child(self.requests, model, "passthrough", "ok" if ok else "error").inc()
         if ok:
-            self.request_duration.labels(model, "passthrough").observe(seconds)
+            self._child(self.request_duration, model, "passthrough").observe(seconds)
 
     def pool_answered(self, meta: FusionMetadata, *, judge_called: bool, quorum_missed: bool) -> None:
         pool, mode, latency = meta.pool, meta.mode, meta.latency
-        self.requests.labels(pool, mode, "degraded" if meta.degraded else "ok").inc()
-        self.request_duration.labels(pool, mode).observe(latency.total / 1000)
+        self._child(self.requests, pool, mode, "degraded" if meta.degraded else "ok").inc()
+        self._child(self.request_duration, pool, mode).observe(latency.total / 1000)
         stage = self.stage_duration
-        stage.labels(pool, "fanout").observe(latency.fanout / 1000)
+        self._child(stage, pool, "fanout").observe(latency.fanout / 1000)
         if judge_called:
-            stage.labels(pool, "judge").observe(latency.judge / 1000)
+            self._child(stage, pool, "judge").observe(latency.judge / 1000)
         for r in latency.rounds:
-            stage.labels(pool, "debate_round").observe(r / 1000)
-        stage.labels(pool, "gateway").observe(max(0.0, latency.gateway) / 1000)
+            self._child(stage, pool, "debate_round").observe(r / 1000)
+        self._child(stage, pool, "gateway").observe(max(0.0, latency.gateway) / 1000)
         for call in (*meta.members, *(c for r in meta.rounds for c in r.members)):
-            self.member_calls.labels(pool, call.model, call.status).inc()
+            self._child(self.member_calls, pool, call.model, call.status).inc()
         if meta.judge is not None and meta.judge.status == "ok":
-            self.judge_verdicts.labels(pool, "picked").inc()
+            self._child(self.judge_verdicts, pool, "picked").inc()
         elif meta.judge is not None and meta.judge.status == "fallback":
-            self.judge_verdicts.labels(pool, "fallback").inc()
+            self._child(self.judge_verdicts, pool, "fallback").inc()
         elif meta.consensus is not None:
-            self.judge_verdicts.labels(pool, "consensus").inc()
+            self._child(self.judge_verdicts, pool, "consensus").inc()
         if meta.winner is not None:
-            self.winners.labels(pool, meta.winner.model).inc()
+            self._child(self.winners, pool, meta.winner.model).inc()
         if quorum_missed:
-            self.quorum_misses.labels(pool).inc()
+            self._child(self.quorum_misses, pool).inc()
 
     def cascade_decided(self, pool: str, escalated: bool, reason: str | None) -> None:
         """``reason`` is one of a fixed set (see ``fusion_modes.cascade``): bounded."""
-        self.cascades.labels(pool, "escalated" if escalated else "accepted", reason or "").inc()
+        self._child(self.cascades, pool, "escalated" if escalated else "accepted", reason or "").inc()
 
     def pool_failed(self, pool: str, mode: str, *, judge_failed: bool, quorum_missed: bool) -> None:
-        self.requests.labels(pool, mode, "error").inc()
+        self._child(self.requests, pool, mode, "error").inc()
         if judge_failed:
-            self.judge_verdicts.labels(pool, "error").inc()
+            self._child(self.judge_verdicts, pool, "error").inc()
         if quorum_missed:
-            self.quorum_misses.labels(pool).inc()
+            self._child(self.quorum_misses, pool).inc()
 
     # ------------------------------------------------------------------ baseline
 
     def baseline_skipped(self, pool: str) -> None:
-        self.baseline_skips.labels(pool).inc()
+        self._child(self.baseline_skips, pool).inc()
 
     def baseline_called(self, pool: str, ok: bool) -> None:
-        self.baseline_calls.labels(pool, "ok" if ok else "error").inc()
+        self._child(self.baseline_calls, pool, "ok" if ok else "error").inc()
 
     def baseline_ratios(self, pool: str, latency: float | None, cost: float | None) -> None:
         if latency is not None:
-            self.baseline_latency_ratio.labels(pool).observe(latency)
+            self._child(self.baseline_latency_ratio, pool).observe(latency)
         if cost is not None:
-            self.baseline_cost_ratio.labels(pool).observe(cost)
+            self._child(self.baseline_cost_ratio, pool).observe(cost)
 
     def baseline_compared(self, pool: str, result: str) -> None:
         """``result``: fusion, baseline, tie, or error (the comparison judge failed)."""
-        self.baseline_comparisons.labels(pool, result).inc()
+        self._child(self.baseline_comparisons, pool, result).inc()
 
     # ------------------------------------------------------------------ ledger
 

@@ -39,6 +39,10 @@ OnChunk = Callable[[dict[str, Any], str], Awaitable[None]]
 Attempt = Callable[[ModelSpec], Awaitable[None]]
 
 
+#: weight of the newest call in a model's expected latency
+_EXPECTED_ALPHA = 0.2
+
+
 def backoff_s(attempt: int, base: float, cap: float, rng: random.Random) -> float:
     """Full-jitter exponential backoff (AWS architecture blog): uniform in [0, min(cap, base * 2^n)]."""
     return rng.uniform(0, min(cap, base * 2**attempt))
@@ -73,9 +77,16 @@ class UpstreamCaller:
         self.budget = budget or RetryBudget(RetryBudgetConfig())
         #: None when tracing is off: each call then checks one ``if`` and nothing more
         self.tracing = tracing
+        #: model name -> how long its successful calls took lately (EWMA, seconds): the fan-out starts
+        #: the member expected to answer last first, so that its request leaves first
+        self._expected_s: dict[str, float] = {}
 
     def provider(self, spec: ModelSpec) -> Provider:
         return self.providers[spec.provider]
+
+    def expected_s(self, model: str) -> float:
+        """How long a call of ``model`` took lately (0.0: not known yet)."""
+        return self._expected_s.get(model, 0.0)
 
     # ------------------------------------------------------------------ public calls
 
@@ -382,6 +393,10 @@ class UpstreamCaller:
     def _settle(self, spec: ModelSpec, body: dict[str, Any], record: CallRecord, produced: str) -> None:
         """Fill in usage (estimated if the upstream did not say) and cost, and count them. ``spec`` is what
         was called last: the deployment (its price) and the model that answered."""
+        if record.status == "ok":
+            seconds = record.ended - record.started
+            old = self._expected_s.get(record.model)
+            self._expected_s[record.model] = seconds if old is None else old + _EXPECTED_ALPHA * (seconds - old)
         if record.usage is None and _billable(record, produced):
             record.usage = Usage(
                 prompt_tokens=count_messages(body.get("messages") or (), count_text),

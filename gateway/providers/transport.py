@@ -208,8 +208,11 @@ async def read_body(resp: aiohttp.ClientResponse, model: str, limit: int) -> byt
     mapping, which goes back to the system as soon as it is dropped, where a list of small pieces
     would leave the heap fragmented."""
     declared = resp.content_length
-    if declared is not None and not resp.headers.get("content-encoding") and declared > limit:
-        raise _too_large(model, limit)
+    if declared is not None and not resp.headers.get("content-encoding"):
+        if declared > limit:
+            raise _too_large(model, limit)
+        # The length is known and within the cap, and nothing inflates it: one read, no copies.
+        return await resp.read()
     buf = bytearray()
     content = resp.content
     while True:

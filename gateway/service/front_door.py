@@ -103,10 +103,11 @@ def limited_protocol(base: type[asyncio.Protocol], limits: ServerLimits) -> type
                 return  # refused: what still comes is read and dropped until the close
             self._fd_quiet_since = self.loop.time()
             cycle_before = self.cycle
+            new_head = False
             if not self._fd_in_head and (cycle_before is None or cycle_before.response_complete):
                 self._fd_in_head = True  # the first bytes of the next request on a kept-alive connection
                 self._fd_head_bytes = 0
-                self._fd_arm(limits.header_read_timeout_s, self._fd_head_timeout)
+                new_head = True
             if self._fd_in_head:
                 self._fd_head_bytes += len(data)
             super().data_received(data)
@@ -121,6 +122,10 @@ def limited_protocol(base: type[asyncio.Protocol], limits: ServerLimits) -> type
                 self._fd_refuse(431, f"the request head is larger than {limits.max_header_bytes} bytes",
                                 "request_header_too_large")
                 return
+            elif new_head and self._fd_in_head:
+                # Armed only when a head is left incomplete: a request whose head came in one read (nearly
+                # all of them) costs no timer at all.
+                self._fd_arm(limits.header_read_timeout_s, self._fd_head_timeout)
             body_cycle = self._fd_body_cycle
             if body_cycle is not None and not body_cycle.more_body:
                 self._fd_body_cycle = None

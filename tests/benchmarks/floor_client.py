@@ -1,0 +1,51 @@
+"""The merge pool's floor as seen from the gateway's own core: its slowest member, then its judge.
+
+A bare aiohttp client (uvloop, kept-alive connections) run where the gateway runs calls the 200 ms
+member endpoint and then the 50 ms judge endpoint of the mock, one request at a time, and prints the
+p50 and p99 of each pair as JSON. No gateway can answer the pool faster than this client gets those two
+answers from the same place; the difference is what the gateway adds.
+
+    taskset -c 0 python tests/benchmarks/floor_client.py http://127.0.0.1:PORT SECONDS
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+import time
+
+import aiohttp
+
+BODY = json.dumps(
+    {"model": "bench", "stream": True, "messages": [{"role": "user", "content": "What is the capital of France?"}]}
+)
+
+
+def nearest_rank(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[max(1, -(-len(ordered) * q // 100)) - 1]
+
+
+async def main(base: str, seconds: float) -> None:
+    totals: list[float] = []
+    async with aiohttp.ClientSession(headers={"content-type": "application/json"}) as session:
+        end = time.monotonic() + seconds
+        while time.monotonic() < end:
+            t0 = time.perf_counter()
+            for path in ("d0200", "d0050"):
+                async with session.post(f"{base}/{path}/v1/chat/completions", data=BODY) as resp:
+                    await resp.read()
+            totals.append((time.perf_counter() - t0) * 1000)
+    warm = totals[1:] or totals
+    print(json.dumps({"n": len(warm), "p50_ms": nearest_rank(warm, 50), "p99_ms": nearest_rank(warm, 99)}))
+
+
+if __name__ == "__main__":
+    try:
+        import uvloop
+
+        uvloop.install()
+    except ImportError:
+        pass
+    asyncio.run(main(sys.argv[1], float(sys.argv[2])))
