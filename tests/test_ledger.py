@@ -402,7 +402,12 @@ def test_the_cli_reports_bad_arguments(capsys: pytest.CaptureFixture[str]) -> No
 def test_an_unusable_ledger_file_does_not_stop_the_gateway(gateway: GatewayRunner, fake: FakeUpstream) -> None:
     fake.behaviours["a"] = answer("hello")
     with gateway(cfg(fake, "{url: 'sqlite:////proc/no-such-dir/ledger.db', flush_interval_s: 0.05}")) as (app, srv):
-        codes = [chat(srv.url, "a").status_code for _ in range(3)]
+        codes = [chat(srv.url, "a", rid=f"r{i}").status_code for i in range(3)]
         assert wait_until(lambda: "fusion_ledger_write_errors_total" in httpx.get(srv.url + "/metrics").text)
         assert app.gateway.ledger is not None and app.gateway.ledger.depth == 3  # kept for when it works
+        # while the database does not answer, a request is still looked up, in this process's receipts
+        looked_up = get(srv.url, "/v1/fusion/requests/r2")
+        theirs = get(srv.url, "/v1/fusion/requests/r2", key=OTHER)
     assert codes == [200, 200, 200]
+    assert looked_up.status_code == 200 and (looked_up.json()["model"], looked_up.json()["status"]) == ("a", 200)
+    assert theirs.status_code == 404 and theirs.json()["error"]["message"] == "no request 'r2' in the ledger"
