@@ -170,11 +170,14 @@ def rss_mb(pid: int) -> float:
     raise RuntimeError("no VmRSS")
 
 
-def gateway_config(mock: int, cache: bool = False, *, tracing: bool = False) -> str:
+def gateway_config(mock: int, cache: bool = False, *, tracing: bool = False, ledger: bool = False) -> str:
+    """The benchmark's gateway. The request path is measured with the ledger off (``ledger: none``) and,
+    separately, with the default SQLite ledger on (``ledger=True``): its cost is a figure of its own."""
     base = f"http://127.0.0.1:{mock}"
     # every request traced and every span exported (to the mock's OTLP sink): the most tracing can cost
     traced = f"tracing: {{otlp_endpoint: '{base}', sample_ratio: 1.0}}\n" if tracing else ""
-    return traced + f"""
+    remembered = "" if ledger else "ledger: none\n"
+    return traced + remembered + f"""
 cache: {{enabled: {str(cache).lower()}}}
 server: {{host: 127.0.0.1, keepalive_s: 2.5}}
 providers:
@@ -285,6 +288,15 @@ def main() -> int:
                     ref_chat, traced_chat, "instant", 64, args, load_cpu
                 )
                 results["tracing_merge_pool_c64"] = vars(wrk(traced_chat, "merge", 64, args.duration, load_cpu))
+            ledger_cfg = Path(tmp) / "bench-ledger.yaml"
+            ledger_cfg.write_text(gateway_config(mock, ledger=True))
+            ledger_port = free_port()
+            ledger_cmd = [*gw_cmd[: gw_cmd.index("--config")], "--config", str(ledger_cfg), "--port", str(ledger_port)]
+            ledger_chat = f"http://127.0.0.1:{ledger_port}/v1/chat/completions"
+            with process(ledger_cmd, f"http://127.0.0.1:{ledger_port}/readyz", {"FUSION_GATEWAY_DATA": tmp}):
+                results["ledger_passthrough_instant_c64"] = alternate(
+                    ref_chat, ledger_chat, "instant", 64, args, load_cpu
+                )
         results["cache_hit_c64"] = cache_hits(Path(tmp), mock, gw_cmd, gw_port, args, load_cpu)
         ref_cmd[ref_cmd.index(str(ref_port))] = str(ref_port2 := free_port())
         with process(ref_cmd, None, ref_env200):
@@ -443,6 +455,11 @@ def report(r: dict[str, object]) -> None:
           f" (off: {p['median_ratio']:.2f})")
     print(f"  merge pool, 64 connections: {tm['rps']:,.0f} rps, p50 {tm['p50_ms']:.1f} ms"
           f" (off: {m['rps']:,.0f} rps, p50 {m['p50_ms']:.1f} ms)")
+    lg = r["ledger_passthrough_instant_c64"]
+    assert isinstance(lg, dict)
+    print("the default SQLite ledger on (off: the figures above)")
+    print(f"  passthrough, instant upstream, 64 connections: median ratio {lg['median_ratio']:.2f}"
+          f" (off: {p['median_ratio']:.2f}; {lg['median_ratio'] / p['median_ratio']:.0%} of it)")
     mem = r["memory"]
     assert isinstance(mem, dict)
     print(
