@@ -181,8 +181,11 @@ def _serve(args: argparse.Namespace) -> int:
     from gateway.service.front_door import WORKER_PROTOCOL, protocol_for
 
     path = args.config or default_config_path()
-    config = _load(path)
-    if config is None:
+    try:
+        config = load_config(path)
+    except ConfigError as exc:
+        # serve writes only JSON lines (README, Logs); `check` prints the same errors as plain text
+        logs.configure("info").error("config error", extra={"fields": {"path": path, "errors": exc.message}})
         return 1
     host = args.host or config.server.host
     port = args.port if args.port is not None else config.server.port

@@ -90,3 +90,18 @@ def test_the_root_redirects_to_the_playground(tmp_path: Path) -> None:
     assert root.status_code == 307 and root.headers["location"] == "/ui"
     assert followed.status_code == 200 and followed.url.path == "/ui"
     assert followed.headers["content-type"] == "text/html; charset=utf-8"
+
+
+def test_serve_reports_a_config_error_as_one_json_line(tmp_path: Path) -> None:
+    """Every line serve writes is JSON, its refusal to start on a bad file included; check stays plain text."""
+    bad = tmp_path / "gateway.yaml"
+    bad.write_text("models:\n  m: {provider: nowhere}\n")
+    served = cli("serve", "--config", str(bad))
+    assert served.returncode == 1
+    [line] = served.stderr.strip().splitlines()
+    record = json.loads(line)
+    assert record["level"] == "error" and record["msg"] == "config error" and record["path"] == str(bad)
+    assert "models.m.provider: unknown provider 'nowhere'" in record["errors"]
+    checked = cli("check", str(bad))
+    assert checked.returncode == 1 and "models.m.provider: unknown provider 'nowhere'" in checked.stderr
+    assert not checked.stderr.lstrip().startswith("{")
