@@ -1,0 +1,73 @@
+"""CPU per ledger record: N passthrough-shaped records through a real ``LedgerWriter`` into an SQLite file.
+
+Counts every thread of the process (``time.process_time()``), the driver's worker thread included: what a
+gateway sharing one core with its ledger pays per request. Not a test; run by hand::
+
+    .venv/bin/python tests/benchmarks/ledger_write.py [--records 20000] [--batch 1000] [--url sqlite:///PATH]
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import tempfile
+import time
+from decimal import Decimal
+from pathlib import Path
+
+import anyio
+
+from gateway.books.calls import CallRecord
+from gateway.books.ledger.entry import LedgerEntry
+from gateway.books.ledger.store import LedgerStore
+from gateway.books.ledger.writer import LedgerWriter
+from gateway.books.metrics import Metrics
+from gateway.books.usage import Usage
+from gateway.config.schema import LedgerConfig
+
+
+def passthrough(i: int) -> LedgerEntry:
+    now = time.time()
+    call = CallRecord(
+        model="gpt-4o-mini", role="passthrough", pool="gpt-4o-mini", status="ok",
+        usage=Usage(prompt_tokens=12, completion_tokens=9), cost=Decimal("0.0000072"),
+        started=100.0, ended=100.0123, first_byte=100.004, attempts=1,
+    )
+    return LedgerEntry(
+        request_id=f"req-{i:012d}", kind="passthrough", key="web", created=now, status=200,
+        endpoint="/v1/chat/completions", model="gpt-4o-mini", latency_ms=12.5, cost=call.cost,
+        calls=[call], providers={("gpt-4o-mini", None): "openai"},
+    )
+
+
+async def measure(url: str, records: int, batch: int) -> float:
+    store = LedgerStore(url)
+    await store.prepare()
+    writer = LedgerWriter(store, LedgerConfig(batch_size=batch), Metrics(), logging.getLogger("bench"))
+    await writer.flush()
+    entries = [passthrough(i) for i in range(records)]
+    t0 = time.process_time()
+    for start in range(0, records, batch):
+        for e in entries[start:start + batch]:
+            writer.submit(e)
+        assert await writer.flush()
+    spent = time.process_time() - t0
+    await writer.close(10)
+    return spent
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--records", type=int, default=20_000)
+    parser.add_argument("--batch", type=int, default=1000)
+    parser.add_argument("--url", default=None)
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        url = args.url or f"sqlite:///{Path(tmp) / 'ledger.db'}"
+        spent = anyio.run(measure, url, args.records, args.batch)
+    print(f"{args.records} records, batches of {args.batch}: {spent:.3f} s CPU, "
+          f"{spent / args.records * 1e6:.1f} us CPU per record")
+
+
+if __name__ == "__main__":
+    main()
