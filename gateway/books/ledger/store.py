@@ -18,7 +18,7 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from gateway.books.ledger import migrate, tables
-from gateway.books.ledger.entry import LedgerEntry, rows
+from gateway.books.ledger.entry import CALL_COLUMNS, REQUEST_COLUMNS, LedgerEntry, Row, RowIds, rows
 from gateway.wire import jsonutil
 
 DATA_ENV = "FUSION_GATEWAY_DATA"
@@ -83,6 +83,20 @@ def make_engine(url: str) -> AsyncEngine:
     )
 
 
+def _insert(table: str, columns: Sequence[str], numbered: bool) -> str:
+    marks = ", ".join(f"${i}" if numbered else "?" for i in range(1, len(columns) + 1))
+    return f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({marks})"
+
+
+def _timestamp(ts: float) -> datetime:
+    return datetime.fromtimestamp(ts, UTC)
+
+
+def _sqlite_timestamp(ts: float) -> str:
+    # The text SQLAlchemy's SQLite DateTime writes and reads back (UTC, no offset): readers compare it as text.
+    return datetime.fromtimestamp(ts, UTC).isoformat(" ", "microseconds")[:26]
+
+
 def utc(dt: datetime) -> datetime:
     """Datetimes read back from SQLite are naive: they were written in UTC."""
     return dt if dt.tzinfo is not None else dt.replace(tzinfo=UTC)
@@ -96,6 +110,12 @@ class LedgerStore:
         self._migrate = migrate_schema
         self._checked = False
         self._days: set[date] = set()
+        self._row_id = RowIds()
+        # Rows go in through the driver, one prepared statement per table for the whole batch: SQLAlchemy's
+        # per-row parameter processing cost more than the database's own work. Reads stay SQLAlchemy's.
+        numbered = self.engine.dialect.paramstyle == "numeric_dollar"  # asyncpg: $1, $2...; sqlite: ?
+        self._insert_requests = _insert("ledger_requests", REQUEST_COLUMNS, numbered)
+        self._insert_calls = _insert("ledger_calls", CALL_COLUMNS, numbered)
 
     async def prepare(self) -> migrate.SchemaState:
         """Check (and if allowed, migrate) the schema; raises LedgerSchemaError on a schema we cannot use."""
@@ -113,18 +133,20 @@ class LedgerStore:
         """One transaction for the whole batch: all of it is written, or none."""
         if not self._checked:
             await self.prepare()
-        request_rows: list[dict[str, Any]] = []
-        call_rows: list[dict[str, Any]] = []
+        created = _timestamp if self.postgres else _sqlite_timestamp
+        request_rows: list[Row] = []
+        call_rows: list[Row] = []
+        row_id = self._row_id
         for e in entries:
-            req, calls = rows(e)
+            req, calls = rows(e, row_id, created(e.created), _json_text)
             request_rows.append(req)
             call_rows.extend(calls)
         async with self.engine.begin() as conn:
             if self.postgres:
-                await self._partitions(conn, {r["created_at"].date() for r in request_rows})
-            await conn.execute(tables.requests.insert(), request_rows)
+                await self._partitions(conn, {r[1].date() for r in request_rows})
+            await conn.exec_driver_sql(self._insert_requests, request_rows)
             if call_rows:
-                await conn.execute(tables.calls.insert(), call_rows)
+                await conn.exec_driver_sql(self._insert_calls, call_rows)
 
     async def _partitions(self, conn: Any, days: Iterable[date]) -> None:
         missing = sorted(d for d in days if d not in self._days)
