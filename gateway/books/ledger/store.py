@@ -7,9 +7,11 @@ rows land in it, and how old records go (PostgreSQL drops whole day partitions; 
 
 from __future__ import annotations
 
+import itertools
 import os
 import re
-from collections.abc import Iterable, Sequence
+import sqlite3
+from collections.abc import Iterable, Iterator, Sequence
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -88,6 +90,30 @@ def _insert(table: str, columns: Sequence[str], numbered: bool) -> str:
     return f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({marks})"
 
 
+class _SqliteInsert:
+    """Multi-row INSERTs into one table: as many rows of ``CHUNK`` as a batch holds, then the rest in
+    powers of two, so that a handful of statement texts, all kept prepared by the driver, serve every
+    batch size. 128 rows of the widest table are 5,248 parameters; SQLite before 3.32 allowed 999."""
+
+    CHUNK = 128 if sqlite3.sqlite_version_info >= (3, 32, 0) else 16
+
+    def __init__(self, table: str, columns: Sequence[str]) -> None:
+        head = f"INSERT INTO {table} ({', '.join(columns)}) VALUES "
+        one = "(" + ", ".join("?" * len(columns)) + ")"
+        self._sql = {n: head + ", ".join([one] * n) for n in _powers_of_two(self.CHUNK)}
+
+    def statements(self, rows: Sequence[Row]) -> Iterator[tuple[str, tuple[Any, ...]]]:
+        start, left = 0, len(rows)
+        for n in sorted(self._sql, reverse=True):
+            while left >= n:
+                yield self._sql[n], tuple(itertools.chain.from_iterable(rows[start:start + n]))
+                start, left = start + n, left - n
+
+
+def _powers_of_two(top: int) -> list[int]:
+    return [1 << i for i in range(top.bit_length())]
+
+
 def _timestamp(ts: float) -> datetime:
     return datetime.fromtimestamp(ts, UTC)
 
@@ -111,11 +137,16 @@ class LedgerStore:
         self._checked = False
         self._days: set[date] = set()
         self._row_id = RowIds()
-        # Rows go in through the driver, one prepared statement per table for the whole batch: SQLAlchemy's
-        # per-row parameter processing cost more than the database's own work. Reads stay SQLAlchemy's.
+        # Rows go in through the driver as tuples, not through SQLAlchemy's per-row parameter processing
+        # (it cost more than the database's own work). Reads stay SQLAlchemy's. PostgreSQL: one prepared
+        # statement per table, asyncpg's executemany. SQLite: INSERTs of many rows each, since its driver
+        # hands the interpreter lock over around every statement it runs, and the thread running them
+        # shares the core with the event loop: once per row was a thread switch per row.
         numbered = self.engine.dialect.paramstyle == "numeric_dollar"  # asyncpg: $1, $2...; sqlite: ?
         self._insert_requests = _insert("ledger_requests", REQUEST_COLUMNS, numbered)
         self._insert_calls = _insert("ledger_calls", CALL_COLUMNS, numbered)
+        self._sqlite_requests = _SqliteInsert("ledger_requests", REQUEST_COLUMNS)
+        self._sqlite_calls = _SqliteInsert("ledger_calls", CALL_COLUMNS)
 
     async def prepare(self) -> migrate.SchemaState:
         """Check (and if allowed, migrate) the schema; raises LedgerSchemaError on a schema we cannot use."""
@@ -142,8 +173,12 @@ class LedgerStore:
             request_rows.append(req)
             call_rows.extend(calls)
         async with self.engine.begin() as conn:
-            if self.postgres:
-                await self._partitions(conn, {r[1].date() for r in request_rows})
+            if not self.postgres:
+                for insert, batch in ((self._sqlite_requests, request_rows), (self._sqlite_calls, call_rows)):
+                    for statement, params in insert.statements(batch):
+                        await conn.exec_driver_sql(statement, params)
+                return
+            await self._partitions(conn, {r[1].date() for r in request_rows})
             await conn.exec_driver_sql(self._insert_requests, request_rows)
             if call_rows:
                 await conn.exec_driver_sql(self._insert_calls, call_rows)
