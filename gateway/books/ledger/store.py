@@ -85,8 +85,9 @@ def make_engine(url: str) -> AsyncEngine:
     )
 
 
-def _insert(table: str, columns: Sequence[str], numbered: bool) -> str:
-    marks = ", ".join(f"${i}" if numbered else "?" for i in range(1, len(columns) + 1))
+def _insert(table: str, columns: Sequence[str]) -> str:
+    """One row's INSERT in asyncpg's parameter style."""
+    marks = ", ".join(f"${i}" for i in range(1, len(columns) + 1))
     return f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({marks})"
 
 
@@ -142,9 +143,8 @@ class LedgerStore:
         # statement per table, asyncpg's executemany. SQLite: INSERTs of many rows each, since its driver
         # hands the interpreter lock over around every statement it runs, and the thread running them
         # shares the core with the event loop: once per row was a thread switch per row.
-        numbered = self.engine.dialect.paramstyle == "numeric_dollar"  # asyncpg: $1, $2...; sqlite: ?
-        self._insert_requests = _insert("ledger_requests", REQUEST_COLUMNS, numbered)
-        self._insert_calls = _insert("ledger_calls", CALL_COLUMNS, numbered)
+        self._insert_requests = _insert("ledger_requests", REQUEST_COLUMNS)
+        self._insert_calls = _insert("ledger_calls", CALL_COLUMNS)
         self._sqlite_requests = _SqliteInsert("ledger_requests", REQUEST_COLUMNS)
         self._sqlite_calls = _SqliteInsert("ledger_calls", CALL_COLUMNS)
 
