@@ -411,3 +411,50 @@ def test_an_unusable_ledger_file_does_not_stop_the_gateway(gateway: GatewayRunne
     assert codes == [200, 200, 200]
     assert looked_up.status_code == 200 and (looked_up.json()["model"], looked_up.json()["status"]) == ("a", 200)
     assert theirs.status_code == 404 and theirs.json()["error"]["message"] == "no request 'r2' in the ledger"
+
+
+def test_export_skips_the_answers_recorded_while_content_was_off(
+    gateway: GatewayRunner, fake: FakeUpstream, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    members(fake)
+    db = tmp_path / "l.db"
+    with gateway(cfg(fake, f"{{url: 'sqlite:///{db}', content: false}}")) as (_, srv):
+        assert chat(srv.url, "p", rid="without").status_code == 200
+    with gateway(cfg(fake, f"{{url: 'sqlite:///{db}', content: true}}")) as (_, srv):
+        assert chat(srv.url, "p", rid="with").status_code == 200
+    with sqlite3.connect(db) as conn:
+        # no prompt kept is no value at all (SQL NULL), not the JSON text 'null'
+        assert conn.execute(
+            "SELECT typeof(messages), typeof(answer) FROM ledger_requests WHERE request_id = 'without'"
+        ).fetchone() == ("null", "null")
+    capsys.readouterr()
+    assert main(["export", "--db", f"sqlite:///{db}", "--pool", "p"]) == 0
+    out = capsys.readouterr()
+    assert [json.loads(x) for x in out.out.splitlines()] == [
+        {"messages": [*HI, {"role": "assistant", "content": "quicksort BEST"}]}
+    ]
+    assert out.err.strip() == "1 examples of pool 'p'"
+
+
+def test_row_keys_are_unique_and_follow_the_order_records_were_written(
+    gateway: GatewayRunner, fake: FakeUpstream, tmp_path: Path
+) -> None:
+    """Keys growing with time are appended to the primary key's index, not scattered over it; a gateway
+    started later (another replica, a restart) writes keys after the earlier one's."""
+    fake.behaviours["a"] = answer("hello")
+    db = tmp_path / "l.db"
+    written = []
+    for run in range(2):
+        with gateway(cfg(fake, f"{{url: 'sqlite:///{db}', flush_interval_s: 3600}}")) as (_, srv):
+            for i in range(4):
+                rid = f"r{run}{i}"
+                assert chat(srv.url, "a", rid=rid).status_code == 200
+                written.append(rid)
+    with sqlite3.connect(db) as conn:
+        requests = conn.execute("SELECT request_id, row_id FROM ledger_requests ORDER BY row_id").fetchall()
+        calls = conn.execute("SELECT request_id, row_id, request_row FROM ledger_calls ORDER BY row_id").fetchall()
+    assert [rid for rid, _ in requests] == written
+    assert [rid for rid, _, _ in calls] == written
+    keys = [k for _, k in requests] + [k for _, k, _ in calls]
+    assert len(set(keys)) == len(keys) == 16 and all(len(k) == 32 for k in keys)
+    assert [row for _, _, row in calls] == [k for _, k in requests]

@@ -2,22 +2,23 @@
 
 A request builds one :class:`LedgerEntry` from objects it already has (its call records, its
 ``fusion`` metadata): nothing is copied or formatted on the request path. The writer turns entries
-into rows in the background (:func:`rows`).
+into rows in the background, at flush time (:func:`rows`): plain tuples the database driver takes as
+they are, one prepared INSERT per table for a whole batch.
 """
 
 from __future__ import annotations
 
+import itertools
 import secrets
-from collections.abc import Mapping, Sequence
+import time
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any, Literal
 
 from gateway.books.calls import CallRecord
-from gateway.books.cost import sum_costs
 from gateway.books.record import FusionMetadata
-from gateway.books.usage import Usage, total
+from gateway.books.usage import Usage
 
 Kind = Literal["passthrough", "pool", "baseline", "cached", "refused"]
 
@@ -66,105 +67,117 @@ class LedgerEntry:
     answer: Any = None
 
 
-def _day(ts: float) -> datetime:
-    return datetime.fromtimestamp(ts, UTC)
-
-
 def _call_role(r: CallRecord) -> str:
     return "debate_round" if r.role == "member" and r.round > 0 else r.role
 
 
 _ANSWERING = frozenset({"passthrough", "member", "baseline"})
 _JUDGING = frozenset({"judge", "comparison"})
+_ZERO = Decimal(0)
 
 
-def _cost(calls: Sequence[CallRecord], roles: frozenset[str]) -> Decimal | None:
-    return sum_costs(r.cost for r in calls if r.role in roles and r.usage is not None)
+#: the columns :func:`rows` fills, in the order of its tuples (the store's INSERTs name them in this order)
+REQUEST_COLUMNS = (
+    "row_id", "created_at", "request_id", "parent_id", "kind", "endpoint", "key_name", "model", "pool", "mode",
+    "status", "error_code", "stream", "degraded", "latency_ms", "fanout_ms", "slowest_member_ms", "rounds_ms",
+    "judge_ms", "gateway_ms", "escalation_ms", "cost_pusd", "member_cost_pusd", "judge_cost_pusd",
+    "saved_cost_pusd", "prompt_tokens", "completion_tokens", "usage_estimated", "judge_status", "judge_model",
+    "winner", "winner_index", "fusion", "escalated", "escalation_cost_pusd", "baseline_sampled", "latency_ratio",
+    "cost_ratio", "comparison", "messages", "answer",
+)
+CALL_COLUMNS = (
+    "row_id", "created_at", "request_row", "request_id", "seq", "role", "round", "member", "model", "provider",
+    "answered_by", "deployment", "fallback_reason", "status", "error_type", "attempts", "latency_ms", "ttfb_ms",
+    "prompt_tokens", "completion_tokens", "cached_tokens", "reasoning_tokens", "cost_pusd", "usage_estimated",
+)
+
+Row = tuple[Any, ...]
 
 
-def rows(entry: LedgerEntry) -> tuple[dict[str, Any], list[dict[str, Any]]]:
-    """The request row and its call rows."""
-    row_id = secrets.token_hex(16)
-    created = _day(entry.created)
+class RowIds:
+    """Row keys: unique across replicas sharing a database, cheap, and in time order.
+
+    When this process began (microseconds since the epoch), a random tag drawn then, and a counter: 32
+    hex digits. Keys that grow with time land at the end of the primary key's index instead of at a
+    random page of it, and making one is a string format, not a call for 16 random bytes.
+    """
+
+    def __init__(self) -> None:
+        self._base = f"{time.time_ns() // 1000:014x}{secrets.token_hex(4)}"
+        self._seq = itertools.count()
+
+    def __call__(self) -> str:
+        return f"{self._base}{next(self._seq):010x}"
+
+
+def rows(
+    entry: LedgerEntry, row_id: Callable[[], str], created: Any, json: Callable[[Any], Any]
+) -> tuple[Row, list[Row]]:
+    """The request row and its call rows, as tuples of :data:`REQUEST_COLUMNS` and :data:`CALL_COLUMNS`.
+
+    ``created``: the request's ``created_at`` as the backend's driver takes it; ``json``: what a JSON
+    column is given for a value (None, no value, stays SQL NULL).
+    """
+    request_row = row_id()
+    request_id = entry.request_id
     providers = entry.providers or {}
-    calls = []
+    calls: list[Row] = []
+    usage: Usage | None = None
+    # what answering and judging calls cost (a request without ``fusion`` metadata): unknown if one is
+    answering: Decimal | None = _ZERO
+    judging: Decimal | None = _ZERO
     for seq, r in enumerate(entry.calls):
         u = r.usage
-        calls.append(
-            {
-                "row_id": secrets.token_hex(16),
-                "created_at": created,
-                "request_row": row_id,
-                "request_id": entry.request_id,
-                "seq": seq,
-                "role": _call_role(r),
-                "round": r.round,
-                "member": r.member,
-                "model": r.model,
-                "provider": providers.get((r.answered_by or r.model, r.deployment)),
-                "answered_by": r.answered_by,
-                "deployment": r.deployment,
-                "fallback_reason": r.fallback_reason,
-                "status": r.status,
-                "error_type": r.error_type,
-                "attempts": r.attempts,
-                "latency_ms": round(r.latency_ms, 3),
-                "ttfb_ms": round((r.first_byte - r.started) * 1000, 3) if r.first_byte else None,
-                "prompt_tokens": u.prompt_tokens if u else None,
-                "completion_tokens": u.completion_tokens if u else None,
-                "cached_tokens": u.cached_tokens if u else None,
-                "reasoning_tokens": u.reasoning_tokens if u else None,
-                "cost_pusd": to_pico(r.cost),
-                "usage_estimated": bool(u and u.estimated),
-            }
-        )
-    usage: Usage | None = total(r.usage for r in entry.calls) if any(r.usage for r in entry.calls) else None
+        if u is not None:
+            usage = u if usage is None else usage + u
+            role, cost = r.role, r.cost
+            if role in _ANSWERING:
+                answering = None if answering is None or cost is None else answering + cost
+            elif role in _JUDGING:
+                judging = None if judging is None or cost is None else judging + cost
+        calls.append((
+            row_id(), created, request_row, request_id, seq, _call_role(r), r.round, r.member, r.model,
+            providers.get((r.answered_by or r.model, r.deployment)), r.answered_by, r.deployment,
+            r.fallback_reason, r.status, r.error_type, r.attempts, round(r.latency_ms, 3),
+            round((r.first_byte - r.started) * 1000, 3) if r.first_byte else None,
+            u.prompt_tokens if u else None, u.completion_tokens if u else None,
+            u.cached_tokens if u else None, u.reasoning_tokens if u else None,
+            to_pico(r.cost), bool(u and u.estimated),
+        ))
     meta = entry.meta
-    lat = meta.latency if meta is not None else None
-    judge = meta.judge if meta is not None else None
-    cascade = meta.cascade if meta is not None else None
+    if meta is None:
+        request: Row = (
+            request_row, created, request_id, entry.parent_id, entry.kind, entry.endpoint, entry.key, entry.model,
+            entry.pool, entry.mode, entry.status, entry.error_code, entry.stream, False,
+            round(entry.latency_ms, 3) if entry.latency_ms is not None else None, None, None, None, None, None,
+            None, to_pico(entry.cost), to_pico(answering), to_pico(judging), to_pico(entry.saved),
+            usage.prompt_tokens if usage else None, usage.completion_tokens if usage else None,
+            bool(usage and usage.estimated), None, None, None, None, None, None, None, False,
+            entry.latency_ratio, entry.cost_ratio, entry.comparison, _json(json, entry.messages),
+            _json(json, entry.answer),
+        )
+        return request, calls
+    lat = meta.latency
+    judge = meta.judge
+    cascade = meta.cascade
     escalation = cascade.escalation if cascade is not None else None
-    request = {
-        "row_id": row_id,
-        "created_at": created,
-        "request_id": entry.request_id,
-        "parent_id": entry.parent_id,
-        "kind": entry.kind,
-        "endpoint": entry.endpoint,
-        "key_name": entry.key,
-        "model": entry.model,
-        "pool": entry.pool,
-        "mode": entry.mode,
-        "status": entry.status,
-        "error_code": entry.error_code,
-        "stream": entry.stream,
-        "degraded": bool(meta and meta.degraded),
-        "latency_ms": round(entry.latency_ms, 3) if entry.latency_ms is not None else None,
-        "fanout_ms": lat.fanout if lat else None,
-        "slowest_member_ms": lat.slowest_member if lat else None,
-        "rounds_ms": list(lat.rounds) if lat else None,
-        "judge_ms": lat.judge if lat else None,
-        "gateway_ms": lat.gateway if lat else None,
-        "escalation_ms": lat.escalation if lat and cascade else None,
-        "cost_pusd": to_pico(entry.cost),
-        "member_cost_pusd": to_pico(meta.cost_member if meta else _cost(entry.calls, _ANSWERING)),
-        "judge_cost_pusd": to_pico(meta.cost_judge if meta else _cost(entry.calls, _JUDGING)),
-        "saved_cost_pusd": to_pico(entry.saved),
-        "prompt_tokens": usage.prompt_tokens if usage else None,
-        "completion_tokens": usage.completion_tokens if usage else None,
-        "usage_estimated": bool(usage and usage.estimated),
-        "judge_status": judge.status if judge else None,
-        "judge_model": judge.model if judge else None,
-        "winner": meta.winner.model if meta and meta.winner else None,
-        "winner_index": meta.winner.member if meta and meta.winner else None,
-        "fusion": meta.to_json() if meta is not None else None,
-        "escalated": cascade.escalated if cascade is not None else None,
-        "escalation_cost_pusd": to_pico(escalation.cost_usd) if escalation is not None else None,
-        "baseline_sampled": bool(meta and meta.baseline_sampled),
-        "latency_ratio": entry.latency_ratio,
-        "cost_ratio": entry.cost_ratio,
-        "comparison": entry.comparison,
-        "messages": entry.messages,
-        "answer": entry.answer,
-    }
+    request = (
+        request_row, created, request_id, entry.parent_id, entry.kind, entry.endpoint, entry.key, entry.model,
+        entry.pool, entry.mode, entry.status, entry.error_code, entry.stream, meta.degraded,
+        round(entry.latency_ms, 3) if entry.latency_ms is not None else None,
+        lat.fanout, lat.slowest_member, json(list(lat.rounds)), lat.judge, lat.gateway,
+        lat.escalation if cascade is not None else None, to_pico(entry.cost), to_pico(meta.cost_member),
+        to_pico(meta.cost_judge), to_pico(entry.saved),
+        usage.prompt_tokens if usage else None, usage.completion_tokens if usage else None,
+        bool(usage and usage.estimated), judge.status if judge else None, judge.model if judge else None,
+        meta.winner.model if meta.winner else None, meta.winner.member if meta.winner else None,
+        json(meta.to_json()), cascade.escalated if cascade is not None else None,
+        to_pico(escalation.cost_usd) if escalation is not None else None, bool(meta.baseline_sampled),
+        entry.latency_ratio, entry.cost_ratio, entry.comparison, _json(json, entry.messages),
+        _json(json, entry.answer),
+    )
     return request, calls
+
+
+def _json(json: Callable[[Any], Any], value: Any) -> Any:
+    return None if value is None else json(value)
