@@ -185,15 +185,14 @@ def limited_protocol(base: type[asyncio.Protocol], limits: ServerLimits) -> type
 
 
 def protocol_for(limits: ServerLimits) -> type[asyncio.Protocol]:
-    """uvicorn's fastest HTTP protocol available (httptools, with its writes coalesced: see
-    :mod:`gateway.wire.coalesce`; else h11), with ``limits``."""
+    """uvicorn's fastest HTTP protocol available (httptools, else h11), with ``limits``."""
     try:
-        from gateway.wire.coalesce import CoalescingHttpToolsProtocol
+        from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
     except ImportError:
         from uvicorn.protocols.http.h11_impl import H11Protocol
 
         return limited_protocol(H11Protocol, limits)
-    return limited_protocol(CoalescingHttpToolsProtocol, limits)
+    return limited_protocol(HttpToolsProtocol, limits)
 
 
 def __getattr__(name: str) -> Any:

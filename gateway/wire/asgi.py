@@ -119,12 +119,6 @@ class Exchange:
     async def send(self, message: Message) -> None:
         if message["type"] == "http.response.body" and not message.get("more_body", False):
             self.complete = True
-            await self._send(message)
-            # Let the response go out before the bookkeeping that follows it (books, log line, budget):
-            # the server writes what was sent at the end of this loop iteration, and one yield puts the
-            # rest of the request after that write instead of before it.
-            await asyncio.sleep(0)
-            return
         await self._send(message)
 
 
