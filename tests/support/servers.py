@@ -14,9 +14,7 @@ import uvicorn
 
 
 class ServerThread:
-    def __init__(
-        self, app: Any, *, lifespan: str = "on", timeout_graceful_shutdown: float = 2.0, http: Any = "auto"
-    ) -> None:
+    def __init__(self, app: Any, *, lifespan: str = "on", timeout_graceful_shutdown: float = 2.0) -> None:
         # proto must say TCP: asyncio only sets TCP_NODELAY on accepted sockets whose proto is IPPROTO_TCP,
         # and without it every kept-alive response waits 40 ms for the client's delayed ACK.
         self._sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
@@ -29,7 +27,6 @@ class ServerThread:
             log_level="warning",
             access_log=False,
             loop="asyncio",
-            http=http,
             timeout_graceful_shutdown=timeout_graceful_shutdown,
         )
         self.server = uvicorn.Server(config)
