@@ -17,9 +17,9 @@ from fusion_modes.base import Emit, FusionResult, JudgeFailed, JudgeStatus
 from fusion_modes.cascade import agrees, check_format, rate
 from gateway.books.calls import Ledger
 from gateway.pipeline.events import FusionEvents
-from gateway.pipeline.fanout import FanoutPolicy, MemberCall, fan_out
+from gateway.pipeline.fanout import FanoutPolicy, fan_out
 from gateway.pipeline.plan import PoolPlan
-from gateway.pipeline.pool import CascadeRun, PoolOutcome, Timeline, candidate, plan_judge, run_pool
+from gateway.pipeline.pool import CascadeRun, PoolOutcome, Timeline, candidate, member_calls, plan_judge, run_pool
 from gateway.pipeline.upstream import UpstreamCaller
 
 
@@ -42,7 +42,7 @@ async def run_cascade(
 ) -> PoolOutcome:
     pool, check, escalate = plan.pool, plan.pool.check, plan.escalate
     assert check is not None and escalate is not None
-    calls = [MemberCall(i, spec, {**plan.body, "model": spec.upstream}) for i, spec in plan.members]
+    calls = member_calls(plan)
     # The check's second answer is needed whenever the first one is: wait for both.
     policy = FanoutPolicy(quorum=len(calls), grace_s=None, timeout_s=pool.timeout_s, deadline=deadline)
     timeline.fanout_start = time.monotonic()

@@ -88,6 +88,11 @@ def candidate(result: MemberResult) -> Candidate:
     )
 
 
+def member_calls(plan: PoolPlan) -> list[MemberCall]:
+    """One call per member of ``plan``, each with the body the members get and its own upstream name."""
+    return [MemberCall(i, spec, {**plan.body, "model": spec.upstream}) for i, spec in plan.members]
+
+
 async def run_pool(
     caller: UpstreamCaller,
     plan: PoolPlan,
@@ -100,7 +105,7 @@ async def run_pool(
     events: FusionEvents | None = None,
 ) -> PoolOutcome:
     pool = plan.pool
-    calls = [MemberCall(i, spec, {**plan.body, "model": spec.upstream}) for i, spec in plan.members]
+    calls = member_calls(plan)
     # The member expected to answer last starts first: starting a call takes the event loop a moment,
     # and the request that leaves last is the one the whole fan-out waits for. (Results keep their
     # place in the pool's members; only the start order changes.)

@@ -12,7 +12,7 @@ from __future__ import annotations
 import re
 import secrets
 import time
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
 from typing import Any
 
 from gateway.config.loader import ModelSpec
@@ -87,17 +87,13 @@ async def _serve_inbound(
         runtime.keys.authorize(ctx.principal, req.model, is_pool=is_pool)
         # Cached answers are chat completions: the other inbound APIs are answered fresh.
         key = _cache_key(gw, scope, ctx, req) if gw.cache is not None and shaper is CHAT else None
+        fresh: Callable[[], Coroutine[Any, Any, None]]
         if isinstance(target, PoolTarget):
             plan = plan_pool(runtime.config, target.name, target.pool, req)
             ctx.fields["mode"] = plan.mode
             admission = await admit(gw.limits, ctx.principal, req, plan)
-            hit = await gw.cache.get(key) if key is not None and gw.cache is not None else None
-            if hit is not None:
-                work = cached.serve_hit(ctx, req, hit, send)
-            elif req.stream:
-                work = fused.stream(ctx, plan, req, send, shaper)
-            else:
-                work = fused.json(ctx, plan, req, send, shaper)
+            answer = fused.stream if req.stream else fused.json
+            fresh = lambda: answer(ctx, plan, req, send, shaper)  # noqa: E731
         else:
             if req.fusion and set(req.fusion) != {"cache"}:
                 raise InvalidRequest(
@@ -108,13 +104,10 @@ async def _serve_inbound(
             assert isinstance(target, ModelSpec)
             ctx.fields["mode"] = "passthrough"
             admission = await admit(gw.limits, ctx.principal, req, target)
-            hit = await gw.cache.get(key) if key is not None and gw.cache is not None else None
-            if hit is not None:
-                work = cached.serve_hit(ctx, req, hit, send)
-            elif req.stream:
-                work = direct.stream(ctx, target, req, send, shaper)
-            else:
-                work = direct.json(ctx, target, req, send, shaper)
+            relay = direct.stream if req.stream else direct.json
+            fresh = lambda: relay(ctx, target, req, send, shaper)  # noqa: E731
+        hit = await gw.cache.get(key) if key is not None and gw.cache is not None else None
+        work = cached.serve_hit(ctx, req, hit, send) if hit is not None else fresh()
         if key is not None and hit is None:
             ctx.cache_key = key
             ctx.headers.append(cached.MISS)
