@@ -23,7 +23,7 @@ from gateway.config import (
     load_server_config,
     server_url,
 )
-from gateway.config.schema import SimulatorProviderConfig
+from gateway.config.providers import SimulatorProviderConfig
 from gateway.pipeline.auth import is_loopback
 from gateway.wire.errors import ConfigError
 

@@ -22,7 +22,7 @@ import openai
 import pytest
 from pydantic import BaseModel
 
-from gateway.config.schema import SimulatorProfile, SimulatorProviderConfig
+from gateway.config.providers import SimulatorProfile, SimulatorProviderConfig
 from gateway.providers.simulator.server import SimulatorApp
 from tests.conftest import run_gateway, sdk
 from tests.support.servers import serving

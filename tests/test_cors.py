@@ -12,7 +12,7 @@ import pytest
 
 from gateway.app import GatewayApp, create_app
 from gateway.config import parse_config
-from gateway.config.schema import CORS_ALLOW_HEADERS, CORS_EXPOSE_HEADERS
+from gateway.config.server import CORS_ALLOW_HEADERS, CORS_EXPOSE_HEADERS
 from gateway.wire.asgi import Message, Receive, Scope, Send
 from gateway.wire.cors import CORS, CorsPolicy
 from gateway.wire.errors import ConfigError

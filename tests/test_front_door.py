@@ -122,7 +122,7 @@ def test_livez_answers_while_the_connection_limit_holds(gp: GatewayProcess) -> N
 
 
 def test_the_limits_have_safe_defaults() -> None:
-    from gateway.config.schema import ServerLimits
+    from gateway.config.server import ServerLimits
 
     d = ServerLimits()
     assert (d.max_connections, d.header_read_timeout_s, d.body_read_timeout_s, d.idle_timeout_s,

@@ -21,7 +21,7 @@ from fusion_modes.judge import (
     verdict_messages,
     verdict_response_format,
 )
-from gateway.config.schema import SimulatorProfile
+from gateway.config.providers import SimulatorProfile
 from gateway.providers.simulator.engine import SimulatedModel
 from gateway.providers.simulator.prompts import read_debate_task, read_judge_task
 

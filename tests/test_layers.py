@@ -16,7 +16,7 @@ import pytest
 from fusion_modes import MODES
 from fusion_modes.agreement import COMPARISONS, ComparisonName
 from fusion_modes.base import ModeName
-from gateway.config.schema import PROVIDER_CONFIG_TYPES
+from gateway.config.providers import PROVIDER_CONFIG_TYPES
 from gateway.providers import adapter_class
 from gateway.providers.base import Provider
 

@@ -16,7 +16,7 @@ from fusion_modes.base import Candidate, FusionContext, JudgeFailed, Written
 from fusion_modes.judge import make_ballot
 from fusion_modes.merge import merge
 from gateway.config.loader import parse_config
-from gateway.config.schema import SimulatorProfile
+from gateway.config.providers import SimulatorProfile
 from gateway.pipeline.estimate import JUDGE_OVERHEAD_TOKENS, pool_cost, prompt_tokens
 from gateway.pipeline.plan import plan_pool
 from gateway.providers.simulator.engine import SimulatedModel

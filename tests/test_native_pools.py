@@ -17,7 +17,7 @@ import httpx
 import pytest
 
 from gateway.config.loader import ModelSpec
-from gateway.config.schema import AnthropicProviderConfig, GeminiProviderConfig, Timeouts
+from gateway.config.providers import AnthropicProviderConfig, GeminiProviderConfig, Timeouts
 from gateway.providers.anthropic import AnthropicProvider
 from gateway.providers.base import Provider
 from gateway.providers.gemini import GeminiProvider

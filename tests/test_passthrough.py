@@ -10,7 +10,7 @@ import pytest
 from openai.lib.streaming.chat import ChatCompletionStreamState
 from openai.types.chat import ChatCompletion, ChatCompletionChunk
 
-from gateway.config.schema import SimulatorProfile, SimulatorProviderConfig
+from gateway.config.providers import SimulatorProfile, SimulatorProviderConfig
 from gateway.providers.simulator.server import SimulatorApp
 from tests.conftest import GatewayRunner, fake_provider_yaml, sdk
 from tests.support.fakes import FakeUpstream, completion, json_reply, sse_reply, text_chunks

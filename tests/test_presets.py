@@ -9,12 +9,8 @@ import pytest
 
 from gateway.config import parse_config
 from gateway.config.presets import PRESETS
-from gateway.config.schema import (
-    AnthropicProviderConfig,
-    GeminiProviderConfig,
-    OpenAIProviderConfig,
-    ServerConfig,
-)
+from gateway.config.providers import AnthropicProviderConfig, GeminiProviderConfig, OpenAIProviderConfig
+from gateway.config.server import ServerConfig
 from gateway.wire.errors import ConfigError
 from tests.conftest import GatewayRunner, sdk
 from tests.support.fakes import FakeUpstream, completion, json_reply

@@ -9,7 +9,7 @@ import httpx
 import pytest
 
 from gateway.books.tokens import approximate, count_messages
-from gateway.config.schema import FailureInjection, SimulatorProfile, SimulatorProviderConfig
+from gateway.config.providers import FailureInjection, SimulatorProfile, SimulatorProviderConfig
 from gateway.providers.simulator.engine import SimulatedModel, final_number, pieces
 from gateway.providers.simulator.server import SimulatorApp
 from tests.conftest import GatewayRunner, http_client, sdk

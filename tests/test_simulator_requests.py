@@ -12,7 +12,7 @@ from jsonschema import Draft202012Validator
 from openai.lib.streaming.chat import ChatCompletionStreamState
 from openai.types.chat import ChatCompletion, ChatCompletionChunk
 
-from gateway.config.schema import SimulatorProfile
+from gateway.config.providers import SimulatorProfile
 from gateway.providers.simulator.engine import SimulatedModel, final_number
 from gateway.providers.simulator.provider import completion_body, stream_chunks
 

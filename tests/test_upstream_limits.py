@@ -176,7 +176,7 @@ def test_memory_goes_back_after_oversized_answers(tmp_path: Path, fake: FakeUpst
 
 
 def test_the_caps_have_sane_defaults() -> None:
-    from gateway.config.schema import OpenAIProviderConfig
+    from gateway.config.providers import OpenAIProviderConfig
 
     cfg = OpenAIProviderConfig.model_validate({"type": "openai", "base_url": "http://127.0.0.1:1/v1"})
     assert (cfg.max_response_bytes, cfg.max_event_bytes) == (32 * MB, 4 * MB)

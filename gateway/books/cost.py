@@ -12,7 +12,7 @@ from collections.abc import Iterable
 from decimal import Decimal
 
 from gateway.books.usage import Usage
-from gateway.config.schema import Price
+from gateway.config.models import Price
 
 MILLION = Decimal(1_000_000)
 

@@ -14,23 +14,11 @@ from typing import Any, TypeVar, Union, get_args, get_origin
 
 from pydantic import BaseModel, ValidationError
 
-from gateway.config.schema import (
-    PROVIDER_CONFIG_TYPES,
-    AuthConfig,
-    DeploymentConfig,
-    LedgerConfig,
-    LoggingConfig,
-    ModelConfig,
-    OutlierDetection,
-    PoolConfig,
-    Price,
-    ProviderConfig,
-    RawConfig,
-    Routing,
-    ServerConfig,
-    StateConfig,
-    Timeouts,
-)
+from gateway.config.models import DeploymentConfig, ModelConfig, OutlierDetection, Price, Routing
+from gateway.config.pools import PoolConfig
+from gateway.config.providers import PROVIDER_CONFIG_TYPES, ProviderConfig, Timeouts
+from gateway.config.schema import AuthConfig, LedgerConfig, LoggingConfig, RawConfig, StateConfig
+from gateway.config.server import ServerConfig
 from gateway.config.source import ConfigIssue, Loc, Source, load_source, parse_source
 from gateway.config.suggest import closest, unknown
 

@@ -111,7 +111,7 @@ def _flow_env_ref_hint(text: str, index: int) -> str:
     end = text.find("}", index)
     ref = text[index - 1 : end + 1] if end != -1 else "${VAR}"
     return (
-        f"; an unquoted {ref} inside {{...}} or [...] is not valid YAML: quote it (\"{ref}\") "
+        f'; an unquoted {ref} inside {{...}} or [...] is not valid YAML: quote it ("{ref}") '
         "or use block style, one key per line"
     )
 

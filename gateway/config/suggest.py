@@ -1,4 +1,4 @@
-""""Did you mean ...?" for a misspelt key or name, from the names that would have been right."""
+""" "Did you mean ...?" for a misspelt key or name, from the names that would have been right."""
 
 from __future__ import annotations
 

@@ -24,7 +24,7 @@ from typing import Literal
 
 from gateway.books.metrics import Metrics
 from gateway.config.loader import Deployment, ModelSpec
-from gateway.config.schema import RetryBudget as RetryBudgetConfig
+from gateway.config.server import RetryBudget as RetryBudgetConfig
 from gateway.wire.errors import UpstreamError, UpstreamStatusError
 
 #: how an attempt ended, as the balancer sees it

@@ -26,7 +26,7 @@ from gateway.books.ledger.entry import LedgerEntry
 from gateway.books.ledger.writer import LedgerWriter
 from gateway.books.metrics import Metrics
 from gateway.books.stats import StatsStore
-from gateway.config.schema import BaselineConfig, PoolConfig
+from gateway.config.pools import BaselineConfig, PoolConfig
 from gateway.pipeline.judge_calls import ModelJudge
 from gateway.pipeline.plan import PoolPlan
 from gateway.pipeline.runtime import Runtime

@@ -13,7 +13,7 @@ from typing import Any
 from fusion_modes.base import JudgeFailed, Written
 from gateway.books.calls import CallRecord, CallRole, Ledger
 from gateway.config.loader import ModelSpec
-from gateway.config.schema import JudgeConfig
+from gateway.config.pools import JudgeConfig
 from gateway.pipeline.upstream import UpstreamCaller
 from gateway.wire.assemble import Accumulator
 from gateway.wire.errors import UpstreamError, UpstreamTimeout

@@ -15,7 +15,7 @@ from fusion_modes import MODES
 from fusion_modes.base import FinalMode
 from fusion_modes.criteria import CRITERIA_PRESETS, criteria_text, is_preset_name
 from gateway.config.loader import GatewayConfig, ModelSpec
-from gateway.config.schema import Mode, PoolConfig, unknown_criteria_preset
+from gateway.config.pools import Mode, PoolConfig, unknown_criteria_preset
 from gateway.pipeline.contract import WriterContract, writer_contract
 from gateway.wire.errors import InvalidRequest
 from gateway.wire.protocol import ChatRequest

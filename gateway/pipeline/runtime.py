@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from gateway.books.metrics import Metrics
 from gateway.books.traces import Tracing
 from gateway.config.loader import GatewayConfig, ModelSpec
-from gateway.config.schema import PoolConfig
+from gateway.config.pools import PoolConfig
 from gateway.pipeline.auth import KeyRing, no_such_model
 from gateway.pipeline.balancer import Balancer, RetryBudget
 from gateway.pipeline.upstream import UpstreamCaller

@@ -23,8 +23,8 @@ from gateway.books.tokens import count_messages, count_text
 from gateway.books.traces import Tracing
 from gateway.books.usage import Usage
 from gateway.config.loader import ModelSpec
-from gateway.config.schema import RetryBudget as RetryBudgetConfig
-from gateway.config.schema import RetryPolicy
+from gateway.config.providers import RetryPolicy
+from gateway.config.server import RetryBudget as RetryBudgetConfig
 from gateway.pipeline.balancer import Balancer, RetryBudget
 from gateway.providers.base import Provider
 from gateway.providers.transport import call_headers

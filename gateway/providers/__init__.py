@@ -9,7 +9,7 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-from gateway.config.schema import ProviderBase
+from gateway.config.providers import ProviderBase
 from gateway.providers.base import ChunkStream, Provider
 
 

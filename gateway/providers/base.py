@@ -14,7 +14,7 @@ from typing import Any
 
 from gateway.books.usage import Usage
 from gateway.config.loader import ModelSpec
-from gateway.config.schema import ProviderBase
+from gateway.config.providers import ProviderBase
 from gateway.wire.sse import DEFAULT_MAX_EVENT_BYTES
 
 

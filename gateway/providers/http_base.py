@@ -13,7 +13,7 @@ from typing import Any
 import aiohttp
 
 from gateway.config.loader import ModelSpec
-from gateway.config.schema import HTTPProviderConfig
+from gateway.config.providers import HTTPProviderConfig
 from gateway.providers.base import ChunkStream, Provider
 from gateway.providers.stream import completion_as_stream
 from gateway.providers.transport import call_headers, iter_body, new_session, read_body, status_error, upstream_errors

@@ -11,7 +11,7 @@ from contextlib import AbstractAsyncContextManager
 from typing import Any
 
 from gateway.config.loader import ModelSpec
-from gateway.config.schema import OpenAIProviderConfig
+from gateway.config.providers import OpenAIProviderConfig
 from gateway.providers.base import ChunkStream
 from gateway.providers.http_base import NativeHTTPProvider
 from gateway.providers.stream import SSEChunkStream

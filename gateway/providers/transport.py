@@ -19,7 +19,7 @@ from typing import Any
 
 import aiohttp
 
-from gateway.config.schema import Timeouts
+from gateway.config.providers import Timeouts
 from gateway.wire import jsonutil
 from gateway.wire.errors import (
     UpstreamConnectError,

@@ -24,7 +24,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from gateway.config.schema import ServerLimits
+from gateway.config.server import ServerLimits
 from gateway.wire import jsonutil
 from gateway.wire.errors import RETRY_AFTER_503, envelope
 

@@ -20,7 +20,7 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 from gateway.config.loader import ModelSpec
-from gateway.config.schema import AnthropicProviderConfig
+from gateway.config.providers import AnthropicProviderConfig
 from gateway.providers.anthropic.request import AnthropicRequest, build
 from gateway.providers.anthropic.response import to_completion
 from gateway.providers.anthropic.stream import AnthropicChunkStream

@@ -15,7 +15,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from gateway.config.schema import AnthropicProviderConfig
+from gateway.config.providers import AnthropicProviderConfig
 from gateway.providers import translate as t
 from gateway.providers.translate import Unsupported
 from gateway.wire.anthropic import IMAGE_TYPES, TOOL_CHOICES, image_source

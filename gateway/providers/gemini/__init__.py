@@ -21,7 +21,7 @@ from typing import Any
 from urllib.parse import quote
 
 from gateway.config.loader import ModelSpec
-from gateway.config.schema import GeminiProviderConfig
+from gateway.config.providers import GeminiProviderConfig
 from gateway.providers.base import ChunkStream
 from gateway.providers.gemini.request import GeminiRequest, build
 from gateway.providers.gemini.response import error, to_completion

@@ -18,7 +18,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from gateway.config.schema import GeminiProviderConfig
+from gateway.config.providers import GeminiProviderConfig
 from gateway.providers import translate as t
 from gateway.providers.gemini.schema import to_gemini_schema
 from gateway.providers.translate import Unsupported

@@ -40,7 +40,7 @@ import orjson
 
 from gateway.books.tokens import approximate, count_messages
 from gateway.books.usage import Usage
-from gateway.config.schema import SimulatorProfile
+from gateway.config.providers import SimulatorProfile
 from gateway.providers.simulator.prompts import Block, JudgeTask, read_debate_task, read_judge_task
 from gateway.providers.simulator.shapes import json_object_for, value_for
 from gateway.wire.protocol import content_text

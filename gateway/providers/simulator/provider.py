@@ -17,7 +17,7 @@ import anyio
 from gateway.books.tokens import approximate
 from gateway.books.usage import Usage
 from gateway.config.loader import ModelSpec
-from gateway.config.schema import SimulatorProviderConfig
+from gateway.config.providers import SimulatorProviderConfig
 from gateway.providers.base import ChunkStream, Provider
 from gateway.providers.simulator.engine import Answer, Fault, SimulatedModel, Timing, stable_rng
 from gateway.providers.transport import status_error

@@ -10,7 +10,7 @@ from typing import Any
 
 import anyio
 
-from gateway.config.schema import SimulatorProviderConfig
+from gateway.config.providers import SimulatorProviderConfig
 from gateway.providers.simulator.engine import Timing
 from gateway.providers.simulator.provider import (
     SimulatorProvider,
