@@ -115,6 +115,34 @@ def test_retention_drops_whole_day_partitions(postgres: PostgresCluster) -> None
     assert (dropped, left) == (2, 2)  # the 10-day-old day's two partitions (requests, calls) went whole
 
 
+def test_a_debate_record_reads_back_from_postgresql_as_it_was_answered(
+    postgres: PostgresCluster, tmp_path: Path
+) -> None:
+    """Rows go in by binary COPY: every JSON column (the ``fusion`` object with its exact costs, the
+    rounds' latencies, the prompt and the answer) must read back as the caller was sent it."""
+    url = fresh_db(postgres)
+    # two members that answer differently (another simulated model), so the debate runs its rounds
+    pools = ("  m3: {provider: sim, model: other, price: {input: 0.30, output: 1.20}}\npools:\n"
+             "  talk: {mode: debate, members: [m1, m3], judge: {model: m1}, debate: {rounds: 2, final: merge}}\n")
+    config = SIM.format(url=url).replace("ledger: {url:", "ledger: {content: true, url:").replace("pools:\n", pools)
+    messages = [{"role": "system", "content": "Be brief. \u00e9\u2713"}, *HI]
+    with gateway_process(config, tmp_path) as gw:
+        r = httpx.post(gw.url + "/v1/chat/completions", json={"model": "talk", "messages": messages},
+                       headers={"x-request-id": "deb-1"}, timeout=30)
+        assert r.status_code == 200
+        sent = r.json()
+        assert wait_until(lambda: httpx.get(gw.url + "/v1/fusion/requests/deb-1").status_code == 200, timeout=10)
+        rec = httpx.get(gw.url + "/v1/fusion/requests/deb-1").json()
+    assert rec["fusion"] == sent["fusion"]
+    assert rec["messages"] == messages
+    assert rec["answer"]["content"] == sent["choices"][0]["message"]["content"]
+    assert rec["latency_ms"]["rounds"] == sent["fusion"]["latency_ms"]["rounds"]
+    rounds = len(rec["latency_ms"]["rounds"])
+    assert rounds >= 1
+    assert rec["cost_usd"] == sent["fusion"]["cost_usd"]
+    assert [c["role"] for c in rec["calls"]].count("debate_round") == 2 * rounds
+
+
 def test_postgres_stopped_under_traffic(
     postgres: PostgresCluster, gateway: GatewayRunner, fake: FakeUpstream
 ) -> None:

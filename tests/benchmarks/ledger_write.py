@@ -1,16 +1,23 @@
-"""CPU per ledger record: N passthrough-shaped records through a real ``LedgerWriter`` into an SQLite file.
+"""The ledger's writer: N passthrough-shaped records through a real ``LedgerWriter``, in batches as the
+gateway writes them, into an SQLite file (default), a throwaway PostgreSQL cluster (``--postgres``, Debian's
+``postgresql``) or any ``--url``.
 
-Counts every thread of the process (``time.process_time()``), the driver's worker thread included: what a
-gateway sharing one core with its ledger pays per request. ``--loaded`` keeps the event loop busy meanwhile,
-as a gateway at full load does (slices of pure Python work, yielding between them), and subtracts that
-work's own CPU: what remains is the ledger's share, thread switches included. Not a test; run by hand::
+Two figures. Records per second of wall clock: what the writer sustains. CPU per record, counting every
+thread of the process (``time.process_time()``), the driver's worker thread included: what a gateway
+sharing one core with its ledger pays per request. ``--loaded`` keeps the event loop busy meanwhile, as a
+gateway at full load does (slices of pure Python work, yielding between them), and subtracts that work's
+own CPU: what remains is the ledger's share, thread switches included. ``tests/benchmarks/run.py`` runs it;
+by hand::
 
-    .venv/bin/python tests/benchmarks/ledger_write.py [--records 20000] [--batch 1000] [--loaded] [--url URL]
+    .venv/bin/python tests/benchmarks/ledger_write.py [--records 20000] [--batch 1000] [--loaded]
+                                                      [--url URL | --postgres] [--json]
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import json
 import logging
 import tempfile
 import time
@@ -48,7 +55,8 @@ def unit() -> int:
     return sum(i * i for i in range(300))
 
 
-async def measure(url: str, records: int, batch: int, loaded: bool = False) -> float:
+async def measure(url: str, records: int, batch: int, loaded: bool = False) -> tuple[float, float]:
+    """(CPU seconds, wall seconds) to write ``records`` records."""
     store = LedgerStore(url)
     await store.prepare()
     writer = LedgerWriter(store, LedgerConfig(batch_size=batch), Metrics(), logging.getLogger("bench"))
@@ -72,7 +80,7 @@ async def measure(url: str, records: int, batch: int, loaded: bool = False) -> f
         done = True
     per_unit = (time.process_time() - t0) / units
     units, done = 0, False
-    t0 = time.process_time()
+    t0, w0 = time.process_time(), time.perf_counter()
     async with anyio.create_task_group() as tg:
         if loaded:
             tg.start_soon(busy)
@@ -81,9 +89,10 @@ async def measure(url: str, records: int, batch: int, loaded: bool = False) -> f
                 writer.submit(e)
             assert await writer.flush()
         done = True
+    wall = time.perf_counter() - w0
     spent = time.process_time() - t0 - units * per_unit
     await writer.close(10)
-    return spent
+    return spent, wall
 
 
 def main() -> None:
@@ -92,12 +101,25 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=1000)
     parser.add_argument("--loaded", action="store_true", help="keep the event loop busy meanwhile")
     parser.add_argument("--url", default=None)
+    parser.add_argument("--postgres", action="store_true", help="into a throwaway PostgreSQL cluster")
+    parser.add_argument("--json", action="store_true", help="print the figures as one JSON object")
     args = parser.parse_args()
-    with tempfile.TemporaryDirectory() as tmp:
-        url = args.url or f"sqlite:///{Path(tmp) / 'ledger.db'}"
-        spent = anyio.run(measure, url, args.records, args.batch, args.loaded)
-    print(f"{args.records} records, batches of {args.batch}{', loaded' if args.loaded else ''}: {spent:.3f} s CPU, "
-          f"{spent / args.records * 1e6:.1f} us CPU per record")
+    with contextlib.ExitStack() as stack:
+        if args.postgres:
+            from tests.support.procs import postgres_cluster
+
+            url = stack.enter_context(postgres_cluster()).url()
+        else:
+            url = args.url or f"sqlite:///{Path(stack.enter_context(tempfile.TemporaryDirectory())) / 'ledger.db'}"
+        spent, wall = anyio.run(measure, url, args.records, args.batch, args.loaded)
+    figures = {"records": args.records, "batch": args.batch, "records_per_s": args.records / wall,
+               "cpu_us_per_record": spent / args.records * 1e6}
+    if args.json:
+        print(json.dumps(figures))
+        return
+    print(f"{args.records} records, batches of {args.batch}{', loaded' if args.loaded else ''}: "
+          f"{figures['records_per_s']:,.0f} records/s, {spent:.3f} s CPU, {figures['cpu_us_per_record']:.1f} us CPU "
+          "per record")
 
 
 if __name__ == "__main__":

@@ -179,9 +179,10 @@ class LedgerStore:
                         await conn.exec_driver_sql(statement, params)
                 return
             await self._partitions(conn, {r[1].date() for r in request_rows})
-            await conn.exec_driver_sql(self._insert_requests, request_rows)
+            copy = (await conn.get_raw_connection()).driver_connection.copy_records_to_table
+            await copy("ledger_requests", records=request_rows, columns=REQUEST_COLUMNS)
             if call_rows:
-                await conn.exec_driver_sql(self._insert_calls, call_rows)
+                await copy("ledger_calls", records=call_rows, columns=CALL_COLUMNS)
 
     async def _partitions(self, conn: Any, days: Iterable[date]) -> None:
         missing = sorted(d for d in days if d not in self._days)
