@@ -62,7 +62,7 @@ export class SpendView {
     const group = spend.group_by;
     const what = group === "model" ? "calls" : "requests";  // by model, each upstream call counts
     const window = this.els.since.selectedOptions[0].textContent;
-    this.els.status.textContent = `${window}, by ${GROUP_LABELS[group].toLowerCase()}, dearest first. `
+    this.els.status.textContent = `Spent over ${window}, by ${GROUP_LABELS[group].toLowerCase()}, dearest first. `
       + `Loaded ${new Date().toLocaleTimeString("en-GB")}.`;
     if (!spend.data.length) {
       clear(this.els.table).append(h("p", { class: "empty" }, "Nothing was spent in this window."));
