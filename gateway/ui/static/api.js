@@ -26,12 +26,16 @@ export function setKey(value, remember) {
   }
 }
 
+/** The error code of the ledger's endpoints when the gateway runs without one (`ledger: none`). */
+export const LEDGER_OFF = "ledger_off";
+
 /** An error the gateway answered with its OpenAI envelope, or a network failure. */
 export class ApiError extends Error {
-  constructor(message, status = 0, type = null) {
+  constructor(message, status = 0, type = null, code = null) {
     super(message);
     this.status = status;
     this.type = type;
+    this.code = code;
   }
 }
 
@@ -44,16 +48,18 @@ function headers(extra) {
 async function failure(response) {
   let message = `HTTP ${response.status} ${response.statusText}`.trim();
   let type = null;
+  let code = null;
   try {
     const body = await response.json();
     if (body && body.error && body.error.message) {
       message = body.error.message;
       type = body.error.type || null;
+      code = body.error.code || null;
     }
   } catch {
     // not the envelope: the status line says enough
   }
-  return new ApiError(message, response.status, type);
+  return new ApiError(message, response.status, type, code);
 }
 
 async function send(path, init) {
@@ -69,6 +75,29 @@ export async function getJSON(path, signal) {
   const response = await send(path, { headers: headers({ accept: "application/json" }), signal, cache: "no-store" });
   if (!response.ok) throw await failure(response);
   return response.json();
+}
+
+/**
+ * GET JSON whose money is exact: every "..._usd" number and the numbers of "cost_by_role" arrive as the
+ * decimal text the gateway wrote ("0.000000029"), never through a float, which would print 2.9e-8 and
+ * lose digits past the 15th. format.js's money() prints that text and sumExact() adds it.
+ */
+export async function getExactJSON(path, signal) {
+  const response = await send(path, { headers: headers({ accept: "application/json" }), signal, cache: "no-store" });
+  if (!response.ok) throw await failure(response);
+  return JSON.parse(moneyAsText(await response.text()));
+}
+
+const NUMBER = String.raw`-?\d+(?:\.\d+)?(?:[eE][+-]?\d+)?`;
+// A key is the only place an unescaped quote can be followed by \w*_usd" and a colon: inside a
+// string every quote is escaped, so text that merely mentions "cost_usd" never matches.
+const MONEY_FIELD = new RegExp(String.raw`("\w*_usd"\s*:\s*)(${NUMBER})`, "g");
+const BY_ROLE = /"cost_by_role"\s*:\s*\{[^{}]*\}/g;  // flat: {"member": n, "judge": n}
+const FIELD_NUMBER = new RegExp(String.raw`(:\s*)(${NUMBER})`, "g");
+
+/** The JSON text with its money numbers turned into strings of the same digits. */
+export function moneyAsText(text) {
+  return text.replace(MONEY_FIELD, '$1"$2"').replace(BY_ROLE, (obj) => obj.replace(FIELD_NUMBER, '$1"$2"'));
 }
 
 /**

@@ -1,9 +1,12 @@
-// The page: two views (#playground, #stats), the key field, the model list and the send form.
+// The page: four views (#playground, #stats, #requests[/ID], #spend), the key field, the model list and
+// the send form.
 
 import { h, clear } from "./dom.js";
 import { getJSON, loadKey, setKey, streamChat } from "./api.js";
 import { Run } from "./playground.js";
 import { StatsView } from "./stats.js";
+import { RequestsView } from "./requests.js";
+import { SpendView } from "./spend.js";
 
 const $ = (id) => document.getElementById(id);
 
@@ -33,9 +36,20 @@ const ui = {
 const views = {
   playground: { section: $("view-playground"), tab: $("tab-playground"), title: $("playground-title") },
   stats: { section: $("view-stats"), tab: $("tab-stats"), title: $("stats-title") },
+  requests: { section: $("view-requests"), tab: $("tab-requests"), title: $("requests-title") },
+  spend: { section: $("view-spend"), tab: $("tab-spend"), title: $("spend-title") },
 };
 
 const stats = new StatsView({ pools: $("stats-pools"), status: $("stats-status"), error: $("stats-error") });
+const requests = new RequestsView({
+  form: $("requests-filter"), pool: $("filter-pool"), pools: $("filter-pools"), key: $("filter-key"), status: $("filter-status"),
+  limit: $("filter-limit"), lookup: $("lookup"), lookupId: $("lookup-id"), list: $("requests-list"),
+  detail: $("request-detail"), progress: $("requests-status"), error: $("requests-error"), off: $("requests-off"),
+});
+const spend = new SpendView({
+  form: $("spend-form"), groupBy: $("spend-group"), since: $("spend-since"), table: $("spend-table"),
+  status: $("spend-status"), error: $("spend-error"), off: $("spend-off"),
+});
 let targets = new Map();  // name -> {id, fusion}
 let running = null;  // the AbortController of the request in flight
 let conversation = [];  // earlier turns the next prompt continues: [{role, content}]
@@ -48,8 +62,11 @@ function showError(message) {
 
 // ------------------------------------------------------------------ views
 
+/** The view the address names: "#requests/ID" is the requests view with request ID opened. */
 function route(moveFocus) {
-  const name = location.hash === "#stats" ? "stats" : "playground";
+  const [head, ...rest] = location.hash.slice(1).split("/");
+  const name = Object.hasOwn(views, head) ? head : "playground";
+  const opened = name === "requests" && rest.length ? decodeURIComponent(rest.join("/")) : null;
   for (const [key, view] of Object.entries(views)) {
     const on = key === name;
     view.section.hidden = !on;
@@ -57,7 +74,11 @@ function route(moveFocus) {
     else view.tab.removeAttribute("aria-current");
   }
   stats.setActive(name === "stats" && document.visibilityState === "visible");
-  if (moveFocus) views[name].title.focus();
+  if (name === "requests") requests.open(opened, moveFocus);
+  else requests.leave();
+  if (name === "spend") spend.open();
+  else spend.leave();
+  if (moveFocus && !opened) views[name].title.focus();  // an opened request takes focus once it is drawn
 }
 
 window.addEventListener("hashchange", () => route(true));
@@ -81,6 +102,7 @@ async function loadModels() {
   }
   showError("");
   targets = new Map(list.data.map((m) => [m.id, { id: m.id, fusion: m.fusion || null }]));
+  requests.suggest([...targets.keys()]);
   const pools = list.data.filter((m) => m.fusion);
   const models = list.data.filter((m) => !m.fusion);
   if (pools.length) {
@@ -113,6 +135,8 @@ ui.keyForm.addEventListener("submit", (event) => {
   setKey(ui.key.value, ui.remember.checked);
   loadModels();
   if (!views.stats.section.hidden) stats.poll();
+  if (!views.requests.section.hidden) requests.reload();
+  if (!views.spend.section.hidden) spend.load();
 });
 
 // ------------------------------------------------------------------ conversation
