@@ -12,6 +12,7 @@ from decimal import Decimal
 from typing import Any
 
 import anthropic
+import jsonschema
 import openai
 import pytest
 from openai.lib.streaming.chat import ChatCompletionStreamState
@@ -23,6 +24,7 @@ from gateway.providers import adapter_class
 from gateway.providers.openai_responses import OpenAIResponsesProvider
 from gateway.wire.errors import ConfigError
 from tests.conftest import GatewayRunner, http_client, sdk
+from tests.openapi_schemas import validate
 from tests.support.fakes import FakeUpstream, Seen, answer, error_reply, json_reply
 from tests.support.responses_upstream import (
     answering,
@@ -110,6 +112,7 @@ def test_the_upstream_receives_the_request_translated_to_the_responses_api(
     assert resp.status_code == 200, resp.text
     [seen] = fake.seen
     assert seen.path == "/v1/responses"
+    validate(seen.body, "CreateResponse")
     assert seen.headers["authorization"] == f"Bearer {KEY}"
     assert seen.body == {
         "model": "up-model",
@@ -248,8 +251,8 @@ def test_an_incomplete_response_finishes_for_its_reason(
     question: Any = [{"role": "user", "content": "Weather in Oslo?"}]
     with gateway(config(fake.url)) as (_, srv):
         client = sdk(srv.url)
-        created = client.chat.completions.create(model="m", messages=question, max_tokens=3)
-        chunks = list(client.chat.completions.create(model="m", messages=question, max_tokens=3, stream=True))
+        created = client.chat.completions.create(model="m", messages=question, max_tokens=16)
+        chunks = list(client.chat.completions.create(model="m", messages=question, max_tokens=16, stream=True))
         incomplete = client.responses.create(model="m", input="Weather in Oslo?", max_output_tokens=16)
     assert created.choices[0].finish_reason == finish and created.choices[0].message.content == "It snows in"
     assert [c.choices[0].finish_reason for c in chunks if c.choices and c.choices[0].finish_reason] == [finish]
@@ -409,3 +412,9 @@ def test_embeddings_of_a_responses_provider_still_go_to_embeddings(gateway: Gate
         got = sdk(srv.url).embeddings.create(model="m", input="hi")
     assert got.data[0].embedding == [0.5, 0.25]
     assert [s.path for s in fake.seen] == ["/v1/embeddings"]
+
+
+def test_the_upstream_refuses_a_request_that_is_not_a_valid_create_response() -> None:
+    """The fake's request check is not vacuous."""
+    with pytest.raises(jsonschema.ValidationError):
+        validate({"model": "m", "input": [{"type": "input_image"}]}, "CreateResponse")

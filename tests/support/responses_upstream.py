@@ -4,7 +4,9 @@
 A behaviour answers with a Response object: as JSON, or, when the request streams, as the semantic event
 stream the Responses API sends (``event: <type>`` and ``data: <json>`` per event, no ``[DONE]``), derived
 from the Response. Every Response and every event is checked against the official schemas before it is
-sent, so the gateway is only ever tested on answers a real upstream could give.
+sent, so the gateway is only ever tested on answers a real upstream could give; every request is checked
+against the official ``CreateResponse`` and refused with a 400 saying why when it is not valid, as a real
+upstream would refuse it.
 """
 
 from __future__ import annotations
@@ -13,8 +15,10 @@ import json
 from collections.abc import Callable
 from typing import Any
 
+import jsonschema
+
 from tests.openapi_schemas import validate, validate_event
-from tests.support.fakes import Behaviour, Seen, Send, _start, json_reply
+from tests.support.fakes import Behaviour, Seen, Send, _start, error_reply, json_reply
 
 CREATED = 1_700_000_000
 
@@ -143,6 +147,8 @@ def stream_reply(evs: list[dict[str, Any]]) -> Behaviour:
         validate_event(e)
 
     async def run(seen: Seen, send: Send) -> None:
+        if await _refused(seen, send):
+            return
         await _start(send, 200, b"text/event-stream")
         for e in evs:
             frame = f"event: {e['type']}\ndata: {json.dumps(e)}\n\n".encode()
@@ -156,6 +162,8 @@ def answering(make: Callable[[Seen], dict[str, Any]]) -> Behaviour:
     """Answer each request with the Response ``make`` gives for it: streamed when asked, else JSON."""
 
     async def run(seen: Seen, send: Send) -> None:
+        if await _refused(seen, send):
+            return
         final = make(seen)
         if seen.body.get("stream"):
             await stream_reply(events(final))(seen, send)
@@ -167,3 +175,14 @@ def answering(make: Callable[[Seen], dict[str, Any]]) -> Behaviour:
 
 def replying(final: dict[str, Any]) -> Behaviour:
     return answering(lambda seen: final)
+
+
+async def _refused(seen: Seen, send: Send) -> bool:
+    """Answer 400 to a request that is not a valid ``CreateResponse``; True when it was refused."""
+    try:
+        validate(seen.body, "CreateResponse")
+    except jsonschema.ValidationError as exc:
+        where = "/".join(str(p) for p in exc.absolute_path)
+        await error_reply(400, f"not a valid CreateResponse at '{where}': {exc.message}")(seen, send)
+        return True
+    return False
