@@ -418,3 +418,16 @@ def test_the_upstream_refuses_a_request_that_is_not_a_valid_create_response() ->
     """The fake's request check is not vacuous."""
     with pytest.raises(jsonschema.ValidationError):
         validate({"model": "m", "input": [{"type": "input_image"}]}, "CreateResponse")
+
+
+def test_a_refusal_is_the_message_refusal(gateway: GatewayRunner, fake: FakeUpstream) -> None:
+    fake.default = replying(response([message("", refusal="I can't help with that.")], use=usage(12, 6)))
+    question: Any = [{"role": "user", "content": "Something harmful"}]
+    with gateway(config(fake.url)) as (_, srv):
+        client = sdk(srv.url)
+        created = client.chat.completions.create(model="m", messages=question)
+        chunks = list(client.chat.completions.create(model="m", messages=question, stream=True))
+    assert created.choices[0].message.refusal == "I can't help with that."
+    assert created.choices[0].message.content is None and created.choices[0].finish_reason == "stop"
+    assert "".join(c.choices[0].delta.refusal or "" for c in chunks if c.choices) == "I can't help with that."
+    assert [c.choices[0].finish_reason for c in chunks if c.choices and c.choices[0].finish_reason] == ["stop"]
