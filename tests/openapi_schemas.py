@@ -21,9 +21,25 @@ def _registry() -> Registry[Any]:
     return Registry().with_resource(_URI, Resource.from_contents(doc, default_specification=DRAFT202012))
 
 
+_DRAFT = jsonschema.Draft202012Validator
+
+
+def _one_of(validator: Any, one_of: Any, instance: Any, schema: dict[str, Any]) -> Any:
+    """``oneOf``, except under an OpenAPI ``discriminator``: there the discriminating property names the
+    branch, so the instance must match one branch, not exactly one. Without this, a user message with
+    content parts would be refused as input: it is both an ``EasyInputMessage`` and an ``InputMessage``."""
+    if "discriminator" in schema:
+        yield from _DRAFT.VALIDATORS["anyOf"](validator, one_of, instance, schema)
+    else:
+        yield from _DRAFT.VALIDATORS["oneOf"](validator, one_of, instance, schema)
+
+
+_Validator = jsonschema.validators.extend(_DRAFT, {"oneOf": _one_of})
+
+
 def validate(obj: Any, schema: str) -> None:
     """Raise ``jsonschema.ValidationError`` unless ``obj`` is valid against ``components.schemas.<schema>``."""
-    validator = jsonschema.Draft202012Validator({"$ref": f"{_URI}#/components/schemas/{schema}"}, registry=_registry())
+    validator = _Validator({"$ref": f"{_URI}#/components/schemas/{schema}"}, registry=_registry())
     validator.validate(obj)
 
 

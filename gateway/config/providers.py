@@ -41,6 +41,10 @@ class ProviderBase(Strict):
     timeouts: Timeouts = Timeouts()
     retry: RetryPolicy = RetryPolicy()
 
+    def adapter_for(self) -> str:
+        """The adapter that serves this provider: its type's, unless a setting of the type picks another."""
+        return self.adapter
+
 
 _METADATA_HOSTS = frozenset({"metadata.google.internal", "metadata", "instance-data"})
 
@@ -98,16 +102,38 @@ class HTTPProviderConfig(ProviderBase):
 _UNKNOWN_PRESET_URL = "http://unknown-preset.invalid"
 
 
+#: The wire APIs an OpenAI-compatible upstream may be called over (``api:``), each with the adapter that
+#: speaks it; the first is the default.
+OPENAI_APIS: dict[str, str] = {
+    "chat_completions": "gateway.providers.openai_compat:OpenAIProvider",
+    "responses": "gateway.providers.openai_responses:OpenAIResponsesProvider",
+}
+OpenAIAPI = Literal["chat_completions", "responses"]
+
+
 class OpenAIProviderConfig(HTTPProviderConfig):
     """Any OpenAI-compatible endpoint: OpenAI, vLLM, Ollama, llama.cpp, OpenRouter, ...
 
     ``preset`` fills in ``base_url`` (and says whether a key is needed) for well-known services; see
     :mod:`gateway.config.presets`. Every field written in the config overrides the preset.
+    ``api`` says which wire API the upstream is called over: ``chat_completions`` (``POST
+    {base_url}/chat/completions``, the default) or ``responses`` (``POST {base_url}/responses``).
     """
 
     type: Literal["openai"]
-    adapter: ClassVar[str] = "gateway.providers.openai_compat:OpenAIProvider"
+    adapter: ClassVar[str] = OPENAI_APIS["chat_completions"]
     preset: str | None = None
+    api: OpenAIAPI = "chat_completions"
+
+    @field_validator("api", mode="before")
+    @classmethod
+    def _known_api(cls, v: Any) -> Any:
+        if v not in OPENAI_APIS:
+            raise ValueError(unknown("api", str(v), OPENAI_APIS))
+        return v
+
+    def adapter_for(self) -> str:
+        return OPENAI_APIS[self.api]
 
     @model_validator(mode="before")
     @classmethod

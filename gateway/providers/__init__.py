@@ -15,7 +15,7 @@ from gateway.providers.base import ChunkStream, Provider
 
 def adapter_class(config: ProviderBase) -> Any:
     """The adapter class that serves ``config``'s type."""
-    module, _, attr = config.adapter.partition(":")
+    module, _, attr = config.adapter_for().partition(":")
     return getattr(importlib.import_module(module), attr)
 
 

@@ -55,6 +55,33 @@ def who(model: str, kind: str) -> str:
     return f"model '{model}' ({kind})"
 
 
+#: The chat fields every translating provider reads; each provider adds its own and refuses the values it
+#: cannot honour.
+COMMON_FIELDS = frozenset(
+    {
+        "model",
+        "messages",
+        "stream",
+        "max_tokens",
+        "max_completion_tokens",
+        "temperature",
+        "top_p",
+        "stop",
+        "n",
+        "tools",
+        "tool_choice",
+        "parallel_tool_calls",
+        "response_format",
+        "logprobs",
+        "top_logprobs",
+        "logit_bias",
+        "presence_penalty",
+        "frequency_penalty",
+        "modalities",
+    }
+)
+
+
 def check_fields(body: Mapping[str, Any], who_: str, handled: frozenset[str], dropped: frozenset[str]) -> None:
     """Every field is either translated or known to be harmless; anything else is refused, never ignored."""
     for key in body:
@@ -66,6 +93,12 @@ def refuse_if(value: Any, who_: str, param: str, why: str) -> None:
     """Refuse ``param`` when it asks for something: present, and neither null, false, zero nor empty."""
     if value is not None and value is not False and value != 0 and value != {} and value != []:
         raise Unsupported(who_, param, why)
+
+
+def refuse_each(body: Mapping[str, Any], who_: str, refusals: Mapping[str, str]) -> None:
+    """:func:`refuse_if` for each field of ``refusals`` (field -> why the provider cannot honour it)."""
+    for param, why in refusals.items():
+        refuse_if(body.get(param), who_, param, why)
 
 
 def check_single_choice(body: Mapping[str, Any], who_: str) -> None:
@@ -304,13 +337,22 @@ class Chunks:
     ``with_usage``: usage was asked for, so, as OpenAI does, every chunk before the usage chunk says
     ``usage: null``."""
 
-    __slots__ = ("created", "id", "model", "with_usage")
+    __slots__ = ("created", "id", "model", "role_sent", "with_usage")
 
     def __init__(self, id: str, model: str, *, with_usage: bool) -> None:
         self.id = id
         self.model = model
         self.created = int(time.time())
         self.with_usage = with_usage
+        self.role_sent = False
+
+    def answer(self, delta: dict[str, Any]) -> dict[str, Any]:
+        """A chunk of the answer; the first one carries the role. Translations that wait for the first
+        content to send the role keep a failure right after the start retryable: nothing went out yet."""
+        if not self.role_sent:
+            self.role_sent = True
+            delta = {"role": "assistant", **delta}
+        return self.delta(delta)
 
     def delta(self, delta: dict[str, Any], finish_reason: str | None = None, index: int = 0) -> dict[str, Any]:
         out = {
@@ -322,6 +364,14 @@ class Chunks:
         }
         if self.with_usage:
             out["usage"] = None
+        return out
+
+    def finish(self, reason: str, usage: Usage | None) -> list[dict[str, Any]]:
+        """The last chunks: the role if nothing carried it yet, the finish reason, the usage if asked for."""
+        out = [] if self.role_sent else [self.answer({"content": ""})]
+        out.append(self.delta({}, reason))
+        if self.with_usage and usage is not None:
+            out.append(self.usage(usage))
         return out
 
     def usage(self, usage: Usage) -> dict[str, Any]:

@@ -450,3 +450,25 @@ def error_object(status: int, message: str) -> dict[str, Any]:
     """A failed Response's ``error``: the code from the status, as the Responses API names them."""
     code = "rate_limit_exceeded" if status == 429 else "invalid_prompt" if 400 <= status < 500 else "server_error"
     return {"code": code, "message": message}
+
+
+#: Response error codes that say the request itself was at fault (the official ``ResponseErrorCode``
+#: values, with the ``error`` event's context-length code); any other code is the service's failure
+_REQUEST_AT_FAULT = frozenset(
+    {
+        "invalid_prompt", "data_residency_mismatch", "bio_policy", "invalid_image", "invalid_image_format",
+        "invalid_base64_image", "invalid_image_url", "image_too_large", "image_too_small", "image_parse_error",
+        "image_content_policy_violation", "invalid_image_mode", "image_file_too_large",
+        "unsupported_image_media_type", "empty_image_file", "failed_to_download_image", "image_file_not_found",
+        "context_length_exceeded",
+    }
+)  # fmt: skip
+
+
+def error_status(code: Any) -> int:
+    """The HTTP status a failed Response's error ``code`` stands for: :func:`error_object` read backwards."""
+    if code == "rate_limit_exceeded":
+        return 429
+    if code == "vector_store_timeout":
+        return 504
+    return 400 if code in _REQUEST_AT_FAULT else 500

@@ -21,34 +21,18 @@ from gateway.providers.translate import Unsupported
 from gateway.wire.anthropic import IMAGE_TYPES, TOOL_CHOICES, image_source
 
 #: OpenAI fields translated here (a value Anthropic cannot honour is refused, see ``build``)
-HANDLED = frozenset(
-    {
-        "model",
-        "messages",
-        "stream",
-        "max_tokens",
-        "max_completion_tokens",
-        "temperature",
-        "top_p",
-        "top_k",
-        "stop",
-        "n",
-        "tools",
-        "tool_choice",
-        "parallel_tool_calls",
-        "response_format",
-        "user",
-        "logprobs",
-        "top_logprobs",
-        "logit_bias",
-        "presence_penalty",
-        "frequency_penalty",
-        "modalities",
-    }
-)
+HANDLED = t.COMMON_FIELDS | {"top_k", "user"}
 #: OpenAI fields dropped because they cannot change the answer
 DROPPED = frozenset({"stream_options", "seed", "service_tier", "store", "metadata", "prediction"})
 
+#: fields refused whenever they ask for something, and why
+_REFUSED = {
+    "logprobs": "Anthropic returns no token log-probabilities",
+    "top_logprobs": "Anthropic returns no token log-probabilities",
+    "logit_bias": "Anthropic has no logit bias",
+    "presence_penalty": "Anthropic has no presence penalty",
+    "frequency_penalty": "Anthropic has no frequency penalty",
+}
 _JSON_TOOL_DESCRIPTION = "Give your answer as this tool's input; it must match the schema exactly."
 
 
@@ -66,11 +50,7 @@ def build(body: dict[str, Any], config: AnthropicProviderConfig, model: str, *, 
     t.check_fields(body, who, HANDLED, DROPPED)
     t.check_single_choice(body, who)
     t.check_text_modality(body, who)
-    t.refuse_if(body.get("logprobs"), who, "logprobs", "Anthropic returns no token log-probabilities")
-    t.refuse_if(body.get("top_logprobs"), who, "top_logprobs", "Anthropic returns no token log-probabilities")
-    t.refuse_if(body.get("logit_bias"), who, "logit_bias", "Anthropic has no logit bias")
-    t.refuse_if(body.get("presence_penalty"), who, "presence_penalty", "Anthropic has no presence penalty")
-    t.refuse_if(body.get("frequency_penalty"), who, "frequency_penalty", "Anthropic has no frequency penalty")
+    t.refuse_each(body, who, _REFUSED)
 
     messages = body.get("messages") or []
     payload: dict[str, Any] = {

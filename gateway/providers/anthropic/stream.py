@@ -40,7 +40,6 @@ class AnthropicChunkStream(EventStream):
         #: block index of the forced response_format tool
         self._json_block: int | None = None
         self._finish: str | None = None
-        self._role_sent = False
 
     def on_end(self) -> list[dict[str, Any]]:
         raise self.cut()  # finished only at message_stop
@@ -79,25 +78,25 @@ class AnthropicChunkStream(EventStream):
             n = self._tools[index] = len(self._tools)
             fn = {"name": block["name"], "arguments": ""}
             call = {"index": n, "id": block["id"], "type": "function", "function": fn}
-            return [self._delta({"tool_calls": [call]})]
+            return [self._chunks.answer({"tool_calls": [call]})]
         if kind == "text" and block.get("text") and self._request.json_tool is None:
-            return [self._delta({"content": block["text"]})]
+            return [self._chunks.answer({"content": block["text"]})]
         return []  # thinking, redacted_thinking, server tools: not part of the answer
 
     def _block_delta(self, index: int, delta: dict[str, Any]) -> list[dict[str, Any]]:
         kind = delta.get("type")
         if kind == "text_delta" and self._request.json_tool is None:
             text = delta["text"]
-            return [self._delta({"content": text})] if text else []
+            return [self._chunks.answer({"content": text})] if text else []
         if kind == "input_json_delta":
             piece = delta["partial_json"]
             if not piece:
                 return []
             if index == self._json_block:
-                return [self._delta({"content": piece})]
+                return [self._chunks.answer({"content": piece})]
             n = self._tools.get(index)
             if n is not None:
-                return [self._delta({"tool_calls": [{"index": n, "function": {"arguments": piece}}]})]
+                return [self._chunks.answer({"tool_calls": [{"index": n, "function": {"arguments": piece}}]})]
         return []  # thinking_delta, signature_delta, citations: not shown
 
     def _message_delta(self, event: dict[str, Any]) -> list[dict[str, Any]]:
@@ -109,17 +108,8 @@ class AnthropicChunkStream(EventStream):
     def _stop(self) -> list[dict[str, Any]]:
         self.finished = True
         self.usage = usage(self._usage)
-        out = [] if self._role_sent else [self._delta({"content": ""})]
-        out.append(self._chunks.delta({}, self._finish or "stop"))
-        if self._request.include_usage and self.usage is not None:
-            out.append(self._chunks.usage(self.usage))
-        return out
+        return self._chunks.finish(self._finish or "stop", self.usage)
 
-    def _delta(self, delta: dict[str, Any]) -> dict[str, Any]:
-        if not self._role_sent:
-            self._role_sent = True
-            delta = {"role": "assistant", **delta}
-        return self._chunks.delta(delta)
 
     def _merge_usage(self, data: Any) -> None:
         if isinstance(data, dict):

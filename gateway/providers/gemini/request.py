@@ -24,33 +24,15 @@ from gateway.providers.gemini.schema import to_gemini_schema
 from gateway.providers.translate import Unsupported
 from gateway.wire import jsonutil
 
-HANDLED = frozenset(
-    {
-        "model",
-        "messages",
-        "stream",
-        "max_tokens",
-        "max_completion_tokens",
-        "temperature",
-        "top_p",
-        "top_k",
-        "stop",
-        "n",
-        "seed",
-        "presence_penalty",
-        "frequency_penalty",
-        "tools",
-        "tool_choice",
-        "parallel_tool_calls",
-        "response_format",
-        "logprobs",
-        "top_logprobs",
-        "logit_bias",
-        "modalities",
-    }
-)
+HANDLED = t.COMMON_FIELDS | {"top_k", "seed"}
 DROPPED = frozenset({"stream_options", "user", "service_tier", "store", "metadata", "prediction"})
 
+#: fields refused whenever they ask for something, and why
+_REFUSED = {
+    "logprobs": "log-probabilities are not translated",
+    "top_logprobs": "log-probabilities are not translated",
+    "logit_bias": "Gemini has no logit bias",
+}
 #: OpenAI sampling field -> generationConfig field
 _GENERATION = {
     "temperature": "temperature",
@@ -75,9 +57,7 @@ def build(body: dict[str, Any], config: GeminiProviderConfig, model: str) -> Gem
     who = t.who(model, "gemini")
     t.check_fields(body, who, HANDLED, DROPPED)
     t.check_text_modality(body, who)
-    t.refuse_if(body.get("logprobs"), who, "logprobs", "log-probabilities are not translated")
-    t.refuse_if(body.get("top_logprobs"), who, "top_logprobs", "log-probabilities are not translated")
-    t.refuse_if(body.get("logit_bias"), who, "logit_bias", "Gemini has no logit bias")
+    t.refuse_each(body, who, _REFUSED)
     if body.get("parallel_tool_calls") is False and body.get("tools"):
         raise Unsupported(who, "parallel_tool_calls", "Gemini cannot be limited to one tool call per answer")
 
