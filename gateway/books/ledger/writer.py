@@ -38,6 +38,8 @@ class LedgerWriter:
         self._batch = config.batch_size
         self._wake = anyio.Event()
         self._lock = anyio.Lock()
+        #: records at the head of the queue that the write in progress holds (they leave once it commits)
+        self._writing = 0
         self.dropped = 0
         self._dropped_logged = 0
         self._failing = False
@@ -55,7 +57,10 @@ class LedgerWriter:
             self._metrics.ledger_drop()
             return
         queue.append(entry)
-        if len(queue) >= self._batch:
+        # A full batch besides the one being written: the records of a write in progress stay at the head
+        # of the queue until it commits, and counting them would wake the writer again for the few that
+        # arrived meanwhile, one small write after another.
+        if len(queue) - self._writing >= self._batch:
             self._wake.set()
 
     async def run(self) -> None:
@@ -70,19 +75,27 @@ class LedgerWriter:
             await self._maybe_prune()
 
     async def flush(self) -> bool:
-        """Write everything queued so far. False if the database refused (the records stay queued)."""
+        """Write everything queued so far. False if the database refused (the records stay queued).
+
+        Only what was queued when it was called: records that arrive while it writes wait for the next
+        full batch or interval, or a writer kept busy by steady traffic would write a few records at a time."""
         async with self._lock:
-            while self._queue:
-                n = min(len(self._queue), self._batch)
+            pending = len(self._queue)
+            while pending:
+                n = min(pending, self._batch)
                 batch = [self._queue[i] for i in range(n)]
                 t0 = time.perf_counter()
+                self._writing = n
                 try:
                     await self.store.write(batch)
                 except Exception as exc:  # the database's own errors are many; every one means "not written"
                     self._failed(exc)
                     return False
+                finally:
+                    self._writing = 0
                 for _ in range(n):
                     self._queue.popleft()
+                pending -= n
                 self._metrics.ledger_flushed(n, time.perf_counter() - t0)
                 if self._failing:
                     self._failing = False
