@@ -6,6 +6,11 @@ p50 and p99 of each pair as JSON. No gateway can answer the pool faster than thi
 answers from the same place; the difference is what the gateway adds.
 
     taskset -c 0 python tests/benchmarks/floor_client.py http://127.0.0.1:PORT SECONDS
+
+With ``--pool C`` it is the pool's reference under load instead: C requests at a time, each making every
+call the merge pool makes (its three members at once, then its judge), so the gateway's throughput at C
+connections is compared with what the thinnest client on the same core gets from the same calls, in the
+same run. It prints the throughput too.
 """
 
 from __future__ import annotations
@@ -25,6 +30,32 @@ BODY = json.dumps(
 def nearest_rank(values: list[float], q: float) -> float:
     ordered = sorted(values)
     return ordered[max(1, -(-len(ordered) * q // 100)) - 1]
+
+
+async def pool(base: str, seconds: float, concurrency: int) -> None:
+    totals: list[float] = []
+    async with aiohttp.ClientSession(
+        headers={"content-type": "application/json"}, connector=aiohttp.TCPConnector(limit=0)
+    ) as session:
+
+        async def call(path: str) -> None:
+            async with session.post(f"{base}/{path}/v1/chat/completions", data=BODY) as resp:
+                await resp.read()
+
+        async def loop(end: float) -> None:
+            while time.monotonic() < end:
+                t0 = time.perf_counter()
+                await asyncio.gather(call("d0100"), call("d0150"), call("d0200"))
+                await call("d0050")
+                totals.append((time.perf_counter() - t0) * 1000)
+
+        await asyncio.gather(*(loop(time.monotonic() + 1) for _ in range(concurrency)))  # warm the connections
+        totals.clear()
+        start = time.monotonic()
+        await asyncio.gather(*(loop(start + seconds) for _ in range(concurrency)))
+        elapsed = time.monotonic() - start
+    print(json.dumps({"n": len(totals), "rps": len(totals) / elapsed, "p50_ms": nearest_rank(totals, 50),
+                      "p99_ms": nearest_rank(totals, 99)}))
 
 
 async def main(base: str, seconds: float) -> None:
@@ -48,4 +79,7 @@ if __name__ == "__main__":
         uvloop.install()
     except ImportError:
         pass
-    asyncio.run(main(sys.argv[1], float(sys.argv[2])))
+    if len(sys.argv) == 5 and sys.argv[3] == "--pool":
+        asyncio.run(pool(sys.argv[1], float(sys.argv[2]), int(sys.argv[4])))
+    else:
+        asyncio.run(main(sys.argv[1], float(sys.argv[2])))

@@ -275,6 +275,7 @@ def main() -> int:
             results["passthrough_200ms_c256"] = {
                 "gateway": vars(wrk(gw_chat, "slow200", 256, args.duration, load_cpu)),
             }
+            results["merge_pool_c64_floor"] = floor_pool(f"http://127.0.0.1:{mock}", 64, args.duration, app_cpu)
             results["merge_pool_c64"] = vars(wrk(gw_chat, "merge", 64, args.duration, load_cpu))
             results["straggler_pool_c64"] = vars(wrk(gw_chat, "straggler", 64, args.duration, load_cpu))
             traced_cfg = Path(tmp) / "bench-traced.yaml"
@@ -341,6 +342,16 @@ def alternate(ref: str, gw: str, model: str, conns: int, args: argparse.Namespac
         g = wrk(gw, model, conns, args.duration, cpu)
         rounds.append({"reference": vars(r), "gateway": vars(g), "ratio": g.rps / r.rps})
     return {"rounds": rounds, "median_ratio": statistics.median(x["ratio"] for x in rounds)}  # type: ignore[misc]
+
+
+def floor_pool(mock: str, conns: int, seconds: int, cpu: str) -> dict[str, float]:
+    """The merge pool's calls made by a bare aiohttp client on the gateway's core, ``conns`` at a time:
+    the same-run reference for the pool under load (``floor_client.py --pool``)."""
+    out = subprocess.run(
+        ["taskset", "-c", cpu, PY, str(HERE / "floor_client.py"), mock, str(seconds), "--pool", str(conns)],
+        capture_output=True, text=True, check=True,
+    ).stdout
+    return json.loads(out)  # type: ignore[no-any-return]
 
 
 def ledger_c1(off: str, on: str, args: argparse.Namespace, cpu: str) -> dict[str, object]:
@@ -464,6 +475,12 @@ def report(r: dict[str, object]) -> None:
     print(
         f"  {m['rps']:,.0f} rps ({m['rps'] / 256:.0%} of ideal), p50 {m['p50_ms']:.1f} ms, p90 {m['p90_ms']:.1f} ms"
         "   (targets >= 90%, p50 <= 260 ms)"
+    )
+    mf = r["merge_pool_c64_floor"]
+    assert isinstance(mf, dict)
+    print(
+        f"  a bare client making the same calls on the gateway's core: {mf['rps']:,.0f} rps, p50 {mf['p50_ms']:.1f} ms"
+        f" (the gateway: {m['rps'] / mf['rps']:.0%} of it)"
     )
     h = r["straggler_pool_c64"]
     assert isinstance(h, dict)
