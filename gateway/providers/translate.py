@@ -209,6 +209,14 @@ def function_call(call: Any, who_: str, where: str) -> tuple[str, str, dict[str,
     return str(call.get("id") or ""), fn["name"], args
 
 
+def identified_call(call: Any, who_: str, where: str) -> tuple[str, str, dict[str, Any]]:
+    """:func:`function_call` for APIs that pair each tool result with its call by id: the id is required."""
+    call_id, name, args = function_call(call, who_, where)
+    if not call_id:
+        raise Unsupported(who_, f"{where}.id", "a tool call needs its id")
+    return call_id, name, args
+
+
 def function_tools(tools: Any, who_: str) -> list[dict[str, Any]]:
     """The ``function`` objects of ``tools``; other tool types are refused."""
     if tools is None:

@@ -144,9 +144,7 @@ def _assistant_blocks(msg: dict[str, Any], who: str, where: str) -> list[dict[st
     if text:
         blocks.append({"type": "text", "text": text})
     for k, call in enumerate(msg.get("tool_calls") or ()):
-        call_id, name, args = t.function_call(call, who, f"{where}.tool_calls[{k}]")
-        if not call_id:
-            raise Unsupported(who, f"{where}.tool_calls[{k}].id", "a tool call needs its id")
+        call_id, name, args = t.identified_call(call, who, f"{where}.tool_calls[{k}]")
         blocks.append({"type": "tool_use", "id": call_id, "name": name, "input": args})
     return blocks
 

@@ -147,9 +147,7 @@ def _assistant(msg: dict[str, Any], who: str, where: str) -> list[dict[str, Any]
     if text:
         items.append({"role": "assistant", "content": text})
     for k, call in enumerate(msg.get("tool_calls") or ()):
-        call_id, name, _ = t.function_call(call, who, f"{where}.tool_calls[{k}]")
-        if not call_id:
-            raise Unsupported(who, f"{where}.tool_calls[{k}].id", "a tool call needs its id")
+        call_id, name, _ = t.identified_call(call, who, f"{where}.tool_calls[{k}]")
         # The arguments go up as the model wrote them (checked above to be a JSON object): both APIs carry
         # the same JSON string.
         arguments = call["function"].get("arguments") or "{}"
