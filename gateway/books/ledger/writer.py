@@ -38,7 +38,7 @@ class LedgerWriter:
         self._batch = config.batch_size
         self._wake = anyio.Event()
         self._lock = anyio.Lock()
-        #: records at the head of the queue that the write in progress holds (they leave once it commits)
+        #: records at the head of the queue that the flush in progress takes (they leave as it commits)
         self._writing = 0
         self.dropped = 0
         self._dropped_logged = 0
@@ -57,9 +57,9 @@ class LedgerWriter:
             self._metrics.ledger_drop()
             return
         queue.append(entry)
-        # A full batch besides the one being written: the records of a write in progress stay at the head
-        # of the queue until it commits, and counting them would wake the writer again for the few that
-        # arrived meanwhile, one small write after another.
+        # A full batch besides what the flush in progress takes: its records stay at the head of the
+        # queue until written, and counting them would wake the writer again for the few that arrived
+        # meanwhile, one small write after another.
         if len(queue) - self._writing >= self._batch:
             self._wake.set()
 
@@ -80,26 +80,26 @@ class LedgerWriter:
         Only what was queued when it was called: records that arrive while it writes wait for the next
         full batch or interval, or a writer kept busy by steady traffic would write a few records at a time."""
         async with self._lock:
-            pending = len(self._queue)
-            while pending:
-                n = min(pending, self._batch)
-                batch = [self._queue[i] for i in range(n)]
-                t0 = time.perf_counter()
-                self._writing = n
-                try:
-                    await self.store.write(batch)
-                except Exception as exc:  # the database's own errors are many; every one means "not written"
-                    self._failed(exc)
-                    return False
-                finally:
-                    self._writing = 0
-                for _ in range(n):
-                    self._queue.popleft()
-                pending -= n
-                self._metrics.ledger_flushed(n, time.perf_counter() - t0)
-                if self._failing:
-                    self._failing = False
-                    self._log.info("ledger writes resumed", extra={"fields": {"url": redact(self.store.url)}})
+            self._writing = len(self._queue)
+            try:
+                while self._writing:
+                    n = min(self._writing, self._batch)
+                    batch = [self._queue[i] for i in range(n)]
+                    t0 = time.perf_counter()
+                    try:
+                        await self.store.write(batch)
+                    except Exception as exc:  # the database's errors are many; every one means "not written"
+                        self._failed(exc)
+                        return False
+                    for _ in range(n):
+                        self._queue.popleft()
+                    self._writing -= n
+                    self._metrics.ledger_flushed(n, time.perf_counter() - t0)
+                    if self._failing:
+                        self._failing = False
+                        self._log.info("ledger writes resumed", extra={"fields": {"url": redact(self.store.url)}})
+            finally:
+                self._writing = 0
             self._metrics.ledger_queued(len(self._queue))
             return True
 
