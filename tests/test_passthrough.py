@@ -5,15 +5,14 @@ from __future__ import annotations
 import json
 
 import httpx
-import openai
 import pytest
-from openai.lib.streaming.chat import ChatCompletionStreamState
-from openai.types.chat import ChatCompletion, ChatCompletionChunk
+from openai.types.chat import ChatCompletion
 
 from gateway.config.providers import SimulatorProfile, SimulatorProviderConfig
 from gateway.providers.simulator.server import SimulatorApp
 from tests.conftest import GatewayRunner, fake_provider_yaml, sdk
 from tests.support.fakes import FakeUpstream, completion, json_reply, sse_reply, text_chunks
+from tests.support.native_fakes import assemble
 from tests.support.servers import serving
 
 SIM_CONFIG = """
@@ -22,15 +21,6 @@ providers:
 models:
   quick: {provider: sim, price: {input: 1, output: 2}}
 """
-
-
-def assemble(stream: openai.Stream[ChatCompletionChunk]) -> tuple[ChatCompletion, list[ChatCompletionChunk]]:
-    state: ChatCompletionStreamState = ChatCompletionStreamState()
-    chunks = []
-    for c in stream:
-        chunks.append(c)
-        state.handle_chunk(c)
-    return ChatCompletion.model_validate(state.get_final_completion().model_dump()), chunks
 
 
 def test_json_completion_through_the_sdk(gateway: GatewayRunner) -> None:
