@@ -158,6 +158,25 @@ def test_link_local_and_metadata_base_urls_are_refused_unless_allowed() -> None:
         parse_config(BASE.replace("http://127.0.0.1:11434/v1", url), "c.yaml", environ=ENV)
 
 
+def test_headers_and_keys_that_could_not_be_sent_are_config_errors() -> None:
+    """A key read from a file with its line break, or a header that would split the request head, is
+    refused at load with its line, not found at the first request."""
+    local = "http://127.0.0.1:11434/v1}"
+    assert error_of(BASE, {"OPENAI_API_KEY": "sk-test\n"}) == (
+        "config/gateway.yaml:3: providers.openai.api_key: api_key must be one line of ASCII "
+        "(a key read from a file often ends in a line break)"
+    )
+    bad_value = BASE.replace(local, 'http://127.0.0.1:11434/v1, headers: {x-team: "a\\r\\nx-admin: yes"}}')
+    assert "providers.local.headers: header 'x-team': the value must be one line of ASCII" in error_of(bad_value)
+    bad_name = BASE.replace(local, 'http://127.0.0.1:11434/v1, headers: {"x team": a}}')
+    assert "header name 'x team' is not a valid HTTP header name" in error_of(bad_name)
+    framing = BASE.replace(local, "http://127.0.0.1:11434/v1, headers: {Content-Length: '5'}}")
+    assert "header 'Content-Length' is set by the gateway for each request" in error_of(framing)
+    fine = BASE.replace(local, "http://127.0.0.1:11434/v1, headers: {User-Agent: team-a/1, x-org: acme}}")
+    assert parse_config(fine, "c.yaml", environ=ENV).providers["local"].headers == {  # type: ignore[union-attr]
+        "User-Agent": "team-a/1", "x-org": "acme"}
+
+
 POOLS = BASE.replace(
     "pools: {}\n",
     """\

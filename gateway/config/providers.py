@@ -7,6 +7,7 @@ provider of that type is configured: the config layer never imports the provider
 from __future__ import annotations
 
 import ipaddress
+import re
 from typing import Any, ClassVar, Literal, get_args
 from urllib.parse import urlsplit
 
@@ -46,6 +47,8 @@ class ProviderBase(Strict):
         return self.adapter
 
 
+#: an HTTP header name (RFC 9110 token)
+_TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
 _METADATA_HOSTS = frozenset({"metadata.google.internal", "metadata", "instance-data"})
 
 
@@ -81,6 +84,25 @@ class HTTPProviderConfig(ProviderBase):
     @classmethod
     def _url(cls, v: str) -> str:
         return http_url(v).rstrip("/")
+
+    @field_validator("api_key")
+    @classmethod
+    def _one_line_key(cls, v: SecretStr | None) -> SecretStr | None:
+        if v is not None and (any(c in v.get_secret_value() for c in "\r\n\0") or not v.get_secret_value().isascii()):
+            raise ValueError("api_key must be one line of ASCII (a key read from a file often ends in a line break)")
+        return v
+
+    @field_validator("headers")
+    @classmethod
+    def _sendable_headers(cls, v: dict[str, str]) -> dict[str, str]:
+        for name, value in v.items():
+            if not _TOKEN.fullmatch(name):
+                raise ValueError(f"header name {name!r} is not a valid HTTP header name")
+            if any(c in value for c in "\r\n\0") or not value.isascii():
+                raise ValueError(f"header {name!r}: the value must be one line of ASCII (no CR, LF or NUL)")
+            if name.lower() in ("host", "content-length", "transfer-encoding", "connection"):
+                raise ValueError(f"header {name!r} is set by the gateway for each request and cannot be configured")
+        return v
 
     @model_validator(mode="after")
     def _no_link_local(self) -> HTTPProviderConfig:

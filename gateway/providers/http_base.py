@@ -1,4 +1,4 @@
-"""The HTTP side of every HTTP provider: one aiohttp session, POST a request, map error statuses.
+"""The HTTP side of every HTTP provider: one client, POST a request, map error statuses.
 
 Translation, where there is any, lives in each provider's own modules; this module only moves bytes and
 turns transport failures and error statuses into the gateway's error tree.
@@ -10,13 +10,20 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
-import aiohttp
-
 from gateway.config.loader import ModelSpec
 from gateway.config.providers import HTTPProviderConfig
 from gateway.providers.base import ChunkStream, Provider
+from gateway.providers.http_client import Disconnected, Response, UpstreamClient
 from gateway.providers.stream import completion_as_stream
-from gateway.providers.transport import call_headers, iter_body, new_session, read_body, status_error, upstream_errors
+from gateway.providers.transport import (
+    call_headers,
+    iter_body,
+    new_client,
+    read_at_most,
+    read_body,
+    status_error,
+    upstream_errors,
+)
 from gateway.wire import jsonutil
 from gateway.wire.deadline import within
 from gateway.wire.errors import UpstreamConnectError, UpstreamProtocolError, UpstreamStatusError, UpstreamTimeout
@@ -38,17 +45,17 @@ class NativeHTTPProvider(Provider):
         super().__init__(name, config)
         self._headers = headers  # session defaults: merging per request costs more than sending them
         self._secrets = (key,) if key else ()
-        self._session: aiohttp.ClientSession | None = None
+        self._session: UpstreamClient | None = None
 
-    def _client(self) -> aiohttp.ClientSession:
-        # Created on first use: an aiohttp session must be made inside the running event loop.
+    def _client(self) -> UpstreamClient:
+        # Created on first use: its connections belong to the running event loop.
         if self._session is None:
-            self._session = new_session(self.config.max_connections, self.config.timeouts, self._headers)
+            self._session = new_client(self.config.max_connections, self.config.timeouts, self._headers)
         return self._session
 
     async def aclose(self) -> None:
         if self._session is not None:
-            await self._session.close()
+            await self._session.aclose()
             self._session = None
 
     def error_for(self, spec: ModelSpec, status: int, raw: bytes, headers: Any) -> UpstreamStatusError:
@@ -57,19 +64,21 @@ class NativeHTTPProvider(Provider):
 
     async def _post(
         self, spec: ModelSpec, url: str, payload: dict[str, Any], first_byte_s: float | None
-    ) -> aiohttp.ClientResponse:
+    ) -> Response:
         """Send the request and wait for headers; error statuses become errors here."""
         data = jsonutil.dumps(payload)
         headers = call_headers.get()
         try:
             if first_byte_s is None:
-                resp = await self._client().post(url, data=data, headers=headers, allow_redirects=False)
+                resp = await self._client().post(url, data, headers)
             else:
                 async with within(first_byte_s):
-                    resp = await self._client().post(url, data=data, headers=headers, allow_redirects=False)
+                    resp = await self._client().post(url, data, headers)
         except TimeoutError as exc:
             raise UpstreamTimeout(f"upstream '{spec.name}' sent no response headers in time") from exc
-        except (aiohttp.ServerDisconnectedError, aiohttp.ClientOSError) as exc:
+        except Disconnected as exc:
+            if exc.answered:
+                raise
             # Closed before a single byte of the answer (often a kept-alive connection the upstream had
             # just dropped): nothing was answered, so it is safe to try again, like a refused connection.
             raise UpstreamConnectError(f"upstream '{spec.name}' closed the connection before answering") from exc
@@ -78,7 +87,7 @@ class NativeHTTPProvider(Provider):
         try:
             if resp.status < 400:
                 raise UpstreamProtocolError(f"upstream '{spec.name}' answered a redirect; redirects are not followed")
-            raw = await resp.content.read(_MAX_ERROR_BODY)
+            raw = await read_at_most(resp, _MAX_ERROR_BODY)
             raise self.error_for(spec, resp.status, raw, resp.headers)
         finally:
             resp.close()

@@ -1,8 +1,8 @@
-"""What every HTTP provider shares: the aiohttp session, error translation, upstream error bodies.
+"""What every HTTP provider shares: the client, error translation, upstream error bodies.
 
-aiohttp, not httpx: at 256 requests in flight httpx's pool delivered 41 rps where aiohttp delivered
-1,193 (of 1,280 possible) on the same machine; a fusion request makes N+1 upstream calls, so the
-upstream client sets the gateway's ceiling.
+The client is the gateway's own (:mod:`gateway.providers.http_client`): a fusion request makes N+1
+upstream calls, so the upstream client's cost per call sets both the gateway's ceiling and most of
+what it adds to a request's latency.
 """
 
 from __future__ import annotations
@@ -17,9 +17,15 @@ from collections.abc import AsyncIterator, Mapping
 from contextvars import ContextVar
 from typing import Any
 
-import aiohttp
-
 from gateway.config.providers import Timeouts
+from gateway.providers.http_client import (
+    BadResponse,
+    ClientError,
+    ConnectFailed,
+    Disconnected,
+    Response,
+    UpstreamClient,
+)
 from gateway.wire import jsonutil
 from gateway.wire.errors import (
     UpstreamConnectError,
@@ -43,24 +49,11 @@ _WITHHELD = "(the upstream's message was withheld: it quoted a credential)"
 call_headers: ContextVar[Mapping[str, str] | None] = ContextVar("fusion_call_headers", default=None)
 
 
-def new_session(max_connections: int, timeouts: Timeouts, headers: dict[str, str]) -> aiohttp.ClientSession:
-    connector = aiohttp.TCPConnector(
-        limit=max_connections,  # 0: unlimited
-        limit_per_host=0,
-        ttl_dns_cache=60,
-        keepalive_timeout=60,
-    )
-    return aiohttp.ClientSession(
-        connector=connector,
-        # Only the socket connect timeout lives here (it costs nothing on a pooled connection); first byte
-        # and wall clock are enforced per call, and there is deliberately no per-read timeout: a
-        # drip-feeding upstream is cut by the wall clock instead.
-        timeout=aiohttp.ClientTimeout(total=None, connect=None, sock_connect=timeouts.connect_s),
-        headers=headers,
-        json_serialize=lambda o: jsonutil.dumps(o).decode(),
-        auto_decompress=True,
-        trust_env=False,
-    )
+def new_client(max_connections: int, timeouts: Timeouts, headers: dict[str, str]) -> UpstreamClient:
+    # Only the connect timeout lives in the client (it costs nothing on a pooled connection); first byte
+    # and wall clock are enforced per call, and there is deliberately no per-read timeout: a
+    # drip-feeding upstream is cut by the wall clock instead.
+    return UpstreamClient(max_connections, timeouts.connect_s, headers)
 
 
 class upstream_errors:  # lower case: used like a function, ``with upstream_errors(model):``
@@ -85,11 +78,13 @@ class upstream_errors:  # lower case: used like a function, ``with upstream_erro
             raise UpstreamTooLarge(f"upstream '{model}' sent an event too large to accept: {exc}") from None
         if isinstance(exc, TimeoutError):
             raise UpstreamTimeout(f"upstream '{model}' timed out") from exc
-        if isinstance(exc, aiohttp.ClientConnectorError):
+        if isinstance(exc, ConnectFailed):
             raise UpstreamConnectError(f"upstream '{model}' is unreachable") from exc
-        if isinstance(exc, aiohttp.ServerDisconnectedError | aiohttp.ClientPayloadError | aiohttp.ClientOSError):
+        if isinstance(exc, Disconnected):
             raise UpstreamProtocolError(f"upstream '{model}' closed the connection mid-answer") from exc
-        if isinstance(exc, aiohttp.ClientError):
+        if isinstance(exc, BadResponse):
+            raise UpstreamProtocolError(f"upstream '{model}' failed: {exc}") from exc
+        if isinstance(exc, ClientError):
             raise UpstreamProtocolError(f"upstream '{model}' failed: {type(exc).__name__}") from exc
 
 
@@ -186,13 +181,12 @@ def _too_large(model: str, limit: int) -> UpstreamTooLarge:
     return UpstreamTooLarge(f"upstream '{model}' sent an answer larger than its limit of {limit} bytes")
 
 
-async def iter_body(resp: aiohttp.ClientResponse, model: str, limit: int) -> AsyncIterator[bytes]:
+async def iter_body(resp: Response, model: str, limit: int) -> AsyncIterator[bytes]:
     """The response body as it arrives (decompressed), at most ``limit`` bytes in all. The caller bounds
     it in time with its wall clock."""
-    content = resp.content
     size = 0
     while True:
-        data = await content.readany()
+        data = await resp.read_some()
         if not data:
             return
         size += len(data)
@@ -201,7 +195,7 @@ async def iter_body(resp: aiohttp.ClientResponse, model: str, limit: int) -> Asy
         yield data
 
 
-async def read_body(resp: aiohttp.ClientResponse, model: str, limit: int) -> bytes:
+async def read_body(resp: Response, model: str, limit: int) -> bytes:
     """The whole response body (decompressed), refused past ``limit`` bytes before it is all in memory.
 
     The pieces go into one ``bytearray``: past a few hundred kilobytes it lives in its own memory
@@ -212,14 +206,21 @@ async def read_body(resp: aiohttp.ClientResponse, model: str, limit: int) -> byt
         if declared > limit:
             raise _too_large(model, limit)
         # The length is known and within the cap, and nothing inflates it: one read, no copies.
-        return await resp.read()
+        return await resp.read_all()
     buf = bytearray()
-    content = resp.content
     while True:
-        data = await content.readany()
+        data = await resp.read_some()
         if not data:
             return bytes(buf)
         if len(buf) + len(data) > limit:
             del buf[:]
             raise _too_large(model, limit)
         buf += data
+
+
+async def read_at_most(resp: Response, limit: int) -> bytes:
+    """The first ``limit`` bytes of the body (an error answer's, say): what follows is not waited for."""
+    buf = bytearray()
+    while len(buf) < limit and (data := await resp.read_some()):
+        buf += data
+    return bytes(buf[:limit])

@@ -2,7 +2,7 @@
 
 Every error a caller can see is a :class:`GatewayError`; it knows its HTTP status, its OpenAI error
 ``type`` and ``code``, and renders the OpenAI envelope ``{"error": {"message", "type", "param", "code"}}``.
-Lower-level errors (aiohttp, orjson, pydantic, YAML) are translated at the boundary where they happen,
+Lower-level errors (the upstream client's, orjson, pydantic, YAML) are translated at the boundary where they happen,
 with ``raise ... from exc``, so nothing else in the code base needs to know about them.
 
     GatewayError                         500 api_error

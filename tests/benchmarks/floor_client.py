@@ -1,6 +1,7 @@
 """The merge pool's floor as seen from the gateway's own core: its slowest member, then its judge.
 
-A bare aiohttp client (uvloop, kept-alive connections) run where the gateway runs calls the 200 ms
+A bare client run where the gateway runs (uvloop, kept-alive connections, and the gateway's own HTTP
+client, the cheapest there is here: a heavier one would raise the floor and flatter the gateway) calls the 200 ms
 member endpoint and then the 50 ms judge endpoint of the mock, one request at a time, and prints the
 p50 and p99 of each pair as JSON. No gateway can answer the pool faster than this client gets those two
 answers from the same place; the difference is what the gateway adds.
@@ -20,54 +21,59 @@ import json
 import sys
 import time
 
-import aiohttp
+from gateway.providers.http_client import UpstreamClient
 
 BODY = json.dumps(
     {"model": "bench", "stream": True, "messages": [{"role": "user", "content": "What is the capital of France?"}]}
-)
+).encode()
 
 
 def nearest_rank(values: list[float], q: float) -> float:
     ordered = sorted(values)
-    return ordered[max(1, -(-len(ordered) * q // 100)) - 1]
+    return ordered[max(1, int(-(-len(ordered) * q // 100))) - 1]
+
+
+async def fetch(client: UpstreamClient, url: str) -> None:
+    resp = await client.post(url, BODY)
+    while await resp.read_some():
+        pass
+    resp.release()
 
 
 async def pool(base: str, seconds: float, concurrency: int) -> None:
     totals: list[float] = []
-    async with aiohttp.ClientSession(
-        headers={"content-type": "application/json"}, connector=aiohttp.TCPConnector(limit=0)
-    ) as session:
+    client = UpstreamClient(0, 5.0, {"content-type": "application/json"})
 
-        async def call(path: str) -> None:
-            async with session.post(f"{base}/{path}/v1/chat/completions", data=BODY) as resp:
-                await resp.read()
+    async def call(path: str) -> None:
+        await fetch(client, f"{base}/{path}/v1/chat/completions")
 
-        async def loop(end: float) -> None:
-            while time.monotonic() < end:
-                t0 = time.perf_counter()
-                await asyncio.gather(call("d0100"), call("d0150"), call("d0200"))
-                await call("d0050")
-                totals.append((time.perf_counter() - t0) * 1000)
+    async def loop(end: float) -> None:
+        while time.monotonic() < end:
+            t0 = time.perf_counter()
+            await asyncio.gather(call("d0100"), call("d0150"), call("d0200"))
+            await call("d0050")
+            totals.append((time.perf_counter() - t0) * 1000)
 
-        await asyncio.gather(*(loop(time.monotonic() + 1) for _ in range(concurrency)))  # warm the connections
-        totals.clear()
-        start = time.monotonic()
-        await asyncio.gather(*(loop(start + seconds) for _ in range(concurrency)))
-        elapsed = time.monotonic() - start
+    await asyncio.gather(*(loop(time.monotonic() + 1) for _ in range(concurrency)))  # warm the connections
+    totals.clear()
+    start = time.monotonic()
+    await asyncio.gather(*(loop(start + seconds) for _ in range(concurrency)))
+    elapsed = time.monotonic() - start
+    await client.aclose()
     print(json.dumps({"n": len(totals), "rps": len(totals) / elapsed, "p50_ms": nearest_rank(totals, 50),
                       "p99_ms": nearest_rank(totals, 99)}))
 
 
 async def main(base: str, seconds: float) -> None:
     totals: list[float] = []
-    async with aiohttp.ClientSession(headers={"content-type": "application/json"}) as session:
-        end = time.monotonic() + seconds
-        while time.monotonic() < end:
-            t0 = time.perf_counter()
-            for path in ("d0200", "d0050"):
-                async with session.post(f"{base}/{path}/v1/chat/completions", data=BODY) as resp:
-                    await resp.read()
-            totals.append((time.perf_counter() - t0) * 1000)
+    client = UpstreamClient(0, 5.0, {"content-type": "application/json"})
+    end = time.monotonic() + seconds
+    while time.monotonic() < end:
+        t0 = time.perf_counter()
+        for path in ("d0200", "d0050"):
+            await fetch(client, f"{base}/{path}/v1/chat/completions")
+        totals.append((time.perf_counter() - t0) * 1000)
+    await client.aclose()
     warm = totals[1:] or totals
     print(json.dumps({"n": len(warm), "p50_ms": nearest_rank(warm, 50), "p99_ms": nearest_rank(warm, 99)}))
 
