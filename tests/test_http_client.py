@@ -119,7 +119,7 @@ async def read(resp: Response) -> bytes:
     parts = []
     while data := await resp.read_some():
         parts.append(data)
-    resp.release()
+    resp.close()
     return b"".join(parts)
 
 
@@ -337,7 +337,7 @@ def test_a_chunked_stream_arrives_piece_by_piece(run: Callable[..., None]) -> No
                 got.append(data)
                 gates[0].set()
             assert got == [b"data: 1\n\n", b"data: 2\n\n"]
-            resp.release()
+            resp.close()
             assert await read(await client.post(server.url, b"{}")) == b"{}"
             assert server.connections == 1
             await client.aclose()
@@ -489,7 +489,7 @@ def test_a_response_closed_half_read_is_not_reused(run: Callable[..., None]) -> 
             client = UpstreamClient(0, 5.0, {})
             resp = await client.post(server.url, b"{}")
             assert await resp.read_some()
-            resp.release()  # not read to the end: dropped, not pooled
+            resp.close()  # not read to the end: dropped, not pooled
             assert await read(await client.post(server.url, b"{}")) == b"y" * 500_000
             assert server.connections == 2
             await client.aclose()

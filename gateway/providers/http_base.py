@@ -98,10 +98,8 @@ class NativeHTTPProvider(Provider):
             resp = await self._post(spec, url, payload, None)
             try:
                 raw = await read_body(resp, spec.name, self.config.max_response_bytes)
-            except BaseException:
-                resp.close()
-                raise
-            resp.release()
+            finally:
+                resp.close()  # reused when the body was read to its end, else dropped
         try:
             return jsonutil.loads(raw)
         except jsonutil.JSONDecodeError as exc:
@@ -133,7 +131,5 @@ class NativeHTTPProvider(Provider):
                 chunks = make_stream(iter_body(resp, spec.name, self.config.max_response_bytes))
                 chunks.max_event_bytes = self.config.max_event_bytes
                 yield chunks
-                if chunks.finished:
-                    resp.release()
         finally:
-            resp.close()  # no-op after release; otherwise the connection is dropped, never reused half-read
+            resp.close()  # reused when the body was read to its end; a half-read one is dropped, never reused

@@ -89,8 +89,7 @@ class Response:
     """An upstream response: status and headers at once, the body as it arrives.
 
     Read it with :meth:`read_some` (a piece at a time, ``b""`` at the end) or :meth:`read_all`, then
-    :meth:`release` it (the connection goes back to the pool if the body was read to its end) or
-    :meth:`close` it (the connection is dropped)."""
+    :meth:`close` it: the connection goes back to the pool if the body was read to its end."""
 
     __slots__ = ("_buffered", "_conn", "_encoding", "_error", "_inflate", "_pending", "_waiter", "complete",
                  "content_length", "headers", "status")
@@ -199,17 +198,12 @@ class Response:
         self._buffered = 0
         return data
 
-    def release(self) -> None:
-        """Done with the response: its connection is reused if the body was read to the end, else closed."""
+    def close(self) -> None:
+        """Done with the response: its connection goes back to the pool if the body was read to its end,
+        and is closed otherwise (a body left half read, a failure, a cancelled call). Idempotent."""
         conn, self._conn = self._conn, None
         if conn is not None:
             conn.done(self, reuse=self.complete and not self._pending and self._error is None)
-
-    def close(self) -> None:
-        """Done with the response and its connection: it is closed (a no-op after :meth:`release`)."""
-        conn, self._conn = self._conn, None
-        if conn is not None:
-            conn.done(self, reuse=False)
 
 
 def _decompressor(encoding: str, first: bytes) -> zlib._Decompress:

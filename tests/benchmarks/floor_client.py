@@ -37,7 +37,7 @@ async def fetch(client: UpstreamClient, url: str) -> None:
     resp = await client.post(url, BODY)
     while await resp.read_some():
         pass
-    resp.release()
+    resp.close()
 
 
 async def pool(base: str, seconds: float, concurrency: int) -> None:
