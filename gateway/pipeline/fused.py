@@ -7,12 +7,12 @@ import secrets
 
 from fusion_modes.base import Emit, FusionError
 from gateway.books.calls import Ledger
-from gateway.books.record import FusionMetadata
+from gateway.books.record import FusionMetadata, LatencyBreakdown
 from gateway.pipeline.baseline import Sample, Shadowed
 from gateway.pipeline.cascade import run_cascade
 from gateway.pipeline.context import RequestContext
 from gateway.pipeline.events import FusionEvents
-from gateway.pipeline.outcome import pool_answered, pool_failed
+from gateway.pipeline.outcome import pool_answer, pool_answered, pool_failed
 from gateway.pipeline.plan import PoolPlan
 from gateway.pipeline.pool import PoolOutcome, Timeline, run_pool
 from gateway.wire.errors import GatewayError
@@ -26,6 +26,7 @@ class FusedRequest:
         self.plan = plan
         self.ledger = Ledger()
         self._sample: Sample | None = None
+        self._answered: tuple[PoolOutcome, FusionMetadata, LatencyBreakdown] | None = None
 
     async def run(self, emit: Emit | None = None, events: FusionEvents | None = None) -> PoolOutcome:
         ctx, plan = self.ctx, self.plan
@@ -49,8 +50,19 @@ class FusedRequest:
             raise
 
     def answered(self, outcome: PoolOutcome) -> FusionMetadata:
-        """Record a finished pool answer; its ``fusion`` metadata."""
-        return pool_answered(self.ctx, outcome, self._sample)
+        """The ``fusion`` metadata of a finished pool answer (its receipt is kept now). The rest of its
+        books are kept by :meth:`recorded`, once the answer has gone out: the caller does not wait for
+        metrics, stats and log fields."""
+        meta, latency = pool_answer(self.ctx, outcome, self._sample)
+        self._answered = (outcome, meta, latency)
+        return meta
+
+    def recorded(self) -> None:
+        """Keep the books of the answer :meth:`answered` described (a no-op if there was none)."""
+        if self._answered is not None:
+            outcome, meta, latency = self._answered
+            self._answered = None
+            pool_answered(self.ctx, outcome, meta, latency, self._sample)
 
     def failed(self, exc: GatewayError | FusionError) -> GatewayError:
         """Record a failed pool request; the error to show the caller."""

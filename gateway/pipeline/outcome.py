@@ -201,10 +201,25 @@ def fused_cost(ledger: Ledger) -> Decimal | None:
     return ledger.cost("member", "judge")
 
 
-def pool_answered(ctx: RequestContext, outcome: PoolOutcome, sample: Sample | None) -> FusionMetadata:
-    """A pool answered: its metadata, metrics, stats, log fields; the answer to the baseline job if sampled."""
+def pool_answer(
+    ctx: RequestContext, outcome: PoolOutcome, sample: Sample | None
+) -> tuple[FusionMetadata, LatencyBreakdown]:
+    """A pool answered: its ``fusion`` metadata and the latency breakdown it holds (timed now), and its
+    receipt. The rest of its books wait until the answer has gone out (:func:`pool_answered`)."""
     latency = latency_breakdown(outcome, time.monotonic())
     meta = fusion_metadata(outcome, latency, baseline_sampled=sample is not None)
+    ctx.status = 200
+    ctx.cost = meta.cost_usd
+    ctx.kind, ctx.calls, ctx.meta = "pool", outcome.ledger.records, meta
+    _receipt(ctx, outcome.plan.name, meta)
+    return meta, latency
+
+
+def pool_answered(
+    ctx: RequestContext, outcome: PoolOutcome, meta: FusionMetadata, latency: LatencyBreakdown, sample: Sample | None
+) -> None:
+    """The books of a pool answer that has gone out: metrics, stats, log fields; the answer to the
+    baseline job if sampled."""
     plan, ledger = outcome.plan, outcome.ledger
     quorum = min(plan.pool.effective_quorum, len(outcome.members))
     services = ctx.services
@@ -221,11 +236,7 @@ def pool_answered(ctx: RequestContext, outcome: PoolOutcome, sample: Sample | No
         ctx.fields["cascade"] = {"escalated": c.escalated, "reason": c.reason, "confidence": c.confidence}
     if sample is not None:
         sample.deliver(FusedAnswer(outcome.result.message, latency.total, meta.cost_usd))
-    ctx.status = 200
-    ctx.cost = meta.cost_usd
-    ctx.kind, ctx.calls, ctx.meta = "pool", ledger.records, meta
     _tokens(ctx, ledger.usage("member", "judge"))
-    _receipt(ctx, plan.name, meta)
     ctx.fields.update(
         {
             "pool": plan.name,
@@ -238,7 +249,6 @@ def pool_answered(ctx: RequestContext, outcome: PoolOutcome, sample: Sample | No
         }
     )
     note_content(ctx, plan.body["messages"], outcome.result.message)
-    return meta
 
 
 def pool_failed(ctx: RequestContext, plan: PoolPlan, ledger: Ledger, exc: GatewayError | FusionError) -> GatewayError:
