@@ -90,11 +90,13 @@ async def fan_out(
     ok_count = 0
     enough = asyncio.Event()  # quorum met, or nothing left to wait for
     all_done = asyncio.Event()
-    tasks: list[asyncio.Task[None]] = []
+    #: the members whose upstream call is still running; one that has its answer is never cancelled
+    #: while it reports it (its ``finished`` event would be lost half-sent)
+    calling: set[asyncio.Task[None]] = set()
 
     def cancel_running() -> None:
         me = asyncio.current_task()
-        for task in tasks:
+        for task in calling:
             if task is not me:
                 task.cancel()
 
@@ -106,12 +108,16 @@ async def fan_out(
         deadline = min(policy.deadline, time.monotonic() + policy.timeout_s)
         answer: Accumulator | None = None
         on_delta: Callable[[str], Awaitable[None]] = lambda text: obs.delta(call, round, text)  # noqa: E731
+        me = asyncio.current_task()
+        assert me is not None
+        calling.add(me)
         try:
             await obs.started(call, round)
             answer = await caller.collect(call.spec, call.body, record, deadline, on_delta)
         except UpstreamError:
             pass  # recorded in ``record``; one member failing never fails the pool
         finally:
+            calling.discard(me)
             result = MemberResult(call, record, answer if record.status == "ok" else None)
             finished.append(result)
             if result.ok:
@@ -127,7 +133,8 @@ async def fan_out(
             cancel_running()  # settled: the members still running cannot change the answer
 
     async with asyncio.TaskGroup() as tg:
-        tasks.extend(tg.create_task(run(call)) for call in calls)
+        for call in calls:
+            tg.create_task(run(call))
         await enough.wait()
         if not all_done.is_set():
             if policy.grace_s is None:
