@@ -164,7 +164,11 @@ ledger: {{url: '{url}', flush_interval_s: 0.1, queue_max: 20}}
                               headers={"x-request-id": rid}, timeout=20).status_code
 
         assert post("before") == 200
-        assert wait_until(lambda: ledger.depth == 0, timeout=5)
+        # written, not only "nothing queued": the record is handed over just after the answer's last byte,
+        # so an empty queue seen right after the answer may be the moment before it arrives
+        assert wait_until(lambda: ledger.depth == 0
+                          and count(url, "SELECT count(*) FROM ledger_requests WHERE request_id = 'before'") == 1,
+                          timeout=5)
         postgres.stop()
         try:
             codes = [post(f"during-{i}") for i in range(25)]

@@ -353,8 +353,8 @@ def alternate(ref: str, gw: str, model: str, conns: int, args: argparse.Namespac
 
 
 def floor_pool(mock: str, conns: int, seconds: int, cpu: str) -> dict[str, float]:
-    """The merge pool's calls made by a bare aiohttp client on the gateway's core, ``conns`` at a time:
-    the same-run reference for the pool under load (``floor_client.py --pool``)."""
+    """The merge pool's calls made by a bare client (the gateway's own HTTP client) on the gateway's core,
+    ``conns`` at a time: the same-run reference for the pool under load (``floor_client.py --pool``)."""
     out = subprocess.run(
         ["taskset", "-c", cpu, PY, str(HERE / "floor_client.py"), mock, str(seconds), "--pool", str(conns)],
         capture_output=True, text=True, check=True,
@@ -396,9 +396,9 @@ def one_at_a_time(mock: str, gw: str, args: argparse.Namespace, app_cpu: str, cp
 
     Passthrough: the instant mock through the gateway vs the instant mock itself (wrk on the load core).
     Merge pool (members at 100/150/200 ms, then a 50 ms judge) against its floor: the 200 ms member and
-    the 50 ms judge endpoints called one after the other by a bare aiohttp client on the gateway's own
-    core (``floor_client.py``), so that the mock's timer overshoot and the cost of reaching the mock
-    from that core count as floor, not as gateway. Direct and gateway runs alternate; the figures are
+    the 50 ms judge endpoints called one after the other by a bare client (the gateway's own HTTP client)
+    on the gateway's own core (``floor_client.py``), so that the mock's timer overshoot and the cost of
+    reaching the mock from that core count as floor, not as gateway. Direct and gateway runs alternate; the figures are
     medians over the rounds.
     """
 
