@@ -508,3 +508,15 @@ def test_nothing_listening_is_a_connect_failure(run: Callable[..., None]) -> Non
         await client.aclose()
 
     run(main())
+
+
+def test_a_path_that_is_not_ascii_goes_out_percent_encoded(run: Callable[..., None]) -> None:
+    async def main() -> None:
+        async with serving(keep_answering()) as server:
+            client = UpstreamClient(0, 5.0, {})
+            url = server.url.replace("/v1/", "/v1/modèle x/") + "?q=a%20b"
+            assert await read(await client.post(url, b"{}")) == b'{"ok":true}'
+            await client.aclose()
+        assert server.requests[0].split(b"\r\n")[0] == b"POST /v1/mod%C3%A8le%20x/chat/completions?q=a%20b HTTP/1.1"
+
+    run(main())

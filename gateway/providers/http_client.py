@@ -22,7 +22,7 @@ import zlib
 from collections import deque
 from collections.abc import Mapping
 from typing import NamedTuple, cast
-from urllib.parse import urlsplit
+from urllib.parse import quote, urlsplit
 
 import httptools
 
@@ -35,6 +35,8 @@ _INFLATE_STEP = 64 * 1024
 #: an idle kept-alive connection older than this is closed rather than reused
 KEEPALIVE_S = 60.0
 
+#: characters left as they are in a request target (RFC 3986's reserved and unreserved ones, and "%")
+_URL_SAFE = "/?#[]@!$&'()*+,;=:%-._~"
 _DEFAULT_HEADERS = {"user-agent": "fusion-gateway", "accept": "*/*", "accept-encoding": "gzip, deflate"}
 
 
@@ -232,7 +234,6 @@ class _Connection(asyncio.Protocol):
         self._response: Response | None = None
         self._head_bytes = 0
         self._headers: dict[str, str] = {}
-        self._header_name = ""
 
     # -- asyncio.Protocol
 
@@ -417,7 +418,8 @@ class UpstreamClient:
         host_header = f"[{host}]" if ":" in host else host
         if not default_port:
             host_header += f":{port}"
-        path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+        # what is not already URL-safe (a non-ASCII path in a base_url, say) is percent-encoded
+        path = quote((parts.path or "/") + (f"?{parts.query}" if parts.query else ""), safe=_URL_SAFE)
         head = f"POST {path} HTTP/1.1\r\nhost: {host_header}\r\n".encode("latin-1") + self._headers
         target = _Target(Origin(scheme, host, port), head)
         if len(self._targets) < 64:  # providers call a handful of URLs; a stray one is not remembered
