@@ -13,6 +13,7 @@ import yaml
 from gateway.books.metrics import Metrics
 from tests.conftest import run_gateway
 from tests.support.deploykit import (
+    CLIENT_KEY,
     DEPLOY,
     EVERY_MODE,
     POOLS,
@@ -192,6 +193,12 @@ def scrape() -> str:
     with run_gateway(EVERY_MODE) as (_, srv):
         summary = drive(srv.url, per_name=3)
         assert summary["status"].get("200", 0) > 0
+        # The balancer breaks ties between "spread"'s two deployments at random, so the few calls the
+        # traffic makes to it may all land on the working one: a dozen more try the failing one (and get
+        # it ejected) all but once in 4,096 runs.
+        for _ in range(12):
+            httpx.post(f"{srv.url}/v1/chat/completions", headers={"authorization": f"Bearer {CLIENT_KEY}"},
+                       json={"model": "spread", "messages": [{"role": "user", "content": "hi"}]}, timeout=10)
         settle(srv.url)  # baseline samples and comparisons finish in the background
         return httpx.get(f"{srv.url}/metrics").text
 
