@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import random
 import secrets
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 from fusion_modes.base import Emit, FusionError
 from gateway.books.calls import Ledger
-from gateway.books.record import FusionMetadata, LatencyBreakdown
+from gateway.books.record import FusionMetadata
 from gateway.pipeline.baseline import Sample, Shadowed
 from gateway.pipeline.cascade import run_cascade
 from gateway.pipeline.context import RequestContext
@@ -26,7 +28,6 @@ class FusedRequest:
         self.plan = plan
         self.ledger = Ledger()
         self._sample: Sample | None = None
-        self._answered: tuple[PoolOutcome, FusionMetadata, LatencyBreakdown] | None = None
 
     async def run(self, emit: Emit | None = None, events: FusionEvents | None = None) -> PoolOutcome:
         ctx, plan = self.ctx, self.plan
@@ -49,19 +50,15 @@ class FusedRequest:
                 self._sample.deliver(None)
             raise
 
-    def answered(self, outcome: PoolOutcome) -> FusionMetadata:
-        """The ``fusion`` metadata of a finished pool answer (its receipt is kept now). The rest of its
-        books are kept by :meth:`recorded`, once the answer has gone out: the caller does not wait for
-        metrics, stats and log fields."""
+    @contextmanager
+    def answering(self, outcome: PoolOutcome) -> Iterator[FusionMetadata]:
+        """The ``fusion`` metadata of a finished pool answer (its receipt is kept now), for the block that
+        writes the answer. The rest of its books are kept when the block is left, once the answer has gone
+        out: the caller does not wait for metrics, stats and log fields."""
         meta, latency = pool_answer(self.ctx, outcome, self._sample)
-        self._answered = (outcome, meta, latency)
-        return meta
-
-    def recorded(self) -> None:
-        """Keep the books of the answer :meth:`answered` described (a no-op if there was none)."""
-        if self._answered is not None:
-            outcome, meta, latency = self._answered
-            self._answered = None
+        try:
+            yield meta
+        finally:
             pool_answered(self.ctx, outcome, meta, latency, self._sample)
 
     def failed(self, exc: GatewayError | FusionError) -> GatewayError:

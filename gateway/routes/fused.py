@@ -6,12 +6,10 @@ import time
 from typing import Any
 
 from fusion_modes.base import Candidate, FusionError, FusionResult
-from gateway.books.record import FusionMetadata
 from gateway.pipeline.context import RequestContext
 from gateway.pipeline.events import FusionEvents
 from gateway.pipeline.fused import FusedRequest
 from gateway.pipeline.plan import PoolPlan
-from gateway.pipeline.pool import PoolOutcome
 from gateway.routes import cached
 from gateway.routes.shape import CHAT, Shaper
 from gateway.wire.asgi import Send, cost_header, send_json, usage_with_cost
@@ -30,23 +28,20 @@ async def json(ctx: RequestContext, plan: PoolPlan, req: ChatRequest, send: Send
         await shape.error(send, error, [*ctx.headers, *cost_header(ctx.cost)])
         return
     result = outcome.result
-    meta = fused.answered(outcome)
-    winner = result.winner
-    body = completion(
-        id=new_completion_id(),
-        created=now_s(),
-        model=plan.name,
-        message=result.message,
-        finish_reason=result.finish_reason,
-        usage=usage_with_cost(fused.ledger.usage("member", "judge").to_openai(), meta.cost_usd),
-        logprobs=winner.logprobs if winner is not None else None,
-    )
-    body.update(_sent_beside(winner))
-    body["fusion"] = meta.to_json()
-    try:
+    with fused.answering(outcome) as meta:
+        winner = result.winner
+        body = completion(
+            id=new_completion_id(),
+            created=now_s(),
+            model=plan.name,
+            message=result.message,
+            finish_reason=result.finish_reason,
+            usage=usage_with_cost(fused.ledger.usage("member", "judge").to_openai(), meta.cost_usd),
+            logprobs=winner.logprobs if winner is not None else None,
+        )
+        body.update(_sent_beside(winner))
+        body["fusion"] = meta.to_json()
         await send_json(send, 200, shape.completion(body), [*ctx.headers, *cost_header(meta.cost_usd)])
-    finally:
-        fused.recorded()  # after the answer has gone out: the caller never waits for the books
     if ctx.cache_key is not None and not meta.degraded:
         await cached.store(ctx, ctx.cache_key, body, meta.cost_usd)
 
@@ -89,45 +84,39 @@ async def stream(
 
     async def work() -> None:
         outcome = await beside(fused.run(emit, events), out.keepalive)
-        meta = fused.answered(outcome)
-        try:
-            await finish(outcome, meta)
-        finally:
-            fused.recorded()  # after the last event has gone out: the caller never waits for the books
+        result = outcome.result
+        with fused.answering(outcome) as meta:
+            if events is not None and meta.judge is not None:
+                await events.judge_done(meta.judge)
+            winner = result.winner
+            beside_answer.update(_sent_beside(winner))
+            if not result.streamed:
+                if not role_sent:
+                    first_chunk()
+                logprobs = winner.logprobs if winner is not None else None
+                for delta in _message_deltas(result, include_role=not role_sent):
+                    c = make(delta)
+                    if logprobs is not None:  # all of them on the first chunk: the answer is already whole
+                        c["choices"][0]["logprobs"], logprobs = logprobs, None
+                    await out.event(c)
+            last = make({}, result.finish_reason)
+            if with_usage:
+                await out.event(last)
+                usage_chunk = make(None)
+                usage_chunk["usage"] = usage_with_cost(fused.ledger.usage("member", "judge").to_openai(),
+                                                       meta.cost_usd)
+                usage_chunk["fusion"] = meta.to_json()
+                await out.event(usage_chunk)
+            else:
+                last["fusion"] = meta.to_json()
+                await out.event(last)
+            await out.done()
         if ctx.cache_key is not None and not meta.degraded:
             usage = fused.ledger.usage("member", "judge").to_openai()
-            answer = completion(id=cid, created=created, model=plan.name, message=outcome.result.message,
-                                finish_reason=outcome.result.finish_reason, usage=usage)
+            answer = completion(id=cid, created=created, model=plan.name, message=result.message,
+                                finish_reason=result.finish_reason, usage=usage)
             answer["fusion"] = meta.to_json()
             await cached.store(ctx, ctx.cache_key, answer, meta.cost_usd)
-
-    async def finish(outcome: PoolOutcome, meta: FusionMetadata) -> None:
-        """The answer's last events: the judge's verdict, what was not streamed yet, usage, [DONE]."""
-        result = outcome.result
-        if events is not None and meta.judge is not None:
-            await events.judge_done(meta.judge)
-        winner = result.winner
-        beside_answer.update(_sent_beside(winner))
-        if not result.streamed:
-            if not role_sent:
-                first_chunk()
-            logprobs = winner.logprobs if winner is not None else None
-            for delta in _message_deltas(result, include_role=not role_sent):
-                c = make(delta)
-                if logprobs is not None:  # all of them on the first chunk: the answer is already whole
-                    c["choices"][0]["logprobs"], logprobs = logprobs, None
-                await out.event(c)
-        last = make({}, result.finish_reason)
-        if with_usage:
-            await out.event(last)
-            usage_chunk = make(None)
-            usage_chunk["usage"] = usage_with_cost(fused.ledger.usage("member", "judge").to_openai(), meta.cost_usd)
-            usage_chunk["fusion"] = meta.to_json()
-            await out.event(usage_chunk)
-        else:
-            last["fusion"] = meta.to_json()
-            await out.event(last)
-        await out.done()
 
     try:
         await out.until_shutdown(work(), ctx.services.draining)
