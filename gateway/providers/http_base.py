@@ -18,7 +18,6 @@ from gateway.providers.stream import completion_as_stream
 from gateway.providers.transport import (
     call_headers,
     iter_body,
-    new_client,
     read_at_most,
     read_body,
     status_error,
@@ -37,26 +36,30 @@ CompletionFactory = Callable[[Any], dict[str, Any]]
 
 
 class NativeHTTPProvider(Provider):
-    """Base of the providers that reach their upstream over HTTP: session, POST, errors."""
+    """Base of the providers that reach their upstream over HTTP: client, POST, errors."""
 
     config: HTTPProviderConfig
 
     def __init__(self, name: str, config: HTTPProviderConfig, headers: dict[str, str], key: str) -> None:
         super().__init__(name, config)
-        self._headers = headers  # session defaults: merging per request costs more than sending them
+        self._headers = headers  # the client's defaults: merging per request costs more than sending them
         self._secrets = (key,) if key else ()
-        self._session: UpstreamClient | None = None
+        self._upstream: UpstreamClient | None = None
 
     def _client(self) -> UpstreamClient:
-        # Created on first use: its connections belong to the running event loop.
-        if self._session is None:
-            self._session = new_client(self.config.max_connections, self.config.timeouts, self._headers)
-        return self._session
+        # Created on first use: its connections belong to the running event loop. Only the connect timeout
+        # lives in the client (it costs nothing on a pooled connection); first byte and wall clock are
+        # enforced per call, and there is deliberately no per-read timeout: a drip-feeding upstream is
+        # cut by the wall clock instead.
+        if self._upstream is None:
+            config = self.config
+            self._upstream = UpstreamClient(config.max_connections, config.timeouts.connect_s, self._headers)
+        return self._upstream
 
     async def aclose(self) -> None:
-        if self._session is not None:
-            await self._session.aclose()
-            self._session = None
+        if self._upstream is not None:
+            await self._upstream.aclose()
+            self._upstream = None
 
     def error_for(self, spec: ModelSpec, status: int, raw: bytes, headers: Any) -> UpstreamStatusError:
         """The error for an upstream error status. Providers whose error bodies say more override this."""

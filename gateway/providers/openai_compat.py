@@ -1,7 +1,7 @@
 """``type: openai``: any endpoint that speaks OpenAI Chat Completions (OpenAI, vLLM, Ollama, llama.cpp ...).
 
 Nothing to translate: the body goes up as it is, and the answer comes back as it is. The HTTP side
-(session, first-byte limit, error statuses, an upstream that ignores ``stream``) is shared with the
+(client, first-byte limit, error statuses, an upstream that ignores ``stream``) is shared with the
 translating providers in :mod:`gateway.providers.http_base`.
 """
 

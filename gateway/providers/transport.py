@@ -17,14 +17,12 @@ from collections.abc import AsyncIterator, Mapping
 from contextvars import ContextVar
 from typing import Any
 
-from gateway.config.providers import Timeouts
 from gateway.providers.http_client import (
     BadResponse,
     ClientError,
     ConnectFailed,
     Disconnected,
     Response,
-    UpstreamClient,
 )
 from gateway.wire import jsonutil
 from gateway.wire.errors import (
@@ -47,13 +45,6 @@ _WITHHELD = "(the upstream's message was withheld: it quoted a credential)"
 #: Headers for the upstream call running in this task, beside the provider's own: the W3C trace context
 #: when tracing is on (set by the caller around one call; None, the default, costs nothing).
 call_headers: ContextVar[Mapping[str, str] | None] = ContextVar("fusion_call_headers", default=None)
-
-
-def new_client(max_connections: int, timeouts: Timeouts, headers: dict[str, str]) -> UpstreamClient:
-    # Only the connect timeout lives in the client (it costs nothing on a pooled connection); first byte
-    # and wall clock are enforced per call, and there is deliberately no per-read timeout: a
-    # drip-feeding upstream is cut by the wall clock instead.
-    return UpstreamClient(max_connections, timeouts.connect_s, headers)
 
 
 class upstream_errors:  # lower case: used like a function, ``with upstream_errors(model):``
