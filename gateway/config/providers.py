@@ -69,6 +69,10 @@ def link_local_reason(url: str) -> str | None:
 class HTTPProviderConfig(ProviderBase):
     """What every provider that calls an HTTP upstream shares: where, with which key, how many connections."""
 
+    #: the vendor's own endpoint, which answers nothing without a key, and the header the key goes in
+    #: (None: the endpoint may be keyless, as a local vLLM is)
+    official: ClassVar[tuple[str, str] | None] = None
+
     base_url: str
     api_key: SecretStr | None = None
     headers: dict[str, str] = {}
@@ -103,6 +107,14 @@ class HTTPProviderConfig(ProviderBase):
             if name.lower() in ("host", "content-length", "transfer-encoding", "connection"):
                 raise ValueError(f"header {name!r} is set by the gateway for each request and cannot be configured")
         return v
+
+    @model_validator(mode="after")
+    def _official_needs_key(self) -> HTTPProviderConfig:
+        if self.official is not None:
+            url, header = self.official
+            if self.base_url == url and not self.has_credentials(header, "authorization"):
+                raise ValueError(f"{urlsplit(url).hostname} needs an api_key (sent as '{header}')")
+        return self
 
     @model_validator(mode="after")
     def _no_link_local(self) -> HTTPProviderConfig:
@@ -190,17 +202,13 @@ class AnthropicProviderConfig(HTTPProviderConfig):
     type: Literal["anthropic"]
     adapter: ClassVar[str] = "gateway.providers.anthropic:AnthropicProvider"
     base_url: str = ANTHROPIC_BASE_URL
+    official = (ANTHROPIC_BASE_URL, "x-api-key")
     anthropic_version: str = "2023-06-01"
     #: Anthropic requires max_tokens; this is sent when the caller gives neither max_tokens nor max_completion_tokens
     max_tokens: int = Field(4096, ge=1)
     #: native Messages fields added to every request (e.g. thinking, top_k); the translated request wins on conflict
     extra_body: dict[str, Any] = {}
 
-    @model_validator(mode="after")
-    def _key(self) -> AnthropicProviderConfig:
-        if self.base_url == ANTHROPIC_BASE_URL and not self.has_credentials("x-api-key", "authorization"):
-            raise ValueError("api.anthropic.com needs an api_key (sent as 'x-api-key')")
-        return self
 
 
 class GeminiProviderConfig(HTTPProviderConfig):
@@ -209,15 +217,11 @@ class GeminiProviderConfig(HTTPProviderConfig):
     type: Literal["gemini"]
     adapter: ClassVar[str] = "gateway.providers.gemini:GeminiProvider"
     base_url: str = GEMINI_BASE_URL
+    official = (GEMINI_BASE_URL, "x-goog-api-key")
     #: native GenerateContentRequest fields added to every request (e.g. safetySettings,
     #: generationConfig.thinkingConfig); merged key by key, the translated request wins on conflict
     extra_body: dict[str, Any] = {}
 
-    @model_validator(mode="after")
-    def _key(self) -> GeminiProviderConfig:
-        if self.base_url == GEMINI_BASE_URL and not self.has_credentials("x-goog-api-key", "authorization"):
-            raise ValueError("generativelanguage.googleapis.com needs an api_key (sent as 'x-goog-api-key')")
-        return self
 
 
 class FailureInjection(Strict):
