@@ -11,7 +11,8 @@ from __future__ import annotations
 import asyncio
 import gzip
 import zlib
-from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Mapping
+from contextlib import asynccontextmanager
 from typing import Any
 
 import pytest
@@ -109,6 +110,16 @@ def keep_answering(body: bytes = b'{"ok":true}', delay: float = 0.0) -> Callable
     return make
 
 
+@asynccontextmanager
+async def pooled(limit: int = 0, headers: Mapping[str, str] | None = None) -> AsyncIterator[UpstreamClient]:
+    """The client a test uses, closed however the test ends."""
+    client = UpstreamClient(limit, 5.0, headers or {})
+    try:
+        yield client
+    finally:
+        await client.aclose()
+
+
 def serving(make: Callable[[Server], Handler]) -> Server:
     server = Server(lambda r, w: asyncio.sleep(0))
     server.handler = make(server)
@@ -126,13 +137,12 @@ async def read(resp: Response) -> bytes:
 def test_the_request_goes_out_whole_with_the_providers_headers(run: Callable[..., None]) -> None:
     async def main() -> None:
         async with serving(keep_answering()) as server:
-            client = UpstreamClient(0, 5.0, {"content-type": "application/json", "User-Agent": "mine/1",
-                                             "authorization": "Bearer k"})
-            port = server.url.split(":")[2].split("/")[0]
-            resp = await client.post(server.url + "?v=1", b'{"a":1}', {"traceparent": "00-ab-cd-01"})
-            assert resp.status == 200 and resp.headers["content-type"] == "application/json"
-            assert await read(resp) == b'{"ok":true}'
-            await client.aclose()
+            headers = {"content-type": "application/json", "User-Agent": "mine/1", "authorization": "Bearer k"}
+            async with pooled(headers=headers) as client:
+                port = server.url.split(":")[2].split("/")[0]
+                resp = await client.post(server.url + "?v=1", b'{"a":1}', {"traceparent": "00-ab-cd-01"})
+                assert resp.status == 200 and resp.headers["content-type"] == "application/json"
+                assert await read(resp) == b'{"ok":true}'
         head, _, body = server.requests[0].partition(b"\r\n\r\n")
         lines = head.decode().split("\r\n")
         assert lines[0] == "POST /v1/chat/completions?v=1 HTTP/1.1"
@@ -157,20 +167,17 @@ def test_a_header_that_could_split_the_request_is_refused() -> None:
 
 def test_a_kept_alive_connection_is_reused(run: Callable[..., None]) -> None:
     async def main() -> None:
-        async with serving(keep_answering()) as server:
-            client = UpstreamClient(0, 5.0, {})
+        async with serving(keep_answering()) as server, pooled() as client:
             for _ in range(5):
                 assert await read(await client.post(server.url, b"{}")) == b'{"ok":true}'
             assert server.connections == 1 and len(server.requests) == 5
-            await client.aclose()
 
     run(main())
 
 
 def test_the_connection_limit_holds_and_every_call_is_served(run: Callable[..., None]) -> None:
     async def main() -> None:
-        async with serving(keep_answering(delay=0.02)) as server:
-            client = UpstreamClient(2, 5.0, {})
+        async with serving(keep_answering(delay=0.02)) as server, pooled(2) as client:
 
             async def one() -> bytes:
                 return await read(await client.post(server.url, b"{}"))
@@ -179,7 +186,6 @@ def test_the_connection_limit_holds_and_every_call_is_served(run: Callable[..., 
             assert results == [b'{"ok":true}'] * 9
             assert server.most_open == 2 and server.connections == 2
             assert client.open_connections == 2
-            await client.aclose()
 
     run(main())
 
@@ -188,8 +194,7 @@ def test_a_caller_that_gives_up_while_waiting_for_a_slot_frees_nothing_it_did_no
     run: Callable[..., None],
 ) -> None:
     async def main() -> None:
-        async with serving(keep_answering(delay=0.05)) as server:
-            client = UpstreamClient(1, 5.0, {})
+        async with serving(keep_answering(delay=0.05)) as server, pooled(1) as client:
             first = asyncio.ensure_future(client.post(server.url, b"{}"))
             await asyncio.sleep(0.01)
             with pytest.raises(TimeoutError):
@@ -198,7 +203,6 @@ def test_a_caller_that_gives_up_while_waiting_for_a_slot_frees_nothing_it_did_no
             assert await read(await first) == b'{"ok":true}'
             assert await read(await client.post(server.url, b"{}")) == b'{"ok":true}'
             assert server.connections == 1 and client.open_connections == 1
-            await client.aclose()
 
     run(main())
 
@@ -212,12 +216,10 @@ def test_connection_close_is_honoured_and_the_next_call_opens_a_new_one(run: Cal
     server = Server(handler)
 
     async def main() -> None:
-        async with server:
-            client = UpstreamClient(0, 5.0, {})
+        async with server, pooled() as client:
             for _ in range(3):
                 assert await read(await client.post(server.url, b"{}")) == b"{}"
             assert server.connections == 3
-            await client.aclose()
 
     run(main())
 
@@ -231,13 +233,11 @@ def test_an_idle_connection_the_upstream_closed_is_not_used_again(run: Callable[
     server = Server(handler)
 
     async def main() -> None:
-        async with server:
-            client = UpstreamClient(0, 5.0, {})
+        async with server, pooled() as client:
             assert await read(await client.post(server.url, b"{}")) == b"{}"
             await asyncio.sleep(0.05)  # the close reaches the client while the connection is idle
             assert await read(await client.post(server.url, b"{}")) == b"{}"
             assert server.connections == 2
-            await client.aclose()
 
     run(main())
 
@@ -246,14 +246,12 @@ def test_a_connection_idle_too_long_is_not_used_again(
     run: Callable[..., None], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     async def main() -> None:
-        async with serving(keep_answering()) as server:
-            client = UpstreamClient(0, 5.0, {})
+        async with serving(keep_answering()) as server, pooled() as client:
             assert await read(await client.post(server.url, b"{}")) == b'{"ok":true}'
             now = __import__("time").monotonic()
             monkeypatch.setattr("gateway.providers.http_client.time.monotonic", lambda: now + KEEPALIVE_S + 1)
             assert await read(await client.post(server.url, b"{}")) == b'{"ok":true}'
             assert server.connections == 2
-            await client.aclose()
 
     run(main())
 
@@ -270,8 +268,7 @@ def test_a_close_before_the_answer_is_safe_to_retry_and_a_close_mid_body_is_not(
     before, mid = Server(silent), Server(half)
 
     async def main() -> None:
-        async with before, mid:
-            client = UpstreamClient(0, 5.0, {})
+        async with before, mid, pooled() as client:
             with pytest.raises(Disconnected) as unanswered:
                 await client.post(before.url, b"{}")
             assert not unanswered.value.answered
@@ -281,7 +278,6 @@ def test_a_close_before_the_answer_is_safe_to_retry_and_a_close_mid_body_is_not(
             assert cut.value.answered
             resp.close()
             assert client.open_connections == 0
-            await client.aclose()
 
     run(main())
 
@@ -298,12 +294,10 @@ def test_a_body_with_no_length_ends_with_the_connection(run: Callable[..., None]
     server = Server(handler)
 
     async def main() -> None:
-        async with server:
-            client = UpstreamClient(0, 5.0, {})
+        async with server, pooled() as client:
             resp = await client.post(server.url, b"{}")
             assert resp.content_length is None
             assert await read(resp) == b'{"until":"close"}'
-            await client.aclose()
 
     run(main())
 
@@ -329,8 +323,7 @@ def test_a_chunked_stream_arrives_piece_by_piece(run: Callable[..., None]) -> No
 
     async def main() -> None:
         gates.append(asyncio.Event())
-        async with server:
-            client = UpstreamClient(0, 5.0, {})
+        async with server, pooled() as client:
             resp = await client.post(server.url, b"{}")
             got = []
             while data := await resp.read_some():
@@ -340,7 +333,6 @@ def test_a_chunked_stream_arrives_piece_by_piece(run: Callable[..., None]) -> No
             resp.close()
             assert await read(await client.post(server.url, b"{}")) == b"{}"
             assert server.connections == 1
-            await client.aclose()
 
     run(main())
 
@@ -365,10 +357,8 @@ def test_compressed_bodies_are_inflated(run: Callable[..., None], encoding: str)
     server = Server(handler)
 
     async def main() -> None:
-        async with server:
-            client = UpstreamClient(0, 5.0, {})
+        async with server, pooled() as client:
             assert await read(await client.post(server.url, b"{}")) == text
-            await client.aclose()
 
     run(main())
 
@@ -384,8 +374,7 @@ def test_a_bomb_inflates_a_piece_at_a_time(run: Callable[..., None]) -> None:
     server = Server(handler)
 
     async def main() -> None:
-        async with server:
-            client = UpstreamClient(0, 5.0, {})
+        async with server, pooled() as client:
             resp = await client.post(server.url, b"{}")
             biggest = total = 0
             while data := await resp.read_some():
@@ -395,7 +384,6 @@ def test_a_bomb_inflates_a_piece_at_a_time(run: Callable[..., None]) -> None:
                     break  # the caller's limit: what is left is never inflated
             assert biggest <= 64 * 1024
             resp.close()
-            await client.aclose()
 
     run(main())
 
@@ -411,13 +399,11 @@ def test_a_reader_that_falls_behind_stops_the_socket_not_the_memory(run: Callabl
     server = Server(handler)
 
     async def main() -> None:
-        async with server:
-            client = UpstreamClient(0, 5.0, {})
+        async with server, pooled() as client:
             resp = await client.post(server.url, b"{}")
             await asyncio.sleep(0.2)  # the upstream sends as fast as it can; nobody reads
             assert resp._buffered < 1024 * 1024, "reading stopped near the high-water mark"
             assert await read(resp) == body
-            await client.aclose()
 
     run(main())
 
@@ -434,13 +420,11 @@ def test_an_interim_answer_is_skipped(run: Callable[..., None]) -> None:
     server = Server(handler)
 
     async def main() -> None:
-        async with server:
-            client = UpstreamClient(0, 5.0, {})
+        async with server, pooled() as client:
             resp = await client.post(server.url, b"{}")
             assert resp.status == 200 and "link" not in resp.headers
             assert await read(resp) == b"{}"
             assert await read(await client.post(server.url, b"{}")) == b"[]"
-            await client.aclose()
 
     run(main())
 
@@ -457,42 +441,36 @@ def test_bytes_that_are_not_http_are_refused(run: Callable[..., None], reply: by
     server = Server(handler)
 
     async def main() -> None:
-        async with server:
-            client = UpstreamClient(0, 5.0, {})
+        async with server, pooled() as client:
             with pytest.raises(BadResponse):
                 await client.post(server.url, b"{}")
             await asyncio.sleep(0)
             assert client.open_connections == 0
-            await client.aclose()
 
     run(main())
 
 
 def test_a_cancelled_call_drops_its_connection(run: Callable[..., None]) -> None:
     async def main() -> None:
-        async with serving(keep_answering(delay=0.2)) as server:
-            client = UpstreamClient(0, 5.0, {})
+        async with serving(keep_answering(delay=0.2)) as server, pooled() as client:
             with pytest.raises(TimeoutError):
                 async with asyncio.timeout(0.05):
                     await client.post(server.url, b"{}")
             # the late answer must not be read as the answer to the next request
             assert await read(await client.post(server.url, b'{"n":2}')) == b'{"ok":true}'
             assert server.connections == 2
-            await client.aclose()
 
     run(main())
 
 
 def test_a_response_closed_half_read_is_not_reused(run: Callable[..., None]) -> None:
     async def main() -> None:
-        async with serving(keep_answering(body=b"y" * 500_000)) as server:
-            client = UpstreamClient(0, 5.0, {})
+        async with serving(keep_answering(body=b"y" * 500_000)) as server, pooled() as client:
             resp = await client.post(server.url, b"{}")
             assert await resp.read_some()
             resp.close()  # not read to the end: dropped, not pooled
             assert await read(await client.post(server.url, b"{}")) == b"y" * 500_000
             assert server.connections == 2
-            await client.aclose()
 
     run(main())
 
@@ -501,22 +479,19 @@ def test_nothing_listening_is_a_connect_failure(run: Callable[..., None]) -> Non
     async def main() -> None:
         async with serving(keep_answering()) as server:
             url = server.url
-        client = UpstreamClient(0, 5.0, {})
-        with pytest.raises(ConnectFailed):
-            await client.post(url, b"{}")
-        assert client.open_connections == 0
-        await client.aclose()
+        async with pooled() as client:
+            with pytest.raises(ConnectFailed):
+                await client.post(url, b"{}")
+            assert client.open_connections == 0
 
     run(main())
 
 
 def test_a_path_that_is_not_ascii_goes_out_percent_encoded(run: Callable[..., None]) -> None:
     async def main() -> None:
-        async with serving(keep_answering()) as server:
-            client = UpstreamClient(0, 5.0, {})
+        async with serving(keep_answering()) as server, pooled() as client:
             url = server.url.replace("/v1/", "/v1/modèle x/") + "?q=a%20b"
             assert await read(await client.post(url, b"{}")) == b'{"ok":true}'
-            await client.aclose()
         assert server.requests[0].split(b"\r\n")[0] == b"POST /v1/mod%C3%A8le%20x/chat/completions?q=a%20b HTTP/1.1"
 
     run(main())
