@@ -121,7 +121,7 @@ async def _serve_inbound(
         await shaper.error(send, exc, ctx.headers)
         record_finished(ctx, scope, stream=False)
         return
-    await _serve(gw, ctx, scope, receive, work, exchange, admission, req.stream)
+    await _serve(gw, ctx, scope, receive, work, exchange, admission, req.stream, watch=hit is None)
 
 
 def _cache_key(gw: Gateway, scope: Scope, ctx: RequestContext, req: ChatRequest) -> str | None:
@@ -144,11 +144,20 @@ async def _serve(
     exchange: Exchange,
     admission: Admission,
     stream: bool,
+    *,
+    watch: bool,
 ) -> None:
+    """``watch``: cancel ``work`` if the caller hangs up. A cache hit is not watched: its answer is already
+    in memory and goes out at once, there is no upstream call to stop, and the watcher (a task reading the
+    connection) would be the largest part of what a hit costs."""
     finished = False
     try:
         with gw.metrics.in_flight():
-            finished = await until_disconnect(receive, work, exchange)
+            if watch:
+                finished = await until_disconnect(receive, work, exchange)
+            else:
+                await work
+                finished = True
     finally:
         if not finished:
             ctx.fields["client_disconnected"] = True
