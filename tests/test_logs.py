@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import re
 import socket
 from pathlib import Path
@@ -85,3 +86,42 @@ def test_timestamps_are_iso_8601_utc_to_the_millisecond_across_second_boundaries
     for t in (0.0, 1764640279.0004, 1764640279.9996, 1764640280.5, 1764640279.25, 1798761599.999):
         expected = datetime.fromtimestamp(t, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
         assert handler.timestamp(t) == iso_utc(t) == expected, t
+
+
+def test_request_lines_written_on_the_loop_go_out_together_in_order_and_at_exit() -> None:
+    import asyncio
+    import io
+
+    from gateway.books.logs import JsonFormatter, JsonLinesHandler
+
+    class Stream(io.StringIO):
+        writes = 0
+
+        def write(self, s: str) -> int:
+            self.writes += 1
+            return super().write(s)
+
+    stream = Stream()
+    handler = JsonLinesHandler(stream)
+    handler.setFormatter(JsonFormatter())
+
+    def lines() -> list[str]:
+        return [json.loads(line)["msg"] for line in stream.getvalue().splitlines()]
+
+    async def main() -> None:
+        handler.write_line(b'{"msg": "one"}\n')
+        handler.write_line(b'{"msg": "two"}\n')
+        assert stream.getvalue() == ""  # the loop's pass is not over yet
+        await asyncio.sleep(0)
+        assert lines() == ["one", "two"] and stream.writes == 1  # together, in one write
+        handler.write_line(b'{"msg": "three"}\n')
+        # any other line writes what is collected first
+        handler.emit(logging.LogRecord("x", logging.WARNING, __file__, 1, "four", None, None))
+        assert lines() == ["one", "two", "three", "four"]
+        handler.write_line(b'{"msg": "five"}\n')
+        handler.flush()  # what logging.shutdown does at exit, when the loop may not run again
+        assert lines()[-1] == "five"
+
+    asyncio.run(main())
+    handler.write_line(b'{"msg": "six"}\n')  # off the loop: written at once
+    assert lines()[-1] == "six"

@@ -12,6 +12,7 @@ and the trace id when tracing is on. Prompts and answers are left out unless the
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import sys
 import time
@@ -97,10 +98,20 @@ def server_log_config(level: str = "info") -> dict[str, Any]:
 
 
 class JsonLinesHandler(logging.StreamHandler):  # type: ignore[type-arg]
-    """The handler :func:`configure` installs. Request lines take a shortcut through :meth:`write_line`."""
+    """The handler :func:`configure` installs. Request lines take a shortcut through :meth:`write_line`.
+
+    Request lines written from the event loop are collected and go out together when the loop's current
+    pass is over: one write for every request that ended in that pass, instead of one each (a write
+    costs about as much as the rest of a cache hit's line). Any other line, and :meth:`flush` (which
+    ``logging.shutdown`` calls at exit), writes what is collected first, so lines keep their order.
+    """
 
     #: (a whole second, its ISO 8601 text): request lines in the same second format the date once
     _second: tuple[int, str] = (-1, "")
+
+    def __init__(self, stream: Any = None) -> None:
+        super().__init__(stream)
+        self._pending: list[bytes] = []
 
     def timestamp(self, t: float) -> str:
         """:func:`iso_utc`, with the date and time to the second formatted once per second."""
@@ -112,8 +123,26 @@ class JsonLinesHandler(logging.StreamHandler):  # type: ignore[type-arg]
 
     def write_line(self, line: bytes) -> None:
         with self.lock:  # type: ignore[union-attr]
-            self.stream.write(line.decode())
+            pending = self._pending
+            pending.append(line)
+            if len(pending) > 1:
+                return  # a write is already due
+            try:
+                asyncio.get_running_loop().call_soon(self.flush)
+            except RuntimeError:  # not on an event loop: write it now
+                self.flush()
+
+    def flush(self) -> None:
+        with self.lock:  # type: ignore[union-attr]
+            if self._pending:
+                self.stream.write(b"".join(self._pending).decode())
+                self._pending.clear()
+            super().flush()
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if self._pending:
             self.flush()
+        super().emit(record)
 
 
 def log_request(logger: logging.Logger, fields: dict[str, Any], level: int = logging.INFO) -> None:
