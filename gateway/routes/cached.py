@@ -14,6 +14,8 @@ from gateway.wire.sse_out import SSEResponse
 
 HIT: tuple[bytes, bytes] = (b"x-fusion-cache", b"hit")
 MISS: tuple[bytes, bytes] = (b"x-fusion-cache", b"miss")
+#: what every hit adds to the request's headers: it was a hit, and it cost nothing
+_HIT_HEADERS = (HIT, *cost_header(Decimal(0)))
 
 
 async def serve_hit(ctx: RequestContext, req: ChatRequest, hit: CachedAnswer, send: Send) -> None:
@@ -23,7 +25,7 @@ async def serve_hit(ctx: RequestContext, req: ChatRequest, hit: CachedAnswer, se
     ctx.fields["cache"] = "hit"
     ctx.fields["cost_saved_usd"] = hit.saved
     ctx.services.metrics.cache_hit(req.model, hit.saved)
-    headers = [*ctx.headers, HIT, *cost_header(Decimal(0))]
+    headers = [*ctx.headers, *_HIT_HEADERS]
     if not req.stream:
         await send({"type": "http.response.start", "status": 200,
                     "headers": [*JSON_HEADERS, (b"content-length", str(len(hit.body)).encode()), *headers]})

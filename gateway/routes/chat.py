@@ -152,7 +152,7 @@ async def _serve(
     connection) would be the largest part of what a hit costs."""
     finished = False
     try:
-        with gw.metrics.in_flight():
+        with gw.metrics.in_flight:
             if watch:
                 finished = await until_disconnect(receive, work, exchange)
             else:
