@@ -26,8 +26,8 @@ FORBIDDEN_KEYS = frozenset(
 )
 _SCHEMA_KEYS = frozenset({"parameters", "schema", "json_schema"})
 #: Keys seen in nearly every request, known not to be forbidden: the walk skips normalising them.
-_PLAIN_KEYS = frozenset({"role", "content", "type", "text", "name", "id", "arguments", "image_url", "url", "detail",
-                         "description", "tool_call_id", *FIELDS, *MESSAGE_FIELDS})
+_PLAIN_KEYS = frozenset({"model", "messages", "role", "content", "type", "text", "name", "id", "arguments",
+                         "image_url", "url", "detail", "description", "tool_call_id", *FIELDS, *MESSAGE_FIELDS})
 
 #: Deepest nesting accepted. orjson writes at most 254 levels, and a pool or a translating provider
 #: wraps the caller's values a few levels deeper still; real requests stay far below this.
