@@ -256,6 +256,31 @@ def test_a_connection_idle_too_long_is_not_used_again(
     run(main())
 
 
+def test_connections_idle_past_the_keep_alive_are_closed_without_another_call(
+    run: Callable[..., None], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An upstream that never closes idle connections: a burst's connections do not stay open until the
+    next call to it."""
+    monkeypatch.setattr("gateway.providers.http_client.KEEPALIVE_S", 0.3)
+
+    async def main() -> None:
+        async with serving(keep_answering(delay=0.05)) as server, pooled() as client:
+            answers = await asyncio.gather(*(client.post(server.url, b"{}") for _ in range(4)))
+            assert [await read(a) for a in answers] == [b'{"ok":true}'] * 4
+            assert server.open == 4 and client.open_connections == 4
+            await asyncio.sleep(0.1)
+            assert server.open == 4  # still within the keep-alive: kept for reuse
+            for _ in range(100):
+                if server.open == 0:
+                    break
+                await asyncio.sleep(0.02)
+            assert server.open == 0 and client.open_connections == 0
+            assert await read(await client.post(server.url, b"{}")) == b'{"ok":true}'  # a new one, as usual
+            assert server.connections == 5
+
+    run(main())
+
+
 def test_a_close_before_the_answer_is_safe_to_retry_and_a_close_mid_body_is_not(run: Callable[..., None]) -> None:
     async def silent(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         await Server.read_request(before, reader)

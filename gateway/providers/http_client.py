@@ -389,6 +389,8 @@ class UpstreamClient:
         self._targets: dict[str, _Target] = {}
         self._ssl: ssl.SSLContext | None = None
         self._closed = False
+        #: closes idle connections past ``KEEPALIVE_S``; pending while any connection is idle
+        self._sweep: asyncio.TimerHandle | None = None
 
     async def post(self, url: str, body: bytes, headers: Mapping[str, str] | None = None) -> Response:
         """Send ``body`` to ``url`` and wait for the response head. The body is the caller's to read."""
@@ -519,6 +521,24 @@ class UpstreamClient:
         horizon = conn.idle_since - KEEPALIVE_S
         while idle[0].idle_since < horizon:  # the oldest have waited too long: closed, not kept
             idle.popleft()._close()
+        if self._sweep is None:
+            self._sweep = asyncio.get_running_loop().call_later(KEEPALIVE_S, self._sweep_idle)
+
+    def _sweep_idle(self) -> None:
+        """Close the connections idle past ``KEEPALIVE_S`` without waiting for the next call to their origin:
+        an upstream that never closes idle connections would otherwise keep a burst's worth of them open
+        for as long as nothing calls it again."""
+        self._sweep = None
+        now = time.monotonic()
+        horizon = now - KEEPALIVE_S
+        next_due: float | None = None
+        for idle in self._idle.values():
+            while idle and idle[0].idle_since <= horizon:
+                idle.popleft()._close()
+            if idle and (next_due is None or idle[0].idle_since < next_due):
+                next_due = idle[0].idle_since
+        if next_due is not None:
+            self._sweep = asyncio.get_running_loop().call_later(next_due + KEEPALIVE_S - now, self._sweep_idle)
 
     def forget(self, conn: _Connection, *, wake: bool = True) -> None:
         """``conn`` is closed or closing: its slot is free (for the next waiter, if ``wake``)."""
@@ -545,6 +565,9 @@ class UpstreamClient:
 
     async def aclose(self) -> None:
         self._closed = True
+        if self._sweep is not None:
+            self._sweep.cancel()
+            self._sweep = None
         for idle in self._idle.values():
             while idle:
                 idle.pop()._close()
