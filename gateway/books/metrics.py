@@ -443,7 +443,6 @@ class Metrics:
 
     # ------------------------------------------------------------------ requests
 
-
     def refused(self, status: int, reason: str | None) -> None:
         """A request was turned away before any work: bad input, key, permission, name, size, rate, budget."""
         if status in REFUSED_STATUSES:
