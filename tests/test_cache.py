@@ -33,6 +33,12 @@ def config(fake: FakeUpstream, cache: str = "{enabled: true}", extra: str = "") 
     )
 
 
+def as_hit(miss: dict[str, Any]) -> dict[str, Any]:
+    """The answer of a miss as a hit on it returns it: the same, but costing 0 in ``usage`` too."""
+    assert miss["usage"]["fusion_cost_usd"] > 0
+    return {**miss, "usage": {**miss["usage"], "fusion_cost_usd": 0}}
+
+
 def ask(url: str, model: str = "m", headers: dict[str, str] | None = None, **body: Any) -> httpx.Response:
     return httpx.post(f"{url}/v1/chat/completions", json={"model": model, "messages": HI, **body},
                       headers=headers or {}, timeout=20)
@@ -54,7 +60,7 @@ def test_a_repeat_is_a_hit_that_costs_nothing_and_calls_no_upstream(gateway: Gat
         scrape = httpx.get(f"{srv.url}/metrics").text
     assert first.headers["x-fusion-cache"] == "miss" and first.headers["x-fusion-cost-usd"] == "0.002"
     assert second.headers["x-fusion-cache"] == "hit" and second.headers["x-fusion-cost-usd"] == "0"
-    assert second.json() == first.json()
+    assert second.json() == as_hit(first.json())
     assert hits(answering, "up-m") == 1
     assert sample(scrape, "fusion_cache_hits_total", pool="m") == 1
     assert sample(scrape, "fusion_cache_misses_total", pool="m") == 1
@@ -151,6 +157,7 @@ def test_streams_are_replayed_as_streams(gateway: GatewayRunner, answering: Fake
     assert header == "hit"
     assert final.choices[0].message.content == plain["choices"][0]["message"]["content"] == "42 from m"
     assert chunks[-1].choices == [] and chunks[-1].usage.total_tokens == 1500
+    assert chunks[-1].usage.model_extra["fusion_cost_usd"] == 0  # a hit costs nothing, in usage too
     assert streamed_first[0][0] == "miss"
     assert json_after_stream.headers["x-fusion-cache"] == "hit"
     assert json_after_stream.json()["choices"][0]["message"]["content"] == "42 from o"
@@ -169,7 +176,7 @@ def test_a_pool_s_fused_answer_is_cached(gateway: GatewayRunner, answering: Fake
     assert second.headers["x-fusion-cache"] == "hit" and second.headers["x-fusion-cost-usd"] == "0"
     body = second.json()
     assert body["choices"] == first.json()["choices"]
-    assert body["fusion"]["cost_usd"] == 0
+    assert body["fusion"]["cost_usd"] == 0 and body["usage"]["fusion_cost_usd"] == 0
     assert body["fusion"]["cache"] == {"hit": True, "saved_usd": float(cost)}
     assert header == "hit" and final.choices[0].message.content == "42, merged"
     assert chunks[-1].model_extra["fusion"]["cache"]["hit"] is True
@@ -190,5 +197,5 @@ def test_two_gateways_share_one_redis_cache(tmp_path: Path) -> None:
             second = ask(b.url)
             third = ask(a.url)
     assert [r.headers["x-fusion-cache"] for r in (first, second, third)] == ["miss", "hit", "hit"]
-    assert second.json() == first.json()
+    assert second.json() == as_hit(first.json())
     assert hits(upstream, "up-m") == 1

@@ -64,11 +64,15 @@ def replay_chunks(answer: dict[str, Any], include_usage: bool) -> list[dict[str,
 
 
 async def store(ctx: RequestContext, key: str, answer: dict[str, Any], cost: Decimal | None) -> None:
-    """Keep an answer for the next identical request. For a pool, the replayed ``fusion`` object says it
-    was cached, costs 0 and what it saved."""
+    """Keep an answer for the next identical request, as a hit replays it: its cost in ``usage`` is 0, as
+    in the ``x-fusion-cost-usd`` header (the tokens stay those of the answer), and for a pool the ``fusion``
+    object says it was cached, costs 0 and what it saved."""
     cache = ctx.services.cache
     if cache is None:
         return
+    usage = answer.get("usage")
+    if isinstance(usage, dict) and "fusion_cost_usd" in usage:
+        answer = {**answer, "usage": {**usage, "fusion_cost_usd": Decimal(0)}}
     if isinstance(answer.get("fusion"), dict):
         answer = {**answer, "fusion": {**answer["fusion"], "cost_usd": Decimal(0),
                                        "cache": {"hit": True, "saved_usd": cost}}}
