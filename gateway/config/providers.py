@@ -210,7 +210,6 @@ class AnthropicProviderConfig(HTTPProviderConfig):
     extra_body: dict[str, Any] = {}
 
 
-
 class GeminiProviderConfig(HTTPProviderConfig):
     """Google's Gemini API (generateContent), translated to and from OpenAI Chat Completions (``x-goog-api-key``)."""
 
@@ -221,7 +220,6 @@ class GeminiProviderConfig(HTTPProviderConfig):
     #: native GenerateContentRequest fields added to every request (e.g. safetySettings,
     #: generationConfig.thinkingConfig); merged key by key, the translated request wins on conflict
     extra_body: dict[str, Any] = {}
-
 
 
 class FailureInjection(Strict):

@@ -516,12 +516,8 @@ class UpstreamClient:
                 waiter.set_result(conn)
                 return
         conn.idle_since = time.monotonic()
-        idle = self._idle.setdefault(conn.origin, deque())
-        idle.append(conn)
-        horizon = conn.idle_since - KEEPALIVE_S
-        while idle[0].idle_since < horizon:  # the oldest have waited too long: closed, not kept
-            idle.popleft()._close()
-        if self._sweep is None:
+        self._idle.setdefault(conn.origin, deque()).append(conn)
+        if self._sweep is None:  # the sweep closes what waits too long from here
             self._sweep = asyncio.get_running_loop().call_later(KEEPALIVE_S, self._sweep_idle)
 
     def _sweep_idle(self) -> None:
